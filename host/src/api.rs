@@ -1,0 +1,206 @@
+//! The hub's own HTTP routes: the management API (`/api/v1/modules…`, admin token required) and
+//! `/healthz`. Names from URLs are validated before anything else uses them, so no request can
+//! name a path outside `MODULES_DIR`.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::error::ApiError;
+use crate::hub::{ActionError, Hub};
+use crate::names;
+use crate::registry::{ModuleObject, State};
+
+/// Register the hub's routes. They come before the module catch-alls.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/modules")
+            .route(web::get().to(list))
+            .default_service(web::to(admin_method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/modules/{name}")
+            .route(web::get().to(get))
+            .default_service(web::to(admin_method_not_allowed)),
+    )
+    .service(web::resource("/api/v1/modules/{name}/{action}").to(action))
+    .service(web::resource("/api/v1/modules/{tail:.*}").to(admin_not_found));
+}
+
+/// The admin token, kept as its SHA-256 so comparisons take the same time whatever the input.
+pub struct AdminToken([u8; 32]);
+
+impl AdminToken {
+    pub fn new(token: &str) -> AdminToken {
+        AdminToken(Sha256::digest(token.as_bytes()).into())
+    }
+
+    fn accepts(&self, header: Option<&str>) -> bool {
+        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        given.ct_eq(&self.0).into()
+    }
+}
+
+/// Proof that the request carries the admin token; an extractor, so a handler cannot forget it.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let accepted = req
+            .app_data::<web::Data<AdminToken>>()
+            .is_some_and(|token| token.accepts(header));
+        ready(if accepted {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized())
+        })
+    }
+}
+
+/// `GET /healthz`: the hub itself is up; counts of modules by state.
+async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
+    let all = hub.registry().all();
+    let count = |state| all.values().filter(|e| e.state == state).count();
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "modules": {
+            "running": count(State::Running),
+            "disabled": count(State::Disabled),
+            "failed": count(State::Failed),
+        }
+    }))
+}
+
+/// `GET /api/v1/modules`: every module, by name.
+async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
+    let objects: Vec<ModuleObject> = hub
+        .registry()
+        .all()
+        .values()
+        .map(|e| e.to_object())
+        .collect();
+    HttpResponse::Ok().json(objects)
+}
+
+/// `GET /api/v1/modules/{name}`.
+async fn get(
+    _: Admin,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = valid_name(&name)?;
+    let entry = hub.get(name).map_err(action_error)?;
+    Ok(HttpResponse::Ok().json(entry.to_object()))
+}
+
+/// `POST /api/v1/modules/{name}/enable|disable|reload`.
+async fn action(
+    _: Admin,
+    req: HttpRequest,
+    hub: web::Data<Hub>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, action) = path.into_inner();
+    if !matches!(action.as_str(), "enable" | "disable" | "reload") {
+        return Err(ApiError::not_found(format!(
+            "unknown module action '{action}': use enable, disable or reload"
+        )));
+    }
+    if req.method() != actix_web::http::Method::POST {
+        return Err(ApiError::method_not_allowed(format!(
+            "{action} takes POST, not {}",
+            req.method()
+        )));
+    }
+    let name = valid_name(&name)?;
+    let entry = match action.as_str() {
+        "enable" => hub.set_enabled(name, true).await,
+        "disable" => hub.set_enabled(name, false).await,
+        _ => hub.reload(name).await,
+    }
+    .map_err(action_error)?;
+    Ok(HttpResponse::Ok().json(entry.to_object()))
+}
+
+async fn admin_not_found(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    not_found(req).await
+}
+
+async fn admin_method_not_allowed(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    method_not_allowed(req).await
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Anything no route matched.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+fn valid_name(name: &str) -> Result<&str, ApiError> {
+    names::validate(name).map(|()| name).map_err(|reason| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!("module name {name:?} is invalid: {reason}"),
+        )
+    })
+}
+
+fn action_error(error: ActionError) -> ApiError {
+    match error {
+        ActionError::NotInstalled(name) => ApiError::module_not_found(&name),
+        ActionError::ModulesOff => ApiError::modules_off(),
+        ActionError::Manifest(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_manifest",
+            e.to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_must_match_exactly() {
+        let token = AdminToken::new("s3cret");
+        assert!(token.accepts(Some("Bearer s3cret")));
+        assert!(!token.accepts(Some("Bearer s3cre")));
+        assert!(!token.accepts(Some("Bearer s3cret2")));
+        assert!(!token.accepts(Some("s3cret")));
+        assert!(!token.accepts(Some("Basic s3cret")));
+        assert!(!token.accepts(None));
+    }
+}

@@ -1,0 +1,345 @@
+//! The hub's one `Config`, read from the environment (and `./.env`), passed explicitly.
+//!
+//! [`SETTINGS`] lists every variable with its default and one line of help; `.env.example` is
+//! rendered from it (a test keeps the file current). `MODULES__{NAME}__{KEY}` variables are kept
+//! aside and looked up per module (see [`ModuleEnv`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// One environment variable the hub reads.
+#[derive(Debug)]
+pub struct Setting {
+    pub var: &'static str,
+    /// The value used when the variable is unset or empty ("" = none).
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting, in the order `.env.example` lists them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        var: "HUB_BIND",
+        default: "127.0.0.1:8000",
+        help: "Address the hub listens on (port 0 picks a free port).",
+    },
+    Setting {
+        var: "HUB_ADMIN_TOKEN",
+        default: "",
+        help: "Bearer token for /api/v1/modules; unset: a random token is generated and logged once at start.",
+    },
+    Setting {
+        var: "MODULES_ENABLED",
+        default: "true",
+        help: "Global switch for the module system; false: the hub serves with no module loaded.",
+    },
+    Setting {
+        var: "MODULES_DIR",
+        default: "plugins",
+        help: "Folder holding one folder per module (module.json + library).",
+    },
+    Setting {
+        var: "RUST_LOG",
+        default: "info",
+        help: "Log filter, e.g. info or hub=debug,info.",
+    },
+    Setting {
+        var: "HUB_LOG_FORMAT",
+        default: "pretty",
+        help: "Log output: pretty (human) or json (one object per line).",
+    },
+    Setting {
+        var: "HUB_REQUEST_TIMEOUT_MS",
+        default: "30000",
+        help: "A module handler running longer is cancelled with 504.",
+    },
+    Setting {
+        var: "HUB_HEALTH_TIMEOUT_MS",
+        default: "5000",
+        help: "A module health check running longer counts as unhealthy.",
+    },
+    Setting {
+        var: "HUB_BODY_LIMIT_BYTES",
+        default: "1048576",
+        help: "Largest request body passed to a module; larger is refused with 413.",
+    },
+    Setting {
+        var: "HUB_SHUTDOWN_GRACE_MS",
+        default: "10000",
+        help: "On SIGTERM/SIGINT, how long requests in flight and module shutdown hooks may take.",
+    },
+    Setting {
+        var: "HUB_WORKERS",
+        default: "0",
+        help: "HTTP worker threads; 0: one per CPU core.",
+    },
+    Setting {
+        var: "HUB_RUNTIME_DIR",
+        default: "",
+        help: "Where the hub makes its private 0700 folder for library copies; unset: the system temp dir.",
+    },
+];
+
+/// The hub's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub admin_token: Option<String>,
+    pub modules_enabled: bool,
+    pub modules_dir: PathBuf,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub request_timeout: Duration,
+    pub health_timeout: Duration,
+    pub body_limit: usize,
+    pub shutdown_grace: Duration,
+    pub workers: usize,
+    pub runtime_dir: Option<PathBuf>,
+    pub module_env: ModuleEnv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A setting that could not be read; names the variable and says what it expects.
+#[derive(Debug, Error)]
+#[error("{var}={value:?} is invalid: {expected}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl Config {
+    /// Read the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Read the configuration from `vars` (the environment, or a test's list).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let get = |var: &'static str| -> String {
+            let set = vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.trim());
+            match set {
+                Some(v) if !v.is_empty() => v.to_owned(),
+                _ => default_of(var).to_owned(),
+            }
+        };
+        let millis = |var: &'static str| -> Result<Duration, ConfigError> {
+            let value = get(var);
+            value
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| ConfigError {
+                    var,
+                    value,
+                    expected: "a whole number of milliseconds",
+                })
+        };
+        let number = |var: &'static str| -> Result<usize, ConfigError> {
+            let value = get(var);
+            value.parse::<usize>().map_err(|_| ConfigError {
+                var,
+                value,
+                expected: "a whole number",
+            })
+        };
+        let optional = |var: &'static str| Some(get(var)).filter(|v| !v.is_empty());
+
+        let bind_text = get("HUB_BIND");
+        let bind = bind_text.parse().map_err(|_| ConfigError {
+            var: "HUB_BIND",
+            value: bind_text.clone(),
+            expected: "an address with a port, like 127.0.0.1:8000",
+        })?;
+        let log_format = match get("HUB_LOG_FORMAT").as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError {
+                    var: "HUB_LOG_FORMAT",
+                    value: other.to_owned(),
+                    expected: "pretty or json",
+                });
+            }
+        };
+        let modules_enabled_text = get("MODULES_ENABLED");
+        let modules_enabled = parse_bool(&modules_enabled_text).ok_or(ConfigError {
+            var: "MODULES_ENABLED",
+            value: modules_enabled_text.clone(),
+            expected: "true or false",
+        })?;
+        Ok(Config {
+            bind,
+            admin_token: optional("HUB_ADMIN_TOKEN"),
+            modules_enabled,
+            modules_dir: PathBuf::from(get("MODULES_DIR")),
+            log_filter: get("RUST_LOG"),
+            log_format,
+            request_timeout: millis("HUB_REQUEST_TIMEOUT_MS")?,
+            health_timeout: millis("HUB_HEALTH_TIMEOUT_MS")?,
+            body_limit: number("HUB_BODY_LIMIT_BYTES")?,
+            shutdown_grace: millis("HUB_SHUTDOWN_GRACE_MS")?,
+            workers: number("HUB_WORKERS")?,
+            runtime_dir: optional("HUB_RUNTIME_DIR").map(PathBuf::from),
+            module_env: ModuleEnv::from_vars(&vars),
+        })
+    }
+}
+
+fn default_of(var: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.var == var)
+        .map(|s| s.default)
+        .unwrap_or_default()
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), case-insensitive.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The `MODULES__{NAME}__{KEY}` variables, kept for lookup per module.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleEnv {
+    /// (lowercased module name, key as written, raw value)
+    entries: Vec<(String, String, String)>,
+}
+
+impl ModuleEnv {
+    fn from_vars(vars: &[(String, String)]) -> ModuleEnv {
+        let entries = vars
+            .iter()
+            .filter_map(|(var, value)| {
+                let rest = strip_prefix_ignore_case(var, "MODULES__")?;
+                let (name, key) = rest.split_once("__")?;
+                (!name.is_empty() && !key.is_empty())
+                    .then(|| (name.to_ascii_lowercase(), key.to_owned(), value.clone()))
+            })
+            .collect();
+        ModuleEnv { entries }
+    }
+
+    /// The variables set for module `name`, as (key as written, raw value); `name` matched
+    /// case-insensitively.
+    pub fn for_module<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// `.env.example`, rendered from [`SETTINGS`].
+pub fn render_env_example() -> String {
+    let mut out = String::from(
+        "# Generated from host/src/config.rs (SETTINGS); a test fails when it is stale.\n\
+         # Every setting of the hub, with its default. Copy to .env and change what you need.\n\
+         # Module settings: MODULES__{NAME}__{KEY}=value (value parsed as JSON, else a string)\n\
+         # overrides the key of the module's \"config\"; MODULES__{NAME}__READ_ONLY and\n\
+         # MODULES__{NAME}__DRY_RUN override its \"safety\".\n",
+    );
+    for s in SETTINGS {
+        out.push_str(&format!("\n# {}\n", s.help));
+        if s.default.is_empty() {
+            out.push_str(&format!("# {}=\n", s.var));
+        } else {
+            out.push_str(&format!("{}={}\n", s.var, s.default));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() -> Result<(), ConfigError> {
+        let config = Config::from_vars(vars(&[]))?;
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8000");
+        assert!(config.modules_enabled);
+        assert_eq!(config.modules_dir, PathBuf::from("plugins"));
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.admin_token, None);
+        assert_eq!(config.log_format, LogFormat::Pretty);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_it_expects() {
+        let err = Config::from_vars(vars(&[("HUB_REQUEST_TIMEOUT_MS", "soon")]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("HUB_REQUEST_TIMEOUT_MS=\"soon\" is invalid: a whole number of milliseconds")
+        );
+        let err = Config::from_vars(vars(&[("MODULES_ENABLED", "maybe")]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("MODULES_ENABLED=\"maybe\" is invalid: true or false")
+        );
+    }
+
+    #[test]
+    fn module_variables_match_names_case_insensitively() -> Result<(), ConfigError> {
+        let config = Config::from_vars(vars(&[
+            ("MODULES__HELLO__GREETING", "Hej"),
+            ("modules__hello__Extra", "1"),
+            ("MODULES__OTHER__GREETING", "Hi"),
+            ("MODULES_DIR", "mods"),
+            ("MODULES____X", "ignored"),
+        ]))?;
+        let hello: Vec<_> = config.module_env.for_module("hello").collect();
+        assert_eq!(hello, vec![("GREETING", "Hej"), ("Extra", "1")]);
+        assert_eq!(config.modules_dir, PathBuf::from("mods"));
+        Ok(())
+    }
+
+    #[test]
+    fn env_example_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example");
+        let rendered = render_env_example();
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(path, &rendered).expect("write .env.example");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == rendered,
+            ".env.example is stale: run `UPDATE_EXPECT=1 cargo test -p host env_example` and commit it"
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! Opening module libraries, and the host side of the ABI. This is the only file of the host
+//! that touches abi_stable's loading API or implements a boundary trait.
+//!
+//! Loading copies the library into the hub's private runtime folder (a fresh 0700 temporary
+//! folder, never a predictable path), opens the copy, checks its ABI and deletes the copy.
+//! Copies are needed because the dynamic loader returns the already-open handle for a path it
+//! has seen, which would make a reload load the old code. Libraries are never closed: abi_stable
+//! keeps pointers into them, and dropping a value made by an unloaded library crashes. Each
+//! distinct library (by module name and content hash) is therefore opened at most once and
+//! stays mapped; opening an identical file again reuses the mapping.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Mutex;
+
+use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
+use abi_stable::sabi_trait::prelude::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RSome, RStr, RString};
+use plugin_api::ffi::{HostObj, HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Why a library could not be opened.
+#[derive(Debug, Clone, Error)]
+pub enum LoadError {
+    #[error(
+        "library {path} not found: build the module (cargo xtask build) or fix \"library\" in module.json"
+    )]
+    Missing { path: String },
+    #[error("cannot read library {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path} is not a loadable library: {reason}")]
+    NotALibrary { path: String, reason: String },
+    #[error(
+        "{path} is not a BMC Hub module: it exports no root module (use plugin_api::export_module!)"
+    )]
+    NoRootModule { path: String },
+    #[error(
+        "{path} was built against plugin-api {found}, but this hub has plugin-api {expected}: rebuild the module against plugin-api {expected_line}"
+    )]
+    Incompatible {
+        path: String,
+        found: String,
+        expected: String,
+        expected_line: String,
+    },
+    #[error(
+        "{path} does not match the ABI of this hub's plugin-api {expected}: rebuild the module against plugin-api {expected_line}. The layout check says:\n{excerpt}"
+    )]
+    AbiMismatch {
+        path: String,
+        expected: String,
+        expected_line: String,
+        excerpt: String,
+    },
+    #[error("{path} could not be initialised: {reason}")]
+    Other { path: String, reason: String },
+}
+
+/// An opened module library: its root module and what it says about itself.
+#[derive(Clone, Copy)]
+pub struct Library {
+    root: PluginRootRef,
+}
+
+/// What a library reports before `init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryInfo {
+    pub crate_name: String,
+    pub version: String,
+    pub api_version: String,
+}
+
+impl Library {
+    pub fn info(&self) -> LibraryInfo {
+        let info = (self.root.info())();
+        LibraryInfo {
+            crate_name: info.name.into_string(),
+            version: info.version.into_string(),
+            api_version: info.api_version.into_string(),
+        }
+    }
+
+    /// Run the module's `init`. An error or a panic in it comes back as `Err(reason)`.
+    pub fn instantiate(&self, args: InstanceArgs) -> Result<ModuleBox, String> {
+        let host = HostServices {
+            module: args.module.clone(),
+            config: args.config,
+        };
+        let init_args = InitArgs {
+            module: args.module.into(),
+            host: HostObj_TO::from_value(host, TD_Opaque),
+            read_only: args.read_only,
+            dry_run: args.dry_run,
+            max_log_level: args.max_log_level,
+        };
+        (self.root.init())(init_args)
+            .into_result()
+            .map_err(RString::into_string)
+    }
+}
+
+/// What a module instance is started with.
+#[derive(Debug, Clone)]
+pub struct InstanceArgs {
+    pub module: String,
+    pub config: Map<String, Value>,
+    pub read_only: bool,
+    pub dry_run: bool,
+    pub max_log_level: LogLevel,
+}
+
+/// Opens libraries through private copies and remembers what it opened.
+pub struct Loader {
+    runtime_dir: tempfile::TempDir,
+    opened: Mutex<HashMap<(String, [u8; 32]), Opened>>,
+}
+
+#[derive(Clone)]
+struct Opened {
+    result: Result<Library, LoadError>,
+    /// The library stays mapped (it was opened, whether or not it then passed the checks).
+    mapped: bool,
+}
+
+impl Loader {
+    /// Make the private runtime folder inside `parent` (the system temp dir when `None`).
+    pub fn new(parent: Option<&Path>) -> std::io::Result<Loader> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("bmc-hub-runtime-");
+        let runtime_dir = match parent {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
+        Ok(Loader {
+            runtime_dir,
+            opened: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The private folder library copies pass through.
+    pub fn runtime_dir(&self) -> &Path {
+        self.runtime_dir.path()
+    }
+
+    /// How many copies of module `module`'s libraries this process keeps mapped.
+    pub fn mapped_count(&self, module: &str) -> usize {
+        self.opened
+            .lock()
+            .map(|o| {
+                o.iter()
+                    .filter(|((m, _), v)| m == module && v.mapped)
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Open `path` as module `module`'s library. Blocking: reads and maps the file.
+    pub fn open(&self, module: &str, path: &Path) -> Result<Library, LoadError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::Missing {
+                path: shown.clone(),
+            },
+            _ => LoadError::Read {
+                path: shown.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        let key = (module.to_owned(), Sha256::digest(&bytes).into());
+        if let Some(opened) = self.opened.lock().ok().and_then(|o| o.get(&key).cloned()) {
+            return opened.result;
+        }
+        let opened = self.open_copy(module, &shown, &bytes);
+        if let Ok(mut all) = self.opened.lock() {
+            all.insert(key, opened.clone());
+        }
+        opened.result
+    }
+
+    fn open_copy(&self, module: &str, shown: &str, bytes: &[u8]) -> Opened {
+        let not_opened = |error| Opened {
+            result: Err(error),
+            mapped: false,
+        };
+        let read_error = |e: std::io::Error| LoadError::Read {
+            path: shown.to_owned(),
+            reason: format!("copying into {}: {e}", self.runtime_dir().display()),
+        };
+        let copy = match tempfile::Builder::new()
+            .prefix(&format!("{module}-"))
+            .suffix(std::env::consts::DLL_SUFFIX)
+            .tempfile_in(self.runtime_dir())
+        {
+            Ok(copy) => copy,
+            Err(e) => return not_opened(read_error(e)),
+        };
+        if let Err(e) = std::fs::write(copy.path(), bytes) {
+            return not_opened(read_error(e));
+        }
+        // The copy is deleted when `copy` drops; the mapping stays.
+        let header = match lib_header_from_path(copy.path()) {
+            Ok(header) => header,
+            Err(e) => return not_opened(describe(shown, e)),
+        };
+        // The plugin-api version is the ABI version: refuse another line (0.x minor, or major)
+        // by name before abi_stable's layout check, whose report runs to thousands of lines.
+        let found = header.version_strings().version.to_string();
+        let expected = PluginRootRef::VERSION_STRINGS.version.to_string();
+        if api_line(&found) != api_line(&expected) {
+            return Opened {
+                result: Err(LoadError::Incompatible {
+                    path: shown.to_owned(),
+                    found,
+                    expected_line: api_line(&expected),
+                    expected,
+                }),
+                mapped: true,
+            };
+        }
+        Opened {
+            result: header
+                .init_root_module::<PluginRootRef>()
+                .map(|root| Library { root })
+                .map_err(|e| describe(shown, e)),
+            mapped: true,
+        }
+    }
+}
+
+/// Turn abi_stable's error into a few lines that name the fix.
+fn describe(path: &str, error: LibraryError) -> LoadError {
+    let path = path.to_owned();
+    let expected = PluginRootRef::VERSION_STRINGS.version.to_string();
+    let expected_line = api_line(&expected);
+    match error {
+        LibraryError::OpenError { err, .. } => LoadError::NotALibrary {
+            path,
+            reason: err.to_string(),
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NoRootModule { path },
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::Incompatible {
+            path,
+            found: actual_version.to_string(),
+            expected,
+            expected_line,
+        },
+        LibraryError::AbiInstability(report) => LoadError::AbiMismatch {
+            path,
+            expected,
+            expected_line,
+            excerpt: layout_summary(&report.to_string()),
+        },
+        LibraryError::InvalidAbiHeader(header) => LoadError::Incompatible {
+            path,
+            found: format!("(a library made with abi_stable {header:?})"),
+            expected,
+            expected_line,
+        },
+        other => LoadError::Other {
+            path,
+            reason: excerpt(&other.to_string(), 6),
+        },
+    }
+}
+
+/// `0.1.3` → `0.1` (0.x: the minor is the ABI), `1.4.0` → `1`.
+fn api_line(version: &str) -> String {
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("0"), Some(minor)) => format!("0.{minor}"),
+        (Some(major), _) => major.to_owned(),
+        _ => version.to_owned(),
+    }
+}
+
+/// The distinct `Error:` lines of abi_stable's layout report (else its first lines).
+fn layout_summary(report: &str) -> String {
+    let mut errors: Vec<&str> = Vec::new();
+    for line in report
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Error:"))
+    {
+        if !errors.contains(&line) {
+            errors.push(line);
+        }
+    }
+    if errors.is_empty() {
+        return excerpt(report, 6);
+    }
+    let total = report.lines().count();
+    format!(
+        "{}\n… ({total} lines of layout report left out)",
+        excerpt(&errors.join("\n"), 5)
+    )
+}
+
+/// The first `lines` non-empty lines of `text`, with a note of how many were left out.
+fn excerpt(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = all
+        .iter()
+        .take(lines)
+        .map(|l| l.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if all.len() > lines {
+        out.push_str(&format!("\n… ({} more lines)", all.len() - lines));
+    }
+    out
+}
+
+/// The host object a module instance calls back into.
+struct HostServices {
+    module: String,
+    config: Map<String, Value>,
+}
+
+impl HostObj for HostServices {
+    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+        let (module, source, message) = (&self.module, target.as_str(), message.as_str());
+        let _ = catch_unwind(AssertUnwindSafe(|| match level {
+            LogLevel::Error => tracing::error!(module = %module, source = %source, "{message}"),
+            LogLevel::Warn => tracing::warn!(module = %module, source = %source, "{message}"),
+            LogLevel::Info => tracing::info!(module = %module, source = %source, "{message}"),
+            LogLevel::Debug => tracing::debug!(module = %module, source = %source, "{message}"),
+            LogLevel::Trace => tracing::trace!(module = %module, source = %source, "{message}"),
+        }));
+    }
+
+    fn config(&self, key: RStr<'_>) -> ROption<RString> {
+        let found = catch_unwind(AssertUnwindSafe(|| {
+            let key = key.as_str();
+            self.config
+                .get(key)
+                .or_else(|| {
+                    self.config
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                        .map(|(_, v)| v)
+                })
+                .map(|v| v.to_string())
+        }));
+        match found {
+            Ok(Some(text)) => RSome(text.into()),
+            _ => RNone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_line_is_the_minor_in_0x_and_the_major_after() {
+        assert_eq!(api_line("0.1.3"), "0.1");
+        assert_eq!(api_line("1.4.0"), "1");
+    }
+
+    #[test]
+    fn excerpt_keeps_the_first_lines_and_counts_the_rest() {
+        let text = (1..=300)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            excerpt(&text, 3),
+            "line 1\nline 2\nline 3\n… (297 more lines)"
+        );
+        assert_eq!(excerpt("a\n\nb", 6), "a\nb");
+    }
+
+    #[test]
+    fn a_layout_report_shrinks_to_its_distinct_errors() {
+        let report = "Compared <this>:\n  type:A\nError:incompatible package versions\n  x\n  Error:incompatible package versions\nError:field mismatch\n";
+        assert_eq!(
+            layout_summary(report),
+            "Error:incompatible package versions\nError:field mismatch\n… (6 lines of layout report left out)"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_library_is_refused_without_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let loader = Loader::new(Some(dir.path())).unwrap();
+        let path = dir.path().join("libjunk.so");
+        std::fs::write(&path, b"this is not an ELF file").unwrap();
+        let err = loader
+            .open("junk", &path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(&format!("{} is not a loadable library: ", path.display())),
+            "{err}"
+        );
+        assert_eq!(loader.mapped_count("junk"), 0);
+        let copies = std::fs::read_dir(loader.runtime_dir()).unwrap().count();
+        assert_eq!(copies, 0, "the private copy is deleted");
+    }
+}

@@ -1,0 +1,304 @@
+//! `module.json`: the typed manifest of a module, its validation, and the hub's one rewrite of it
+//! (`enabled`, written atomically with every other key and its order unchanged).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::names;
+
+/// The file name of a manifest inside a module's folder.
+pub const FILE_NAME: &str = "module.json";
+
+/// A module's manifest, `plugins/<name>/module.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The module's name; must equal its folder's name.
+    pub name: String,
+    /// The module's version; must equal the version its library reports (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// One line on what the module does.
+    #[serde(default)]
+    pub description: String,
+    /// Whether the hub should run the module. Only the operator changes it (API or by hand).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The library's file name in the module's folder; default `lib<name>.so` (`.dylib`, `.dll`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+    /// Other modules this one needs: name → semver range.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+    /// The module's settings; `MODULES__{NAME}__{KEY}` overrides a key.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    /// Safety switches; both default to on.
+    #[serde(default)]
+    pub safety: SafetyManifest,
+    /// Prefix of every table the module's migrations create; default `<name>_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_prefix: Option<String>,
+}
+
+/// The manifest's `safety` object. An absent switch is on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyManifest {
+    /// The module must not write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Writes are rolled back; the module only learns what would have changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+}
+
+/// Why a manifest was refused. Every message names the file.
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("{path} is missing: every module folder needs one")]
+    Missing { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid JSON: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} is invalid: {source}")]
+    Shape {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: name {name:?} is invalid: {reason} (names match ^[a-z][a-z0-9_]{{0,39}}$)")]
+    BadName {
+        path: PathBuf,
+        name: String,
+        reason: names::NameError,
+    },
+    #[error("{path} says name {name:?} but its folder is {folder:?}: make them equal")]
+    NameMismatch {
+        path: PathBuf,
+        name: String,
+        folder: String,
+    },
+    #[error("{path}: \"library\" must be a file name in the module's folder, not {library:?}")]
+    BadLibrary { path: PathBuf, library: String },
+    #[error("{path}: version {version:?} is empty: use the module crate's version, e.g. \"0.1.0\"")]
+    EmptyVersion { path: PathBuf, version: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Manifest {
+    /// Read and validate `<folder>/module.json`; the folder's name must be the module's name.
+    pub fn load(folder: &Path) -> Result<Manifest, ManifestError> {
+        let path = folder.join(FILE_NAME);
+        let text = fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ManifestError::Missing { path: path.clone() },
+            _ => ManifestError::Read {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let folder_name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Manifest::parse(&path, &folder_name, &text)
+    }
+
+    /// Parse and validate manifest `text` read from `path` in folder `folder_name`.
+    pub fn parse(path: &Path, folder_name: &str, text: &str) -> Result<Manifest, ManifestError> {
+        let value: Value = serde_json::from_str(text).map_err(|source| ManifestError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|source| ManifestError::Shape {
+                path: path.to_owned(),
+                source,
+            })?;
+        if let Err(reason) = names::validate(&manifest.name) {
+            return Err(ManifestError::BadName {
+                path: path.to_owned(),
+                name: manifest.name,
+                reason,
+            });
+        }
+        if manifest.name != folder_name {
+            return Err(ManifestError::NameMismatch {
+                path: path.to_owned(),
+                name: manifest.name,
+                folder: folder_name.to_owned(),
+            });
+        }
+        if manifest.version.trim().is_empty() {
+            return Err(ManifestError::EmptyVersion {
+                path: path.to_owned(),
+                version: manifest.version,
+            });
+        }
+        if let Some(library) = &manifest.library {
+            let plain = Path::new(library).file_name().map(|n| n.to_string_lossy())
+                == Some(library.as_str().into());
+            if !plain || library.starts_with('.') || library.contains('\\') {
+                return Err(ManifestError::BadLibrary {
+                    path: path.to_owned(),
+                    library: library.clone(),
+                });
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The library's file name: `library`, else the platform's name for a `cdylib` called `name`.
+    pub fn library_file(&self) -> String {
+        self.library.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}{}",
+                std::env::consts::DLL_PREFIX,
+                self.name,
+                std::env::consts::DLL_SUFFIX
+            )
+        })
+    }
+}
+
+/// Set `"enabled"` in the manifest at `path` to `enabled`, keeping every other key, its value and
+/// the order of keys. Written to a temporary file in the same folder, then renamed over the
+/// original: a reader sees the old file or the new one, never half of one. Returns whether the
+/// file changed.
+pub fn write_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> {
+    let text = fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut value: Value = serde_json::from_str(&text).map_err(|source| ManifestError::Syntax {
+        path: path.to_owned(),
+        source,
+    })?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(ManifestError::Shape {
+            path: path.to_owned(),
+            source: serde::de::Error::custom("the top level must be a JSON object"),
+        });
+    };
+    if object.get("enabled") == Some(&Value::Bool(enabled)) {
+        return Ok(false);
+    }
+    object.insert("enabled".to_owned(), Value::Bool(enabled));
+    let mut out = serde_json::to_string_pretty(&value).map_err(|source| ManifestError::Shape {
+        path: path.to_owned(),
+        source,
+    })?;
+    out.push('\n');
+    let write_err = |source| ManifestError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".module.json.")
+        .suffix(".tmp")
+        .tempfile_in(folder)
+        .map_err(write_err)?;
+    temp.write_all(out.as_bytes()).map_err(write_err)?;
+    temp.as_file().sync_all().map_err(write_err)?;
+    if let Ok(meta) = fs::metadata(path) {
+        fs::set_permissions(temp.path(), meta.permissions()).map_err(write_err)?;
+    }
+    temp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(folder: &str, text: &str) -> Result<Manifest, String> {
+        Manifest::parse(Path::new("plugins/x/module.json"), folder, text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_fill_what_the_manifest_leaves_out() {
+        let m = parse("hello", r#"{"name": "hello", "version": "1.2.3"}"#).unwrap();
+        assert_eq!(m.description, "");
+        assert!(!m.enabled);
+        assert!(m.dependencies.is_empty() && m.config.is_empty());
+        assert_eq!(m.safety, SafetyManifest::default());
+        assert_eq!(
+            m.library_file(),
+            format!(
+                "{}hello{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            )
+        );
+    }
+
+    #[test]
+    fn each_bad_manifest_gets_a_message_naming_the_file() {
+        assert_eq!(
+            parse("x", "{not json").unwrap_err(),
+            "plugins/x/module.json is not valid JSON: key must be a string at line 1 column 2"
+        );
+        assert_eq!(
+            parse("x", r#"{"name": "x", "version": "1.0.0", "colour": "red"}"#).unwrap_err(),
+            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `config`, `safety`, `table_prefix`"
+        );
+        assert_eq!(
+            parse("x", r#"{"version": "1.0.0"}"#).unwrap_err(),
+            "plugins/x/module.json is invalid: missing field `name`"
+        );
+        assert_eq!(
+            parse("x", r#"{"name": "X", "version": "1.0.0"}"#).unwrap_err(),
+            "plugins/x/module.json: name \"X\" is invalid: it must start with a lowercase letter a-z (names match ^[a-z][a-z0-9_]{0,39}$)"
+        );
+        assert_eq!(
+            parse("y", r#"{"name": "x", "version": "1.0.0"}"#).unwrap_err(),
+            "plugins/x/module.json says name \"x\" but its folder is \"y\": make them equal"
+        );
+        assert_eq!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1", "library": "../evil.so"}"#
+            )
+            .unwrap_err(),
+            "plugins/x/module.json: \"library\" must be a file name in the module's folder, not \"../evil.so\""
+        );
+    }
+
+    #[test]
+    fn writing_enabled_keeps_other_keys_and_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        fs::write(
+            &path,
+            r#"{"version": "1.0.0", "name": "x", "enabled": false, "config": {"b": 1, "a": 2}}"#,
+        )
+        .unwrap();
+        assert!(write_enabled(&path, true).unwrap());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\n  \"version\": \"1.0.0\",\n  \"name\": \"x\",\n  \"enabled\": true,\n  \"config\": {\n    \"b\": 1,\n    \"a\": 2\n  }\n}\n"
+        );
+        assert!(
+            !write_enabled(&path, true).unwrap(),
+            "unchanged value is not rewritten"
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+}

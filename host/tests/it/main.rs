@@ -1,0 +1,15 @@
+//! Integration tests of the hub: each starts a real `hub` process on loopback over a temporary
+//! `MODULES_DIR` with real module libraries, and speaks HTTP to it. Run with `cargo xtask test`,
+//! which builds the modules and fixtures first.
+
+/// The harness: hub process, module folders, HTTP client.
+mod support;
+
+/// Loading: the example module, and every kind of bad manifest or library (issue 2).
+mod loading;
+
+/// Calling into modules: routing, requests, panics, timeouts, health, config, logs (issue 2).
+mod handlers;
+
+/// The management API: auth, names, enable/disable/reload, the module object (issue 2).
+mod management;

@@ -1,0 +1,293 @@
+//! The test harness: a real `hub` process on loopback, over a temporary `MODULES_DIR` filled with
+//! real module libraries (built by `cargo xtask test`), and an HTTP client for it.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-admin-token";
+
+/// Where `cargo xtask test` put the fixture libraries.
+pub fn artifacts() -> PathBuf {
+    match std::env::var_os("HUB_TEST_ARTIFACTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!("HUB_TEST_ARTIFACTS is not set: run the tests with `cargo xtask test`"),
+    }
+}
+
+/// The workspace's `plugins/`, with libraries built by `cargo xtask test`.
+pub fn plugins() -> PathBuf {
+    match std::env::var_os("HUB_TEST_PLUGINS") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!("HUB_TEST_PLUGINS is not set: run the tests with `cargo xtask test`"),
+    }
+}
+
+pub fn lib_file(name: &str) -> String {
+    format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// A temporary `MODULES_DIR` being filled before the hub starts.
+pub struct Setup {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+        std::fs::create_dir_all(dir.path().join("runtime")).expect("runtime dir");
+        Setup {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn modules_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// The example module `hello`, as `cargo xtask build` left it in `plugins/`.
+    pub fn hello(self) -> Setup {
+        let folder = self.modules_dir().join("hello");
+        std::fs::create_dir_all(&folder).expect("hello folder");
+        for file in ["module.json".to_owned(), lib_file("hello")] {
+            std::fs::copy(plugins().join("hello").join(&file), folder.join(&file))
+                .unwrap_or_else(|e| panic!("copy hello/{file}: {e} (run cargo xtask test)"));
+        }
+        self
+    }
+
+    /// The fixture library installed as module `name` (enabled, version 0.1.0), with `extra`
+    /// keys merged into its manifest.
+    pub fn fixture(self, name: &str, extra: Value) -> Setup {
+        self.fixture_from("fixture", name, extra)
+    }
+
+    /// Like [`Setup::fixture`], from the fixture build in `artifacts()/<build>`.
+    pub fn fixture_from(self, build: &str, name: &str, extra: Value) -> Setup {
+        let mut manifest = serde_json::json!({"name": name, "version": "0.1.0", "enabled": true});
+        if let (Some(m), Value::Object(extra)) = (manifest.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        let setup = self.file(&format!("{name}/module.json"), &manifest.to_string());
+        let from = artifacts().join(build).join(lib_file("fixture"));
+        std::fs::copy(&from, setup.modules_dir().join(name).join(lib_file(name)))
+            .unwrap_or_else(|e| panic!("copy {}: {e} (run cargo xtask test)", from.display()));
+        setup
+    }
+
+    /// Write `contents` to `path` under `MODULES_DIR`, creating folders.
+    pub fn file(self, path: &str, contents: &str) -> Setup {
+        let path = self.modules_dir().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("folders");
+        std::fs::write(&path, contents).expect("write file");
+        self
+    }
+
+    pub fn env(mut self, var: &str, value: &str) -> Setup {
+        self.env.push((var.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Start the hub and wait until it listens.
+    pub fn start(self) -> Hub {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hub"));
+        for (var, _) in std::env::vars() {
+            if var.starts_with("HUB_") || var.starts_with("MODULES") || var == "RUST_LOG" {
+                command.env_remove(var);
+            }
+        }
+        command
+            .current_dir(self.dir.path())
+            .env("HUB_BIND", "127.0.0.1:0")
+            .env("HUB_ADMIN_TOKEN", TOKEN)
+            .env("HUB_WORKERS", "1")
+            .env("HUB_RUNTIME_DIR", self.dir.path().join("runtime"))
+            .env("MODULES_DIR", self.modules_dir())
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start the hub");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
+        let mut hub = Hub {
+            child,
+            base: String::new(),
+            logs,
+            _setup: self,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into(),
+        };
+        let found = hub.wait_for_log("listening on http://", Duration::from_secs(30));
+        let line = found.unwrap_or_else(|| panic!("the hub did not start:\n{}", hub.logs()));
+        let addr = line.split("listening on http://").nth(1).expect("address");
+        hub.base = format!("http://{}", addr.split(['"', ' ']).next().expect("address"));
+        hub
+    }
+}
+
+/// A running hub process; killed on drop.
+pub struct Hub {
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    /// Keeps the temporary folders until the hub is gone.
+    _setup: Setup,
+    agent: ureq::Agent,
+}
+
+/// A response: status, headers of interest, body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub allow: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+impl Hub {
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+
+    /// Wait for a log line containing `needle`; the line, or `None` after `timeout`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .logs
+                .lock()
+                .expect("logs")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return Some(line.clone());
+            }
+            if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = token {
+            builder = builder.header("Authorization", format!("Bearer {token}"));
+        }
+        let request = builder
+            .body(body.unwrap_or_default().to_owned())
+            .expect("request");
+        let mut response = self
+            .agent
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (allow, content_type) = (header("allow"), header("content-type"));
+        Reply {
+            status: response.status().as_u16(),
+            body: response.body_mut().read_to_string().expect("body"),
+            allow,
+            content_type,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None, None)
+    }
+
+    pub fn admin_get(&self, path: &str) -> Reply {
+        self.request("GET", path, Some(TOKEN), None)
+    }
+
+    pub fn admin_post(&self, path: &str) -> Reply {
+        self.request("POST", path, Some(TOKEN), None)
+    }
+
+    /// The module object of `name`.
+    pub fn module(&self, name: &str) -> Value {
+        let reply = self.admin_get(&format!("/api/v1/modules/{name}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    }
+
+    /// Send `request_line` (e.g. `GET /x HTTP/1.1`) byte for byte; the status code. For paths a
+    /// client library would normalize.
+    pub fn raw_status(&self, method: &str, target: &str) -> u16 {
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        write!(
+            stream,
+            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {response:?}"))
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,361 @@
+//! Requests, responses and errors as a module author sees them, with JSON helpers. Errors render
+//! as the hub's one error shape: `{"error": {"code", "message", "details"?}}`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::module::Ctx;
+
+/// An HTTP request routed to one of the module's handlers.
+#[derive(Debug)]
+pub struct Request {
+    method: String,
+    path: String,
+    params: Vec<(String, String)>,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    ctx: Ctx,
+}
+
+impl Request {
+    pub(crate) fn from_parts(
+        method: String,
+        path: String,
+        params: Vec<(String, String)>,
+        query: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        ctx: Ctx,
+    ) -> Request {
+        Request {
+            method,
+            path,
+            params,
+            query,
+            headers,
+            body,
+            ctx,
+        }
+    }
+
+    /// The HTTP method, upper case.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path relative to the module's mount point, e.g. `/items/42`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path parameter `name` (`{name}` in the route), percent-decoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path parameter `name` parsed as `T`; a 400 `bad_parameter` naming it otherwise.
+    pub fn param_as<T>(&self, name: &str) -> Result<T, Error>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let raw = self
+            .param(name)
+            .ok_or_else(|| Error::internal(format!("route has no parameter '{name}'")))?;
+        raw.parse().map_err(|e| {
+            Error::new(
+                400,
+                "bad_parameter",
+                format!("path parameter '{name}' = '{raw}' is invalid: {e}"),
+            )
+        })
+    }
+
+    /// The raw query string, without `?`.
+    pub fn query_string(&self) -> &str {
+        &self.query
+    }
+
+    /// The query string deserialized into `T`; a 400 `bad_query` otherwise.
+    pub fn query<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_urlencoded::from_str(&self.query)
+            .map_err(|e| Error::new(400, "bad_query", format!("invalid query string: {e}")))
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The raw body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body deserialized from JSON into `T`; a 400 `invalid_json` saying why otherwise.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::new(
+                400,
+                "invalid_json",
+                format!("request body is not the expected JSON: {e}"),
+            )
+        })
+    }
+
+    /// The module's context: name, safety switches, settings.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `value` as a JSON body with `status`.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(status)
+                .with_header("content-type", "application/json")
+                .with_body(body),
+            Err(e) => Error::internal(format!("response is not serializable: {e}")).into_response(),
+        }
+    }
+
+    /// `text` as a `text/plain` body with `status`.
+    pub fn text(status: u16, text: impl Into<String>) -> Response {
+        Response::new(status)
+            .with_header("content-type", "text/plain; charset=utf-8")
+            .with_body(text.into().into_bytes())
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Response {
+        Response::new(204)
+    }
+
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Response {
+        self.body = body.into();
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// A JSON body with status 200; `(201, Json(item))` for another status.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+/// Anything a handler may return.
+pub trait IntoResponse {
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        Response::json(200, &self.0)
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (u16, T) {
+    fn into_response(self) -> Response {
+        let mut response = self.1.into_response();
+        response.status = self.0;
+        response
+    }
+}
+
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(v) => v.into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+impl IntoResponse for () {
+    fn into_response(self) -> Response {
+        Response::no_content()
+    }
+}
+
+/// An error a handler returns: an HTTP status, a stable machine-readable `code`, a message for
+/// people, and optional `details` (e.g. the invalid fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error(Box<ErrorInner>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct ErrorInner {
+    status: u16,
+    code: Cow<'static, str>,
+    message: String,
+    details: Option<Value>,
+}
+
+impl Error {
+    pub fn new(
+        status: u16,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Error {
+        Error(Box::new(ErrorInner {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: None,
+        }))
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::new(400, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::new(404, "not_found", message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Error {
+        Error::new(409, "conflict", message)
+    }
+
+    /// 422 `validation_failed`; put the field errors in `details`.
+    pub fn validation(message: impl Into<String>) -> Error {
+        Error::new(422, "validation_failed", message)
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::new(500, "internal", message)
+    }
+
+    pub fn with_details(mut self, details: Value) -> Error {
+        self.0.details = Some(details);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.0.status
+    }
+
+    pub fn code(&self) -> &str {
+        &self.0.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    pub fn details(&self) -> Option<&Value> {
+        self.0.details.as_ref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code(), self.status(), self.message())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let ErrorInner {
+            status,
+            code,
+            message,
+            details,
+        } = *self.0;
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), Value::String(code.into_owned()));
+        error.insert("message".into(), Value::String(message));
+        if let Some(details) = details {
+            error.insert("details".into(), details);
+        }
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), Value::Object(error));
+        Response::json(status, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_render_the_one_error_shape() {
+        let response = Error::validation("2 fields are invalid")
+            .with_details(serde_json::json!({"title": "required"}))
+            .into_response();
+        assert_eq!(response.status(), 422);
+        assert_eq!(
+            std::str::from_utf8(response.body()).ok(),
+            Some(
+                r#"{"error":{"code":"validation_failed","message":"2 fields are invalid","details":{"title":"required"}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_status_tuple_overrides_the_status() {
+        let response = (201, Json(serde_json::json!({"id": 1}))).into_response();
+        assert_eq!(response.status(), 201);
+        assert_eq!(response.body(), br#"{"id":1}"#);
+    }
+}

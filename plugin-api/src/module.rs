@@ -1,0 +1,177 @@
+//! The author-facing `Module` trait and the contexts the hub hands a module: `InitContext` at
+//! start, `Ctx` with every request and health check. Talks to the hub only through `ffi`.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::ffi::{HealthStatus, HostBox};
+use crate::http::Error;
+use crate::router::Router;
+
+/// A BMC Hub module. Implement it for your module's state and export it with
+/// [`export_module!`](crate::export_module).
+///
+/// Contract:
+/// - `init` runs once per start (load, enable, reload); an `Err` or a panic leaves the module
+///   `failed` with the reason, and the hub keeps serving.
+/// - `routes` declares the module's JSON API, mounted under `/api/v1/<name>/`.
+/// - Handlers and hooks are `async` and are polled on the hub's runtime: never block the thread
+///   (no `std::thread::sleep`, no blocking I/O) and do not start a runtime of your own.
+/// - A panic in a handler becomes a `500` carrying the panic message; dropping a future must not
+///   panic (that aborts the hub), so keep the drops of your futures trivial.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a BMC Hub module",
+    label = "export_module! needs a type implementing plugin_api::Module",
+    note = "add `impl plugin_api::Module for {Self} {{ fn init(..) .. fn routes(..) .. }}`"
+)]
+pub trait Module: Sized + Send + Sync + 'static {
+    /// Build the module's state. Read settings with [`Ctx::config`].
+    fn init(ctx: &InitContext) -> Result<Self, Error>;
+
+    /// Declare the module's routes: `r.get("/items/{id}", Self::get)`.
+    fn routes(router: &mut Router<Self>);
+
+    /// Report the module's health. At start an `unhealthy` answer (or a panic) fails the start;
+    /// afterwards health only reports. The default is always healthy.
+    fn health(self: Arc<Self>, ctx: Ctx) -> impl Future<Output = Health> + Send {
+        let _ = (self, ctx);
+        std::future::ready(Health::healthy())
+    }
+
+    /// Release what the module holds. Runs after the instance's last request, when the module is
+    /// disabled, replaced or the hub stops; bounded by the hub's shutdown grace period.
+    fn shutdown(self: Arc<Self>) -> impl Future<Output = ()> + Send {
+        let _ = self;
+        std::future::ready(())
+    }
+}
+
+/// A health report: status and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub detail: String,
+}
+
+impl Health {
+    pub fn healthy() -> Health {
+        Health {
+            status: HealthStatus::Healthy,
+            detail: String::new(),
+        }
+    }
+
+    pub fn degraded(detail: impl Into<String>) -> Health {
+        Health {
+            status: HealthStatus::Degraded,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unhealthy(detail: impl Into<String>) -> Health {
+        Health {
+            status: HealthStatus::Unhealthy,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a module knows about its place in the hub: its name, its safety switches, its settings.
+/// Cheap to clone; every request carries one.
+#[derive(Clone)]
+pub struct Ctx(Arc<CtxInner>);
+
+struct CtxInner {
+    module: String,
+    host: Arc<HostBox>,
+    read_only: bool,
+    dry_run: bool,
+}
+
+impl Ctx {
+    pub(crate) fn new(module: String, host: Arc<HostBox>, read_only: bool, dry_run: bool) -> Ctx {
+        Ctx(Arc::new(CtxInner {
+            module,
+            host,
+            read_only,
+            dry_run,
+        }))
+    }
+
+    pub(crate) fn host(&self) -> &HostBox {
+        &self.0.host
+    }
+
+    /// The module's name (its folder under `MODULES_DIR`).
+    pub fn module_name(&self) -> &str {
+        &self.0.module
+    }
+
+    /// `READ_ONLY` is on: the module must not change anything.
+    pub fn read_only(&self) -> bool {
+        self.0.read_only
+    }
+
+    /// `DRY_RUN` is on: the module must not cause external side effects.
+    pub fn dry_run(&self) -> bool {
+        self.0.dry_run
+    }
+
+    /// The setting `key`, from `MODULES__{NAME}__{KEY}` or else the manifest's `config`,
+    /// deserialized into `T`. `Ok(None)` when it is not set; an error names the key when the
+    /// value does not fit `T`.
+    pub fn config<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let Some(text) = self.host_config(key) else {
+            return Ok(None);
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::internal(format!("setting '{key}' is not valid JSON: {e}")))?;
+        serde_json::from_value(value).map(Some).map_err(|e| {
+            Error::internal(format!(
+                "setting '{key}' of module '{}' has the wrong type: {e}",
+                self.module_name()
+            ))
+        })
+    }
+
+    /// The setting `key`, or `default` when it is not set.
+    pub fn config_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, Error> {
+        Ok(self.config(key)?.unwrap_or(default))
+    }
+}
+
+impl fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("module", &self.0.module)
+            .field("read_only", &self.0.read_only)
+            .field("dry_run", &self.0.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `init` receives: the module's [`Ctx`]. Keep a clone (`ctx.ctx()`) for later use.
+#[derive(Debug)]
+pub struct InitContext(Ctx);
+
+impl InitContext {
+    pub(crate) fn new(ctx: Ctx) -> InitContext {
+        InitContext(ctx)
+    }
+
+    /// A clone of the module's context, to keep in the module's state.
+    pub fn ctx(&self) -> Ctx {
+        self.0.clone()
+    }
+}
+
+impl Deref for InitContext {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.0
+    }
+}

@@ -1,0 +1,67 @@
+//! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
+//!
+//! - `build`: the hub, then each module with its own `cargo build -p` (one invocation with the
+//!   host would unify features and change the module's contents), each library copied next to
+//!   its `module.json` under a temporary name and renamed into place (atomic for the watcher).
+//! - `run`: build, then the hub on `plugins/`.
+//! - `test`: build modules and test fixtures, then every test of the workspace.
+
+mod build;
+mod fixtures;
+mod tidy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test the BMC Hub",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the hub and every module in plugins/, copying each library next to its module.json.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run the hub on plugins/ (settings from the environment and ./.env).
+    Run {
+        /// Build and run with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build modules and test fixtures, then run every test of the workspace.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build { release } => {
+            build::build(&build::Profile::from_release(release)).map(drop)
+        }
+        Command::Run { release } => build::run(&build::Profile::from_release(release)),
+        Command::Test { args } => build::test(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
