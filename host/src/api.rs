@@ -7,11 +7,13 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::hub::{ActionError, Hub};
 use crate::names;
 use crate::registry::{ModuleObject, State};
@@ -21,6 +23,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/ping")
+            .route(web::get().to(ping))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/openapi.json")
+            .route(web::get().to(openapi_json))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -77,22 +89,70 @@ impl FromRequest for Admin {
     }
 }
 
-/// `GET /healthz`: the hub itself is up; counts of modules by state.
-async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
-    let all = hub.registry().all();
-    let count = |state| all.values().filter(|e| e.state == state).count();
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "modules": {
-            "running": count(State::Running),
-            "disabled": count(State::Disabled),
-            "failed": count(State::Failed),
-        }
-    }))
+/// The hub's own health: it is up, and how many modules are in each state.
+#[derive(Serialize, ToSchema)]
+pub struct HubHealth {
+    /// Always `ok` when the hub answers.
+    status: String,
+    modules: StateCounts,
 }
 
-/// `GET /api/v1/modules`: every module, by name.
-async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
+#[derive(Serialize, ToSchema)]
+pub struct StateCounts {
+    running: usize,
+    disabled: usize,
+    failed: usize,
+}
+
+/// A management action.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleAction {
+    /// Set `enabled: true` in module.json and start the module (no-op when running).
+    Enable,
+    /// Set `enabled: false` in module.json and stop routing to the module.
+    Disable,
+    /// Read the module's folder again and apply it; a failed start keeps the old version.
+    Reload,
+}
+
+/// The hub is up; counts of modules by state.
+#[utoipa::path(get, path = "/healthz", tag = "hub",
+    responses((status = 200, description = "The hub is up", body = HubHealth)))]
+pub(crate) async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
+    let all = hub.registry().all();
+    let count = |state| all.values().filter(|e| e.state == state).count();
+    HttpResponse::Ok().json(HubHealth {
+        status: "ok".to_owned(),
+        modules: StateCounts {
+            running: count(State::Running),
+            disabled: count(State::Disabled),
+            failed: count(State::Failed),
+        },
+    })
+}
+
+/// The cheapest answer the hub gives; also the native baseline of the dispatch benchmark.
+#[utoipa::path(get, path = "/ping", tag = "hub",
+    responses((status = 200, description = "Always `{\"pong\": true}`", body = Object)))]
+pub(crate) async fn ping() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"pong": true}))
+}
+
+/// This document: the hub's routes and each running module's routes under its own tag.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "hub",
+    responses((status = 200, description = "An OpenAPI 3.1 document", body = Object)))]
+pub(crate) async fn openapi_json(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document(&hub))
+}
+
+/// Every module, by name.
+#[utoipa::path(get, path = "/api/v1/modules", tag = "modules", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every module, by name", body = [ModuleObject]),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+    ))]
+pub(crate) async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
     let objects: Vec<ModuleObject> = hub
         .registry()
         .all()
@@ -102,8 +162,16 @@ async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
     HttpResponse::Ok().json(objects)
 }
 
-/// `GET /api/v1/modules/{name}`.
-async fn get(
+/// One module.
+#[utoipa::path(get, path = "/api/v1/modules/{name}", tag = "modules", security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The module's name")),
+    responses(
+        (status = 200, description = "The module", body = ModuleObject),
+        (status = 400, description = "The name breaks the name rule", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+    ))]
+pub(crate) async fn get(
     _: Admin,
     hub: web::Data<Hub>,
     name: web::Path<String>,
@@ -113,8 +181,22 @@ async fn get(
     Ok(HttpResponse::Ok().json(entry.to_object()))
 }
 
-/// `POST /api/v1/modules/{name}/enable|disable|reload`.
-async fn action(
+/// Enable, disable or reload a module: effective at once, idempotent. Answers 200 with the
+/// module object whenever the action was carried out, even if the module then failed to start
+/// (`state` and `error` say so).
+#[utoipa::path(post, path = "/api/v1/modules/{name}/{action}", tag = "modules", security(("admin_token" = [])),
+    params(
+        ("name" = String, Path, description = "The module's name"),
+        ("action" = ModuleAction, Path, description = "enable, disable or reload"),
+    ),
+    responses(
+        (status = 200, description = "The module after the action", body = ModuleObject),
+        (status = 400, description = "The name breaks the name rule", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such module or action", body = ErrorBody),
+        (status = 422, description = "module.json cannot be read; nothing was written", body = ErrorBody),
+    ))]
+pub(crate) async fn action(
     _: Admin,
     req: HttpRequest,
     hub: web::Data<Hub>,

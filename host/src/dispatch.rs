@@ -10,13 +10,47 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use plugin_api::ffi::{FfiRequest, FfiResponse};
-use serde_json::json;
+use serde::Serialize;
 use tracing::Instrument as _;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::hub::Hub;
 use crate::instance::{Instance, RouteMatch};
 use crate::registry::State;
+
+/// A module's health report.
+#[derive(Serialize, ToSchema)]
+pub struct HealthBody {
+    /// `healthy`, `degraded` or `unhealthy`.
+    status: String,
+    detail: String,
+}
+
+/// Run a module's health check: 200 when healthy or degraded, 503 when unhealthy.
+#[utoipa::path(get, path = "/api/v1/{module}/health", tag = "hub",
+    params(("module" = String, Path, description = "The module's name")),
+    responses(
+        (status = 200, description = "Healthy or degraded", body = HealthBody),
+        (status = 503, description = "Unhealthy, or the module failed to start", body = HealthBody),
+        (status = 404, description = "No such module, or disabled", body = ErrorBody),
+    ))]
+pub(crate) async fn module_health(
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let instance = running_instance(&hub, &name)?;
+    let report = instance.check_health(hub.config().health_timeout).await;
+    let status = if report.is_unhealthy() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(HealthBody {
+        status: report.status.to_owned(),
+        detail: report.detail,
+    }))
+}
 
 /// `ANY /api/v1/{module}[/{tail}]`.
 pub async fn module_api(
@@ -28,16 +62,6 @@ pub async fn module_api(
     let path = format!("/{}", req.match_info().get("tail").unwrap_or_default());
     let method = req.method().as_str();
     let instance = running_instance(&hub, name)?;
-    if method == "GET" && path == "/health" {
-        let report = instance.check_health(hub.config().health_timeout).await;
-        let status = if report.is_unhealthy() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::OK
-        };
-        return Ok(HttpResponse::build(status)
-            .json(json!({"status": report.status, "detail": report.detail})));
-    }
     let (index, params) = match instance.route(method, &path) {
         RouteMatch::Found { index, params } => (index, params),
         RouteMatch::NotFound => {

@@ -5,7 +5,26 @@ use std::fmt;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// The body of every error the hub and its modules answer with.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// Stable, machine-readable: `module_not_found`, `unauthorized`, `handler_timeout`, …
+    pub code: String,
+    /// For people: names the module, file or variable and says how to fix it.
+    pub message: String,
+    /// Extra facts, e.g. the names behind a 409 or the invalid fields of a 422.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -93,12 +112,14 @@ impl ApiError {
     }
 
     /// The JSON body of this error.
-    pub fn body(&self) -> Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let (Some(details), Some(object)) = (&self.details, error.as_object_mut()) {
-            object.insert("details".to_owned(), details.clone());
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorObject {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
         }
-        json!({ "error": error })
     }
 }
 

@@ -31,8 +31,10 @@ pub enum RouteMatch {
 }
 
 /// The last health report of a module.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
+    /// `healthy`, `degraded` or `unhealthy`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub detail: String,
     pub checked_at: DateTime<Utc>,
@@ -57,7 +59,7 @@ impl HealthReport {
 }
 
 /// A route as the module object lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RouteInfo {
     pub method: String,
     pub path: String,

@@ -13,6 +13,7 @@ mod loader;
 pub mod logging;
 pub mod manifest;
 pub mod names;
+mod openapi;
 pub mod registry;
 
 use actix_web::{App, HttpServer, web};
@@ -50,6 +51,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .app_data(data.clone())
             .app_data(token.clone())
             .configure(api::configure)
+            // GET only: other methods on .../health fall through to the module's own routes.
+            .service(
+                web::resource("/api/v1/{module}/health")
+                    .guard(actix_web::guard::Get())
+                    .to(dispatch::module_health),
+            )
             .service(
                 web::resource(["/api/v1/{module}", "/api/v1/{module}/{tail:.*}"])
                     .to(dispatch::module_api),

@@ -13,10 +13,12 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
 use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::std_types::{RNone, ROption, RSome, RStr, RString};
+use async_ffi::{FfiFuture, FutureExt as _};
 use plugin_api::ffi::{HostObj, HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -348,6 +350,11 @@ impl HostObj for HostServices {
             Ok(Some(text)) => RSome(text.into()),
             _ => RNone,
         }
+    }
+
+    fn sleep(&self, millis: u64) -> FfiFuture<()> {
+        // The timer is created when first polled, on the hub's runtime.
+        async move { tokio::time::sleep(Duration::from_millis(millis)).await }.into_ffi()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::instance::{HealthReport, Instance, RouteInfo};
 use crate::manifest::Manifest;
 
 /// The three states of a module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Serving requests.
@@ -24,7 +24,7 @@ pub enum State {
 }
 
 /// Where an effective safety switch came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Default,
@@ -33,14 +33,14 @@ pub enum Source {
 }
 
 /// The effective safety switches of a module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Safety {
     pub read_only: bool,
     pub dry_run: bool,
     pub source: SafetySources,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SafetySources {
     pub read_only: Source,
     pub dry_run: Source,
@@ -85,7 +85,7 @@ impl ModuleEntry {
 }
 
 /// A module as the management API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModuleObject {
     pub name: String,
     pub version: Option<String>,

@@ -134,6 +134,9 @@ mod objects {
         /// else the manifest's `config`. `RNone` when neither has it.
         #[sabi(last_prefix_field)]
         fn config(&self, key: RStr<'_>) -> ROption<RString>;
+
+        /// A future that completes after `millis` milliseconds, on the hub's timer.
+        fn sleep(&self, millis: u64) -> FfiFuture<()>;
     }
 
     /// The host object as the module holds it.
@@ -409,6 +412,13 @@ impl Ctx {
             .config(key.into())
             .into_option()
             .map(RString::into_string)
+    }
+}
+
+impl Ctx {
+    /// Wait on the hub's timer (see [`HostObj::sleep`]).
+    pub(crate) fn host_sleep(&self, millis: u64) -> FfiFuture<()> {
+        self.host().sleep(millis)
     }
 }
 

@@ -138,6 +138,13 @@ impl Ctx {
         })
     }
 
+    /// Wait for `duration` on the hub's timer. Use this instead of `std::thread::sleep` (which
+    /// blocks a hub thread) or a runtime of the module's own (which a module cannot run).
+    pub async fn sleep(&self, duration: std::time::Duration) {
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.host_sleep(millis).await;
+    }
+
     /// The setting `key`, or `default` when it is not set.
     pub fn config_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, Error> {
         Ok(self.config(key)?.unwrap_or(default))

@@ -13,3 +13,6 @@ mod handlers;
 
 /// The management API: auth, names, enable/disable/reload, the module object (issue 2).
 mod management;
+
+/// The OpenAPI document and its validity as modules change (issue 3).
+mod openapi;
