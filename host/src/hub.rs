@@ -84,8 +84,10 @@ impl Hub {
         };
         names.sort();
         for name in names {
+            let lock = self.lock_for(&name);
+            let _guard = lock.lock().await;
             // An error here is NotInstalled, for a folder removed while we looked.
-            let _ = self.reload(&name).await;
+            let _ = self.apply(&name, Action::Start).await;
         }
     }
 
@@ -94,7 +96,7 @@ impl Hub {
     pub async fn reload(&self, name: &str) -> Result<Arc<ModuleEntry>, ActionError> {
         let lock = self.lock_for(name);
         let _guard = lock.lock().await;
-        self.apply(name, true).await
+        self.apply(name, Action::Reload).await
     }
 
     /// Persist `enabled` in the module's `module.json`, then apply it. Idempotent: enabling a
@@ -116,10 +118,13 @@ impl Hub {
         }
         // Refuse to rewrite a manifest the hub cannot read; the operator must fix it first.
         Manifest::load(&folder)?;
-        if manifest::write_enabled(&folder.join(manifest::FILE_NAME), enabled)? {
-            tracing::info!(module = %name, enabled, "module.json updated");
-        }
-        self.apply(name, false).await
+        manifest::write_enabled(&folder.join(manifest::FILE_NAME), enabled)?;
+        let action = if enabled {
+            Action::Enable
+        } else {
+            Action::Disable
+        };
+        self.apply(name, action).await
     }
 
     /// The current entry of module `name`.
@@ -160,9 +165,8 @@ impl Hub {
         }
     }
 
-    /// Bring module `name` in line with its folder. With `restart` false, a running module whose
-    /// manifest still says enabled is left as it is.
-    async fn apply(&self, name: &str, restart: bool) -> Result<Arc<ModuleEntry>, ActionError> {
+    /// Bring module `name` in line with its folder, and log one line saying what happened.
+    async fn apply(&self, name: &str, action: Action) -> Result<Arc<ModuleEntry>, ActionError> {
         if !self.config.modules_enabled {
             return Err(ActionError::ModulesOff);
         }
@@ -171,10 +175,34 @@ impl Hub {
             self.forget(name);
             return Err(ActionError::NotInstalled(name.to_owned()));
         }
+        let started = Instant::now();
         let current = self
             .registry
             .get(name)
             .filter(|e| e.state == State::Running);
+        let (entry, outcome) = self.decide(name, &folder, current.clone(), action).await;
+        let entry = match outcome {
+            Outcome::Unchanged => current.clone().unwrap_or_else(|| Arc::new(entry)),
+            _ => self.registry.insert(entry),
+        };
+        log_action(
+            action,
+            &entry,
+            current.as_deref(),
+            outcome,
+            started.elapsed(),
+        );
+        Ok(entry)
+    }
+
+    /// The entry module `name` should have now, and how the action ended.
+    async fn decide(
+        &self,
+        name: &str,
+        folder: &Path,
+        current: Option<Arc<ModuleEntry>>,
+        action: Action,
+    ) -> (ModuleEntry, Outcome) {
         let entry = |state, manifest, error, instance, safety| ModuleEntry {
             name: name.to_owned(),
             manifest,
@@ -184,74 +212,60 @@ impl Hub {
             safety,
             mapped_libraries: self.loader.mapped_count(name),
         };
-        let manifest = match Manifest::load(&folder).and_then(|m| check_folder_name(name, m)) {
+        // A failure while an instance runs keeps that instance serving, with the reason shown.
+        let keep = |running: &ModuleEntry, error: String| ModuleEntry {
+            error: Some(error),
+            mapped_libraries: self.loader.mapped_count(name),
+            ..running.clone()
+        };
+        let manifest = match Manifest::load(folder).and_then(|m| check_folder_name(name, m)) {
             Ok(manifest) => manifest,
             Err(error) => {
                 let error = error.to_string();
-                return Ok(self.registry.insert(match current {
-                    Some(running) => {
-                        tracing::warn!(module = %name, "{error}; the running version keeps serving");
-                        ModuleEntry {
-                            error: Some(error),
-                            ..ModuleEntry::clone(&running)
-                        }
-                    }
-                    None => {
-                        tracing::warn!(module = %name, "module failed: {error}");
-                        entry(State::Failed, None, Some(error), None, None)
-                    }
-                }));
+                return match current {
+                    Some(running) => (keep(&running, error), Outcome::Kept),
+                    None => (
+                        entry(State::Failed, None, Some(error), None, None),
+                        Outcome::Failed,
+                    ),
+                };
             }
         };
         let safety = resolve_safety(&manifest, &self.config.module_env);
         if !manifest.enabled {
-            if current.is_some() {
-                tracing::info!(module = %name, version = %manifest.version, "module disabled");
-            }
-            let safety = safety.ok();
-            return Ok(self.registry.insert(entry(
-                State::Disabled,
-                Some(manifest),
-                None,
-                None,
-                safety,
-            )));
+            let entry = entry(State::Disabled, Some(manifest), None, None, safety.ok());
+            return (entry, Outcome::Disabled);
         }
-        if let (false, Some(running)) = (restart, &current) {
-            return Ok(running.clone());
+        if let (false, Some(running)) = (action.restarts(), &current) {
+            return (ModuleEntry::clone(running), Outcome::Unchanged);
         }
-        let started = Instant::now();
-        let outcome = match safety {
-            Ok(safety) => self
-                .start(name, &folder, &manifest, safety)
-                .await
-                .map(|instance| (instance, safety)),
-            Err(error) => Err(error),
+        let started = match &safety {
+            Ok(safety) => self.start(name, folder, &manifest, *safety).await,
+            Err(error) => Err(error.clone()),
         };
-        let ms = started.elapsed().as_millis();
-        let version = manifest.version.clone();
-        Ok(self.registry.insert(match (outcome, current) {
-            (Ok((instance, safety)), previous) => {
-                match previous.as_ref().and_then(|p| p.manifest.as_ref()) {
-                    Some(old) => tracing::info!(module = %name, "module reloaded: {} → {version} in {ms} ms", old.version),
-                    None => tracing::info!(module = %name, version = %version, "module started in {ms} ms"),
-                }
-                entry(State::Running, Some(manifest), None, Some(instance), Some(safety))
+        match (started, current) {
+            (Ok(instance), _) => {
+                let entry = entry(
+                    State::Running,
+                    Some(manifest),
+                    None,
+                    Some(instance),
+                    safety.ok(),
+                );
+                (entry, Outcome::Running)
             }
-            (Err(error), Some(running)) => {
-                tracing::warn!(module = %name, version = %version, "reload failed after {ms} ms: {error}; the running version keeps serving");
-                ModuleEntry {
-                    error: Some(error),
-                    mapped_libraries: self.loader.mapped_count(name),
-                    ..ModuleEntry::clone(&running)
-                }
-            }
+            (Err(error), Some(running)) => (keep(&running, error), Outcome::Kept),
             (Err(error), None) => {
-                tracing::warn!(module = %name, version = %version, "module failed after {ms} ms: {error}");
-                let safety = resolve_safety(&manifest, &self.config.module_env).ok();
-                entry(State::Failed, Some(manifest), Some(error), None, safety)
+                let entry = entry(
+                    State::Failed,
+                    Some(manifest),
+                    Some(error),
+                    None,
+                    safety.ok(),
+                );
+                (entry, Outcome::Failed)
             }
-        }))
+        }
     }
 
     /// Open, init and health-check a new instance of the module.
@@ -295,6 +309,88 @@ impl Hub {
             return Err(format!("unhealthy at start: {}", health.detail));
         }
         Ok(instance)
+    }
+}
+
+/// What asked for a change to a module; named in the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Discovery when the hub starts.
+    Start,
+    Enable,
+    Disable,
+    Reload,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Enable => "enable",
+            Action::Disable => "disable",
+            Action::Reload => "reload",
+        }
+    }
+
+    /// Whether a running instance is replaced (enable leaves a running module alone).
+    fn restarts(self) -> bool {
+        matches!(self, Action::Start | Action::Reload)
+    }
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A new instance serves.
+    Running,
+    Disabled,
+    /// Nothing serves; `error` says why.
+    Failed,
+    /// The new version failed; the running one keeps serving.
+    Kept,
+    /// Already as asked.
+    Unchanged,
+}
+
+/// One log line per action: module, version(s), duration, outcome.
+fn log_action(
+    action: Action,
+    entry: &ModuleEntry,
+    before: Option<&ModuleEntry>,
+    outcome: Outcome,
+    took: std::time::Duration,
+) {
+    let (module, ms) = (&entry.name, took.as_millis());
+    let version = entry
+        .manifest
+        .as_ref()
+        .map(|m| m.version.as_str())
+        .unwrap_or("-");
+    let old = before
+        .and_then(|b| b.manifest.as_ref())
+        .map(|m| m.version.as_str());
+    let error = entry.error.as_deref().unwrap_or_default();
+    let action = action.as_str();
+    match outcome {
+        Outcome::Running => {
+            let versions = match old {
+                Some(old) => format!("{old} → {version}"),
+                None => version.to_owned(),
+            };
+            tracing::info!(module = %module, version, duration_ms = ms, outcome = "running", "{action} {module}: running {versions} ({ms} ms)");
+        }
+        Outcome::Disabled => {
+            tracing::info!(module = %module, version, duration_ms = ms, outcome = "disabled", "{action} {module}: disabled ({ms} ms)");
+        }
+        Outcome::Unchanged => {
+            tracing::info!(module = %module, version, duration_ms = ms, outcome = "unchanged", "{action} {module}: already running {version}");
+        }
+        Outcome::Failed => {
+            tracing::warn!(module = %module, version, duration_ms = ms, outcome = "failed", "{action} {module}: failed ({ms} ms): {error}");
+        }
+        Outcome::Kept => {
+            tracing::warn!(module = %module, version, duration_ms = ms, outcome = "kept", "{action} {module}: failed, the running version keeps serving ({ms} ms): {error}");
+        }
     }
 }
 

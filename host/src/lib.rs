@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod names;
 mod openapi;
 pub mod registry;
+mod signals;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
@@ -44,6 +45,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     hub.discover().await;
+    tracing::info!("{}", startup_report(&hub));
+    let signals = signals::Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
     let data = web::Data::from(hub.clone());
     let token = web::Data::new(AdminToken::new(&token));
     let mut server = HttpServer::new(move || {
@@ -63,7 +66,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )
             .default_service(web::to(api::not_found))
     })
-    .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
+    // Signals are handled below: actix would stop at once on SIGINT.
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_grace.as_millis().div_ceil(1000).max(1) as u64);
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
@@ -73,14 +78,75 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for addr in server.addrs() {
         tracing::info!("listening on http://{addr}");
     }
+    let server = server.run();
+    actix_web::rt::spawn(signals.stop_on_signal(server.handle(), config.shutdown_grace));
     server
-        .run()
         .await
         .context("the HTTP server stopped with an error")?;
-    tracing::info!("stopping: running module shutdown hooks");
+    tracing::info!("requests finished; running module shutdown hooks");
     hub.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The table of modules printed once discovery is done: name, version, state, error in one line.
+fn startup_report(hub: &Hub) -> String {
+    let dir = hub.config().modules_dir.display();
+    if !hub.config().modules_enabled {
+        return "module system is off (MODULES_ENABLED=false)".to_owned();
+    }
+    let all = hub.registry().all();
+    if all.is_empty() {
+        return format!("no modules in {dir}");
+    }
+    let rows: Vec<[String; 4]> = all
+        .values()
+        .map(|e| {
+            let version = e
+                .manifest
+                .as_ref()
+                .map_or("-".to_owned(), |m| m.version.clone());
+            let state = serde_json::to_value(e.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let error = e.error.as_deref().unwrap_or_default();
+            let mut error = error.lines().next().unwrap_or_default().to_owned();
+            if error.chars().count() > 160 {
+                error = format!("{}…", error.chars().take(159).collect::<String>());
+            }
+            [e.name.clone(), version, state, error]
+        })
+        .collect();
+    let header = ["MODULE", "VERSION", "STATE", "ERROR"].map(str::to_owned);
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    let line = |r: &[String; 4]| {
+        format!(
+            "  {:w0$}  {:w1$}  {:w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+        .trim_end()
+        .to_owned()
+    };
+    let mut out = format!("modules in {dir}:\n{}", line(&header));
+    for row in &rows {
+        out.push('\n');
+        out.push_str(&line(row));
+    }
+    out
 }
 
 /// 32 random bytes as hex.

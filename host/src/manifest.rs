@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -15,13 +16,22 @@ use crate::names;
 /// The file name of a manifest inside a module's folder.
 pub const FILE_NAME: &str = "module.json";
 
-/// A module's manifest, `plugins/<name>/module.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The manifest of a BMC Hub module: `plugins/<name>/module.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "BMC Hub module manifest (module.json)")]
 pub struct Manifest {
-    /// The module's name; must equal its folder's name.
+    /// The JSON Schema this file follows, for editors; the hub ignores it.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The module's name; must equal its folder's name. Lowercase letters, digits and `_`,
+    /// starting with a letter, at most 40 characters, no `__`, not a reserved word (`modules`,
+    /// `admin`, `hub`, `static`, Rust keywords, …).
+    #[schemars(pattern(r"^[a-z][a-z0-9_]{0,39}$"))]
     pub name: String,
-    /// The module's version; must equal the version its library reports (`CARGO_PKG_VERSION`).
+    /// The module's version; must equal the version its library reports (`CARGO_PKG_VERSION`
+    /// of the module crate).
+    #[schemars(length(min = 1))]
     pub version: String,
     /// One line on what the module does.
     #[serde(default)]
@@ -47,7 +57,7 @@ pub struct Manifest {
 }
 
 /// The manifest's `safety` object. An absent switch is on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SafetyManifest {
     /// The module must not write.
@@ -223,9 +233,59 @@ pub fn write_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> 
     Ok(true)
 }
 
+/// The JSON Schema of `module.json`, as committed in `docs/module.schema.json`.
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Manifest);
+    schema.insert(
+        "$comment".to_owned(),
+        "Generated from host/src/manifest.rs (Manifest); do not edit. A test fails when it is stale.".into(),
+    );
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/module.schema.json");
+        let generated = json_schema();
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            fs::write(path, &generated).expect("write docs/module.schema.json");
+        }
+        let committed = fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/module.schema.json is stale: run `UPDATE_EXPECT=1 cargo test -p host schema` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_example_manifests_follow_the_schema_and_bad_ones_do_not() {
+        let schema: Value = serde_json::from_str(&json_schema()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins");
+        for folder in ["hello", "_template"] {
+            let text = fs::read_to_string(format!("{root}/{folder}/module.json")).unwrap();
+            let manifest: Value = serde_json::from_str(&text).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&manifest)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{folder}/module.json: {errors:?}");
+        }
+        for bad in [
+            serde_json::json!({"name": "x", "version": "1", "colour": "red"}),
+            serde_json::json!({"name": "Upper", "version": "1"}),
+            serde_json::json!({"version": "1"}),
+            serde_json::json!({"name": "x", "version": "1", "safety": {"read_only": "yes"}}),
+        ] {
+            assert!(!validator.is_valid(&bad), "{bad}");
+        }
+    }
 
     fn parse(folder: &str, text: &str) -> Result<Manifest, String> {
         Manifest::parse(Path::new("plugins/x/module.json"), folder, text).map_err(|e| e.to_string())
@@ -256,7 +316,7 @@ mod tests {
         );
         assert_eq!(
             parse("x", r#"{"name": "x", "version": "1.0.0", "colour": "red"}"#).unwrap_err(),
-            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `config`, `safety`, `table_prefix`"
+            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `config`, `safety`, `table_prefix`"
         );
         assert_eq!(
             parse("x", r#"{"version": "1.0.0"}"#).unwrap_err(),

@@ -84,12 +84,15 @@ pub fn build_incompatible(out: &Path) -> anyhow::Result<()> {
     };
     std::fs::write(work.join("Cargo.toml"), manifest)?;
     std::fs::copy(root.join("Cargo.lock"), work.join("Cargo.lock"))?;
+    // A target folder of its own: a cdylib's file name carries no hash, so sharing the main one
+    // would overwrite the main fixture's library behind cargo's back.
+    let target = target_dir().join("incompatible-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     run_command(
         std::process::Command::new(cargo)
             .args(["build", "-p", "fixture-module"])
             .current_dir(&work)
-            .env("CARGO_TARGET_DIR", target_dir()),
+            .env("CARGO_TARGET_DIR", &target),
     )?;
     let file = format!(
         "{}fixture{}",
@@ -97,5 +100,5 @@ pub fn build_incompatible(out: &Path) -> anyhow::Result<()> {
         std::env::consts::DLL_SUFFIX
     );
     std::fs::create_dir_all(out)?;
-    install(&target_dir().join("debug").join(&file), &out.join(&file))
+    install(&target.join("debug").join(&file), &out.join(&file))
 }

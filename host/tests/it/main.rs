@@ -16,3 +16,6 @@ mod management;
 
 /// The OpenAPI document and its validity as modules change (issue 3).
 mod openapi;
+
+/// Graceful shutdown on SIGTERM/SIGINT (issue 3).
+mod shutdown;

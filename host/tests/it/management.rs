@@ -312,3 +312,56 @@ fn the_admin_token_is_generated_when_unset() {
     );
     assert_eq!(hub.admin_get("/api/v1/modules").status, 401);
 }
+
+#[test]
+fn the_startup_report_and_one_line_per_action_say_what_happened() {
+    let mut hub = Setup::new()
+        .hello()
+        .fixture("fx", json!({"enabled": false}))
+        .file("broken/module.json", "{")
+        .start();
+    let logs = hub.logs();
+    let table: Vec<&str> = logs
+        .lines()
+        .skip_while(|l| !l.contains("modules in "))
+        .skip(1)
+        .take(4)
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(table[0], "  MODULE  VERSION  STATE     ERROR");
+    assert!(
+        table[1].starts_with("  broken  -        failed    "),
+        "{}",
+        table[1]
+    );
+    assert!(
+        table[1].ends_with("is not valid JSON: EOF while parsing an object at line 1 column 1"),
+        "{}",
+        table[1]
+    );
+    assert_eq!(table[2], "  fx      0.1.0    disabled");
+    assert_eq!(table[3], "  hello   0.1.0    running");
+    let listening = logs
+        .lines()
+        .position(|l| l.contains("listening on http://"));
+    let report = logs.lines().position(|l| l.contains("modules in "));
+    assert!(report < listening, "the report comes before the address");
+
+    hub.admin_post("/api/v1/modules/fx/enable");
+    hub.admin_post("/api/v1/modules/fx/enable");
+    hub.admin_post("/api/v1/modules/fx/reload");
+    hub.admin_post("/api/v1/modules/fx/disable");
+    let wanted = [
+        "enable fx: running 0.1.0 (",
+        "enable fx: already running 0.1.0",
+        "reload fx: running 0.1.0 → 0.1.0 (",
+        "disable fx: disabled (",
+    ];
+    for needle in wanted {
+        let line = hub.wait_for_log(needle, std::time::Duration::from_secs(5));
+        let line = line.unwrap_or_else(|| panic!("no line with {needle:?} in:\n{}", hub.logs()));
+        assert!(line.contains("module=fx"), "{line}");
+        assert!(line.contains("duration_ms="), "{line}");
+        assert!(line.contains("outcome="), "{line}");
+    }
+}

@@ -285,6 +285,35 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// Send `signal` (e.g. `TERM`, `INT`) to the hub process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Wait up to `timeout` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether a new TCP connection to the hub is accepted.
+    pub fn accepts_connections(&self) -> bool {
+        TcpStream::connect(self.base.trim_start_matches("http://")).is_ok()
+    }
+}
+
 impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();
