@@ -35,18 +35,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(openapi_json))
             .default_service(web::to(method_not_allowed)),
     )
+    // A scope with a static prefix: requests for module routes skip it with one comparison.
     .service(
-        web::resource("/api/v1/modules")
-            .route(web::get().to(list))
-            .default_service(web::to(admin_method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/modules/{name}")
-            .route(web::get().to(get))
-            .default_service(web::to(admin_method_not_allowed)),
-    )
-    .service(web::resource("/api/v1/modules/{name}/{action}").to(action))
-    .service(web::resource("/api/v1/modules/{tail:.*}").to(admin_not_found));
+        web::scope("/api/v1/modules")
+            .service(
+                web::resource("")
+                    .route(web::get().to(list))
+                    .default_service(web::to(admin_method_not_allowed)),
+            )
+            .service(
+                web::resource("/{name}")
+                    .route(web::get().to(get))
+                    .default_service(web::to(admin_method_not_allowed)),
+            )
+            .service(web::resource("/{name}/{action}").to(action))
+            .default_service(web::to(admin_not_found)),
+    );
 }
 
 /// The admin token, kept as its SHA-256 so comparisons take the same time whatever the input.

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{RString, Tuple2};
+use std::task::Poll;
+
+use abi_stable::std_types::{RCowStr, ROption, RStr, RString, Tuple2};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -27,6 +29,32 @@ pub struct HealthBody {
     detail: String,
 }
 
+/// Everything the hub's own routes did not take: `/api/v1/{module}[/{tail}]` goes to the module
+/// (and `GET /api/v1/{module}/health` to its health check); anything else is 404. Matched by hand,
+/// not by actix patterns: those are regexes, tried one after another on every request.
+pub async fn catch_all(
+    req: HttpRequest,
+    payload: web::Payload,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(rest) = req.path().strip_prefix("/api/v1/") else {
+        return crate::api::not_found(req).await;
+    };
+    // `rest` is `{module}` or `{module}/{tail}`; the module's path keeps the slash.
+    let (module, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let name = percent_decode(module);
+    if name.is_empty() {
+        return crate::api::not_found(req).await;
+    }
+    if path == "/health" && req.method() == actix_web::http::Method::GET {
+        return module_health(&hub, &name).await;
+    }
+    module_api(&req, payload, &hub, &name, path).await
+}
+
 /// Run a module's health check: 200 when healthy or degraded, 503 when unhealthy.
 #[utoipa::path(get, path = "/api/v1/{module}/health", tag = "hub",
     params(("module" = String, Path, description = "The module's name")),
@@ -35,11 +63,8 @@ pub struct HealthBody {
         (status = 503, description = "Unhealthy, or the module failed to start", body = HealthBody),
         (status = 404, description = "No such module, or disabled", body = ErrorBody),
     ))]
-pub(crate) async fn module_health(
-    hub: web::Data<Hub>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let instance = running_instance(&hub, &name)?;
+pub(crate) async fn module_health(hub: &Hub, name: &str) -> Result<HttpResponse, ApiError> {
+    let instance = running_instance(hub, name)?;
     let report = instance.check_health(hub.config().health_timeout).await;
     let status = if report.is_unhealthy() {
         StatusCode::SERVICE_UNAVAILABLE
@@ -52,17 +77,17 @@ pub(crate) async fn module_health(
     }))
 }
 
-/// `ANY /api/v1/{module}[/{tail}]`.
-pub async fn module_api(
-    req: HttpRequest,
+/// A request for one of module `name`'s routes; `path` is relative to its mount point.
+async fn module_api(
+    req: &HttpRequest,
     payload: web::Payload,
-    hub: web::Data<Hub>,
+    hub: &Hub,
+    name: &str,
+    path: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("module").unwrap_or_default();
-    let path = format!("/{}", req.match_info().get("tail").unwrap_or_default());
     let method = req.method().as_str();
-    let instance = running_instance(&hub, name)?;
-    let (index, params) = match instance.route(method, &path) {
+    let instance = running_instance(hub, name)?;
+    let (index, params) = match instance.route(method, path) {
         RouteMatch::Found { index, params } => (index, params),
         RouteMatch::NotFound => {
             return Err(ApiError::new(
@@ -87,27 +112,35 @@ pub async fn module_api(
     };
     let body = read_body(payload, hub.config().body_limit).await?;
     let request = FfiRequest {
-        method: method.into(),
-        path: path.as_str().into(),
+        method: static_method(req.method()),
+        path: path.into(),
         params: params
             .into_iter()
-            .map(|(k, v)| Tuple2(k.into(), v.into()))
+            .map(|(k, v)| Tuple2(k.into(), percent_decode(&v).as_ref().into()))
             .collect(),
         query: req.query_string().into(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                let value = String::from_utf8_lossy(v.as_bytes());
-                Tuple2(RString::from(k.as_str()), RString::from(value.as_ref()))
-            })
-            .collect(),
+        headers: header_lines(req.headers()),
         body: body.into(),
     };
     let timeout = hub.config().request_timeout;
-    let span = tracing::info_span!("module_call", module = %name);
-    let call = tokio::time::timeout(timeout, instance.call(index, request)).instrument(span);
-    match call.await {
+    let span = tracing::debug_span!("module_call", module = %name);
+    let outcome = async {
+        // Most handlers answer on their first poll: only a call that has to wait gets a timer.
+        let mut call = std::pin::pin!(instance.call(index, request));
+        match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+            Poll::Ready(response) => Ok(response),
+            Poll::Pending => tokio::time::timeout(timeout, call).await,
+        }
+    };
+    match outcome.instrument(span).await {
+        Ok(Ok(FfiResponse {
+            panic: ROption::RSome(message),
+            ..
+        })) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "handler_panicked",
+            format!("module '{name}' panicked in {method} {path}: {message}"),
+        )),
         Ok(Ok(response)) => Ok(into_http(name, response)),
         Ok(Err(panic)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -166,6 +199,43 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
     Ok(body)
 }
 
+/// The request's headers as `name: value` lines, one allocation for all of them.
+fn header_lines(headers: &actix_web::http::header::HeaderMap) -> RString {
+    let size = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 3)
+        .sum();
+    let mut lines = String::with_capacity(size);
+    for (name, value) in headers {
+        lines.push_str(name.as_str());
+        lines.push_str(": ");
+        lines.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        lines.push('\n');
+    }
+    lines.into()
+}
+
+/// The method as the module sees it; the standard ones without an allocation.
+fn static_method(method: &actix_web::http::Method) -> RCowStr<'static> {
+    use actix_web::http::Method;
+    let known = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return RCowStr::Owned(method.as_str().into()),
+    };
+    RCowStr::Borrowed(RStr::from_str(known))
+}
+
+/// `%xx` sequences decoded; invalid UTF-8 replaced.
+fn percent_decode(text: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy()
+}
+
 fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         return actix_web::ResponseError::error_response(&ApiError::internal(format!(
@@ -175,15 +245,20 @@ fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
     };
     let mut builder = HttpResponse::build(status);
     for Tuple2(name, value) in response.headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value.as_str()),
-        ) {
+        let value = match &value {
+            // A module's static text lives as long as the hub (libraries are never unloaded).
+            RCowStr::Borrowed(text) => {
+                HeaderValue::from_maybe_shared(bytes::Bytes::from_static(text.as_str().as_bytes()))
+            }
+            RCowStr::Owned(text) => HeaderValue::from_str(text.as_str()),
+        };
+        match (HeaderName::from_bytes(name.as_bytes()), value) {
             (Ok(name), Ok(value)) => {
                 builder.append_header((name, value));
             }
             _ => tracing::warn!(module = %module, "dropped invalid response header {name:?}"),
         }
     }
-    builder.body(response.body.into_vec())
+    // The body stays where the module allocated it; no copy.
+    builder.body(bytes::Bytes::from_owner(response.body))
 }

@@ -9,7 +9,7 @@ mod dispatch;
 pub mod error;
 pub mod hub;
 pub mod instance;
-mod loader;
+pub mod loader;
 pub mod logging;
 pub mod manifest;
 pub mod names;
@@ -54,17 +54,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .app_data(data.clone())
             .app_data(token.clone())
             .configure(api::configure)
-            // GET only: other methods on .../health fall through to the module's own routes.
-            .service(
-                web::resource("/api/v1/{module}/health")
-                    .guard(actix_web::guard::Get())
-                    .to(dispatch::module_health),
-            )
-            .service(
-                web::resource(["/api/v1/{module}", "/api/v1/{module}/{tail:.*}"])
-                    .to(dispatch::module_api),
-            )
-            .default_service(web::to(api::not_found))
+            // Everything else: module routes, matched by the dispatcher without regexes.
+            .default_service(web::to(dispatch::catch_all))
     })
     // Signals are handled below: actix would stop at once on SIGINT.
     .disable_signals()

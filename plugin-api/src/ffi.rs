@@ -21,13 +21,13 @@ use abi_stable::library::RootModule;
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec, Tuple2};
+use abi_stable::std_types::{RBox, RCowStr, ROption, RResult, RStr, RString, RVec, Tuple2};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 use async_ffi::{FfiFuture, FutureExt as _};
 
-use crate::http::{Error, IntoResponse, Request, Response};
+use crate::http::{Error, IntoResponse, Request};
 use crate::module::{Ctx, Health, InitContext, Module};
-use crate::router::{BoxFuture, Router};
+use crate::router::Router;
 
 /// Name, version and plugin-api version of a module library; read before `init`.
 #[repr(C)]
@@ -54,11 +54,13 @@ pub struct RouteDef {
 #[repr(C)]
 #[derive(StableAbi, Debug)]
 pub struct FfiRequest {
-    pub method: RString,
+    /// Borrowed (static) for the standard methods.
+    pub method: RCowStr<'static>,
     pub path: RString,
     pub params: RVec<Tuple2<RString, RString>>,
     pub query: RString,
-    pub headers: RVec<Tuple2<RString, RString>>,
+    /// Every header as a `name: value` line (names lowercase), in one allocation.
+    pub headers: RString,
     pub body: RVec<u8>,
 }
 
@@ -67,8 +69,13 @@ pub struct FfiRequest {
 #[derive(StableAbi, Debug)]
 pub struct FfiResponse {
     pub status: u16,
-    pub headers: RVec<Tuple2<RString, RString>>,
+    /// Borrowed when the module wrote a `&'static str` (the library is never unloaded, so its
+    /// statics outlive every response): the common headers cross without a copy.
+    pub headers: RVec<Tuple2<RCowStr<'static>, RCowStr<'static>>>,
     pub body: RVec<u8>,
+    /// Set when the handler panicked: the panic message. The hub then answers 500
+    /// `handler_panicked` naming the module, the route and this message.
+    pub panic: ROption<RString>,
 }
 
 /// The three health states of a module.
@@ -301,41 +308,27 @@ impl<M: Module> ModuleObj for Adapter<M> {
     }
 
     fn call(&self, route: u32, request: FfiRequest) -> FfiFuture<FfiResponse> {
-        let module = self.module.clone();
-        let ctx = self.ctx.clone();
-        let what = format!("{} {}", request.method, request.path);
         let started = catch_unwind(AssertUnwindSafe(|| {
-            self.router
-                .handler(route as usize)
-                .map(|handler| handler(module, Request::from_ffi(request, ctx)))
+            let handler = self.router.handler(route as usize)?;
+            Some(handler(
+                self.module.clone(),
+                Request::new(request, self.ctx.clone()),
+            ))
         }));
-        let name = self.ctx.module_name().to_owned();
-        let fut: BoxFuture<Response> = match started {
+        match started {
             Ok(Some(fut)) => fut,
             Ok(None) => {
-                let error = Error::internal(format!("module '{name}' has no route #{route}"));
-                Box::pin(std::future::ready(error.into_response()))
+                let error = Error::internal(format!("the module has no route #{route}"));
+                std::future::ready(error.into_response().into_ffi()).into_ffi()
             }
-            Err(panic) => {
-                let response = panicked(&name, &what, &*panic);
-                Box::pin(std::future::ready(response))
-            }
-        };
-        async move {
-            match caught(fut).await {
-                Ok(response) => response.into_ffi(),
-                Err(message) => panicked_message(&name, &what, &message).into_ffi(),
-            }
+            Err(panic) => std::future::ready(panicked(panic_message(&*panic))).into_ffi(),
         }
-        .into_ffi()
     }
 
     fn health(&self) -> FfiFuture<FfiHealth> {
         let module = self.module.clone();
         let ctx = self.ctx.clone();
-        let started = catch_unwind(AssertUnwindSafe(|| -> BoxFuture<Health> {
-            Box::pin(M::health(module, ctx))
-        }));
+        let started = catch_unwind(AssertUnwindSafe(|| M::health(module, ctx)));
         async move {
             let health = match started {
                 Ok(fut) => caught(fut)
@@ -356,9 +349,7 @@ impl<M: Module> ModuleObj for Adapter<M> {
     fn shutdown(&self) -> FfiFuture<()> {
         let module = self.module.clone();
         let name = self.ctx.module_name().to_owned();
-        let started = catch_unwind(AssertUnwindSafe(|| -> BoxFuture<()> {
-            Box::pin(M::shutdown(module))
-        }));
+        let started = catch_unwind(AssertUnwindSafe(|| M::shutdown(module)));
         async move {
             let outcome = match started {
                 Ok(fut) => caught(fut).await,
@@ -369,39 +360,6 @@ impl<M: Module> ModuleObj for Adapter<M> {
             }
         }
         .into_ffi()
-    }
-}
-
-impl Response {
-    fn into_ffi(self) -> FfiResponse {
-        let (status, headers, body) = self.into_parts();
-        FfiResponse {
-            status,
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| Tuple2(k.into(), v.into()))
-                .collect(),
-            body: body.into(),
-        }
-    }
-}
-
-impl Request {
-    fn from_ffi(request: FfiRequest, ctx: Ctx) -> Request {
-        let pairs = |v: RVec<Tuple2<RString, RString>>| -> Vec<(String, String)> {
-            v.into_iter()
-                .map(|Tuple2(k, v)| (k.into_string(), v.into_string()))
-                .collect()
-        };
-        Request::from_parts(
-            request.method.into_string(),
-            request.path.into_string(),
-            pairs(request.params),
-            request.query.into_string(),
-            pairs(request.headers),
-            request.body.into_vec(),
-            ctx,
-        )
     }
 }
 
@@ -427,8 +385,33 @@ pub(crate) fn host_log(host: &HostBox, level: LogLevel, target: &str, message: &
     host.log(level, target.into(), message.into());
 }
 
+/// A route handler as the router keeps it: called with the module and the request, it returns the
+/// future the hub polls, boxed once.
+pub(crate) type Handler<M> = Box<dyn Fn(Arc<M>, Request) -> FfiFuture<FfiResponse> + Send + Sync>;
+
+/// Erase an author's async handler into a [`Handler`]: its future's panics become a
+/// [`panicked`] response, its output an [`FfiResponse`].
+pub(crate) fn erase_handler<M, H, Fut, R>(handler: H) -> Handler<M>
+where
+    H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+    R: IntoResponse,
+{
+    Box::new(move |module, request| {
+        let fut = handler(module, request);
+        async move {
+            match caught(fut).await {
+                Ok(output) => output.into_response().into_ffi(),
+                Err(message) => panicked(message),
+            }
+        }
+        .into_ffi()
+    })
+}
+
 /// Poll `fut` to completion, turning a panic while polling into `Err(message)`.
-async fn caught<T>(mut fut: BoxFuture<T>) -> Result<T, String> {
+async fn caught<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
+    let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(
         move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
             Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
@@ -439,17 +422,22 @@ async fn caught<T>(mut fut: BoxFuture<T>) -> Result<T, String> {
     .await
 }
 
-fn panicked(module: &str, what: &str, panic: &(dyn Any + Send)) -> Response {
-    panicked_message(module, what, &panic_message(panic))
+/// A `Cow` as the boundary's `RCow`: static text stays borrowed.
+pub(crate) fn rcow(text: std::borrow::Cow<'static, str>) -> RCowStr<'static> {
+    match text {
+        std::borrow::Cow::Borrowed(s) => RCowStr::Borrowed(RStr::from_str(s)),
+        std::borrow::Cow::Owned(s) => RCowStr::Owned(s.into()),
+    }
 }
 
-fn panicked_message(module: &str, what: &str, message: &str) -> Response {
-    Error::new(
-        500,
-        "handler_panicked",
-        format!("module '{module}' panicked in {what}: {message}"),
-    )
-    .into_response()
+/// The response of a handler that panicked: the hub turns it into its 500 `handler_panicked`.
+fn panicked(message: String) -> FfiResponse {
+    FfiResponse {
+        status: 500,
+        headers: RVec::new(),
+        body: RVec::new(),
+        panic: ROption::RSome(message.into()),
+    }
 }
 
 /// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).

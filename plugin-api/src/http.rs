@@ -9,57 +9,41 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use abi_stable::std_types::{RCowStr, ROption, RVec, Tuple2};
+
+use crate::ffi::{FfiRequest, FfiResponse, rcow};
 use crate::module::Ctx;
 
-/// An HTTP request routed to one of the module's handlers.
+/// An HTTP request routed to one of the module's handlers. It reads the hub's request in place:
+/// nothing is copied on the way in.
 #[derive(Debug)]
 pub struct Request {
-    method: String,
-    path: String,
-    params: Vec<(String, String)>,
-    query: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    inner: FfiRequest,
     ctx: Ctx,
 }
 
 impl Request {
-    pub(crate) fn from_parts(
-        method: String,
-        path: String,
-        params: Vec<(String, String)>,
-        query: String,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-        ctx: Ctx,
-    ) -> Request {
-        Request {
-            method,
-            path,
-            params,
-            query,
-            headers,
-            body,
-            ctx,
-        }
+    pub(crate) fn new(inner: FfiRequest, ctx: Ctx) -> Request {
+        Request { inner, ctx }
     }
 
     /// The HTTP method, upper case.
     pub fn method(&self) -> &str {
-        &self.method
+        &self.inner.method
     }
 
     /// The path relative to the module's mount point, e.g. `/items/42`.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.inner.path
     }
 
     /// The path parameter `name` (`{name}` in the route), percent-decoded.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
+        self.inner
+            .params
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|Tuple2(k, _)| k == name)
+            .map(|Tuple2(_, v)| v.as_str())
     }
 
     /// The path parameter `name` parsed as `T`; a 400 `bad_parameter` naming it otherwise.
@@ -82,31 +66,38 @@ impl Request {
 
     /// The raw query string, without `?`.
     pub fn query_string(&self) -> &str {
-        &self.query
+        &self.inner.query
     }
 
     /// The query string deserialized into `T`; a 400 `bad_query` otherwise.
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_urlencoded::from_str(&self.query)
+        serde_urlencoded::from_str(&self.inner.query)
             .map_err(|e| Error::new(400, "bad_query", format!("invalid query string: {e}")))
     }
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
+    }
+
+    /// Every header as (lowercase name, value), in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.inner
+            .headers
+            .lines()
+            .filter_map(|line| line.split_once(": "))
     }
 
     /// The raw body.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.inner.body
     }
 
     /// The body deserialized from JSON into `T`; a 400 `invalid_json` saying why otherwise.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| {
+        serde_json::from_slice(&self.inner.body).map_err(|e| {
             Error::new(
                 400,
                 "invalid_json",
@@ -125,7 +116,8 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    // Kept in the boundary's own type, so that handing the response over moves it.
+    headers: RVec<Tuple2<RCowStr<'static>, RCowStr<'static>>>,
     body: Vec<u8>,
 }
 
@@ -134,7 +126,7 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: RVec::new(),
             body: Vec::new(),
         }
     }
@@ -161,8 +153,13 @@ impl Response {
         Response::new(204)
     }
 
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
-        self.headers.push((name.into(), value.into()));
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
+        self.headers
+            .push(Tuple2(rcow(name.into()), rcow(value.into())));
         self
     }
 
@@ -175,16 +172,24 @@ impl Response {
         self.status
     }
 
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
+    /// The headers as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|Tuple2(k, v)| (k.as_ref(), v.as_ref()))
     }
 
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Vec<u8>) {
-        (self.status, self.headers, self.body)
+    pub(crate) fn into_ffi(self) -> FfiResponse {
+        FfiResponse {
+            status: self.status,
+            headers: self.headers,
+            body: self.body.into(),
+            panic: ROption::RNone,
+        }
     }
 }
 

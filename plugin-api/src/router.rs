@@ -2,14 +2,11 @@
 //! matchit) from the table this builds; the module only runs the handler it is told to.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::http::{IntoResponse, Request, Response};
+use crate::http::{IntoResponse, Request};
 
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-type Handler<M> = Box<dyn Fn(Arc<M>, Request) -> BoxFuture<Response> + Send + Sync>;
+use crate::ffi::{Handler, erase_handler};
 
 /// The routes of a module, each an HTTP method, a path pattern and an async handler.
 ///
@@ -46,10 +43,7 @@ impl<M: Send + Sync + 'static> Router<M> {
         self.routes.push(Route {
             method,
             path: path.to_owned(),
-            handler: Box::new(move |module, request| {
-                let fut = handler(module, request);
-                Box::pin(async move { fut.await.into_response() })
-            }),
+            handler: erase_handler(handler),
         });
         self
     }

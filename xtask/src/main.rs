@@ -6,6 +6,7 @@
 //! - `run`: build, then the hub on `plugins/`.
 //! - `test`: build modules and test fixtures, then every test of the workspace.
 
+mod bench;
 mod build;
 mod fixtures;
 mod tidy;
@@ -40,6 +41,15 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
+    /// Measure: module vs native dispatch over HTTP, ABI call vs direct call (release builds).
+    Bench {
+        /// Which benchmark.
+        #[arg(value_enum, default_value = "all")]
+        which: bench::Which,
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Build modules and test fixtures, then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -56,6 +66,7 @@ fn main() -> ExitCode {
         }
         Command::Run { release } => build::run(&build::Profile::from_release(release)),
         Command::Test { args } => build::test(&args),
+        Command::Bench { which, seconds } => bench::bench(which, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,13 +16,12 @@ fn a_request_in_flight_at_sigterm_completes_and_the_hub_exits_0() {
         .start();
     let url = format!("{}/api/v1/fx/slow/800", hub.base);
     let slow = std::thread::spawn(move || {
-        let mut response = ureq::get(&url)
-            .call()
-            .expect("the slow request is answered");
-        (
-            response.status().as_u16(),
-            response.body_mut().read_to_string().expect("body"),
-        )
+        let mut response = ureq::get(&url).call().map_err(|e| e.to_string())?;
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((response.status().as_u16(), body))
     });
     assert!(
         hub.wait_for_log("slow request started", Duration::from_secs(5))
@@ -41,7 +40,9 @@ fn a_request_in_flight_at_sigterm_completes_and_the_hub_exits_0() {
         !hub.accepts_connections(),
         "no new connections after SIGTERM"
     );
-    let (status, body) = slow.join().expect("request thread");
+    let answer = slow.join().expect("request thread");
+    let (status, body) =
+        answer.unwrap_or_else(|e| panic!("the slow request failed: {e}\n{}", hub.logs()));
     assert_eq!((status, body.as_str()), (200, r#"{"slept_ms":800}"#));
     assert_eq!(
         hub.wait_exit(Duration::from_secs(10)),

@@ -1,0 +1,84 @@
+//! One call of a trivial JSON handler through the ABI, against the same handler body called
+//! directly. The ABI path is what the hub does per request after routing: build the `FfiRequest`,
+//! cross into the module library (`ModuleObj::call`), convert to the author's `Request`, run the
+//! handler, convert the `Response` back and poll the `FfiFuture`.
+//!
+//! Run with `cargo xtask bench abi`, which builds `hello` in release mode and sets
+//! `HUB_BENCH_LIBRARY` to it.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use abi_stable::std_types::{RCowStr, RStr, RVec};
+use criterion::{Criterion, criterion_group, criterion_main};
+use host::loader::{InstanceArgs, Loader};
+use plugin_api::ffi::FfiRequest;
+use plugin_api::{IntoResponse, Json, LogLevel, json};
+
+/// Poll a future that completes without waiting (both paths do) to its end.
+fn run<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
+/// The body of hello's `GET /ping` handler, compiled into this binary.
+async fn ping_direct() -> plugin_api::Response {
+    Json(json!({"pong": true})).into_response()
+}
+
+fn request() -> FfiRequest {
+    FfiRequest {
+        method: RCowStr::Borrowed(RStr::from_str("GET")),
+        path: "/ping".into(),
+        params: RVec::new(),
+        query: "".into(),
+        headers: "host: 127.0.0.1\n".into(),
+        body: RVec::new(),
+    }
+}
+
+fn handler_call(c: &mut Criterion) {
+    let Some(library) = std::env::var_os("HUB_BENCH_LIBRARY") else {
+        panic!("HUB_BENCH_LIBRARY is not set: run `cargo xtask bench abi`");
+    };
+    let loader = Loader::new(None).expect("runtime folder");
+    let library = loader
+        .open("hello", std::path::Path::new(&library))
+        .expect("open hello");
+    let object = library
+        .instantiate(InstanceArgs {
+            module: "hello".to_owned(),
+            config: serde_json::Map::new(),
+            read_only: true,
+            dry_run: true,
+            max_log_level: LogLevel::Warn,
+        })
+        .expect("init hello");
+    let index = object
+        .routes()
+        .iter()
+        .position(|r| r.method.as_str() == "GET" && r.path.as_str() == "/ping")
+        .expect("hello has GET /ping") as u32;
+
+    let mut group = c.benchmark_group("ping handler");
+    group.bench_function("through the ABI", |b| {
+        b.iter(|| black_box(run(object.call(index, black_box(request())))))
+    });
+    group.bench_function("called directly", |b| {
+        b.iter(|| {
+            let _request = black_box(request());
+            black_box(run(ping_direct()))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, handler_call);
+criterion_main!(benches);
