@@ -9,10 +9,13 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use abi_stable::std_types::{RCowStr, RStr, RVec};
 use criterion::{Criterion, criterion_group, criterion_main};
+use host::config::Config;
+use host::db::Database;
 use host::loader::{InstanceArgs, Loader};
 use plugin_api::ffi::FfiRequest;
 use plugin_api::{IntoResponse, Json, LogLevel, json};
@@ -49,6 +52,7 @@ fn handler_call(c: &mut Criterion) {
         panic!("HUB_BENCH_LIBRARY is not set: run `cargo xtask bench abi`");
     };
     let loader = Loader::new(None).expect("runtime folder");
+    let config = Config::from_vars(Vec::new()).expect("default config");
     let library = loader
         .open("hello", std::path::Path::new(&library))
         .expect("open hello");
@@ -59,6 +63,7 @@ fn handler_call(c: &mut Criterion) {
             read_only: true,
             dry_run: true,
             max_log_level: LogLevel::Warn,
+            database: Arc::new(Database::new(&config).expect("no database configured")),
         })
         .expect("init hello");
     let index = object

@@ -157,12 +157,8 @@ pub(crate) async fn openapi_json(hub: web::Data<Hub>) -> HttpResponse {
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
     ))]
 pub(crate) async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
-    let objects: Vec<ModuleObject> = hub
-        .registry()
-        .all()
-        .values()
-        .map(|e| e.to_object())
-        .collect();
+    let entries: Vec<_> = hub.registry().all().values().cloned().collect();
+    let objects: Vec<ModuleObject> = hub.describe(&entries).await;
     HttpResponse::Ok().json(objects)
 }
 
@@ -182,7 +178,7 @@ pub(crate) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let name = valid_name(&name)?;
     let entry = hub.get(name).map_err(action_error)?;
-    Ok(HttpResponse::Ok().json(entry.to_object()))
+    Ok(HttpResponse::Ok().json(one(&hub, entry).await))
 }
 
 /// Enable, disable or reload a module: effective at once, idempotent. Answers 200 with the
@@ -225,7 +221,7 @@ pub(crate) async fn action(
         _ => hub.reload(name).await,
     }
     .map_err(action_error)?;
-    Ok(HttpResponse::Ok().json(entry.to_object()))
+    Ok(HttpResponse::Ok().json(one(&hub, entry).await))
 }
 
 async fn admin_not_found(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -251,6 +247,13 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         req.method(),
         req.path()
     )))
+}
+
+async fn one(
+    hub: &Hub,
+    entry: std::sync::Arc<crate::registry::ModuleEntry>,
+) -> Option<ModuleObject> {
+    hub.describe(&[entry]).await.pop()
 }
 
 fn valid_name(name: &str) -> Result<&str, ApiError> {

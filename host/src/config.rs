@@ -22,6 +22,11 @@ pub struct Setting {
 /// Every setting, in the order `.env.example` lists them.
 pub const SETTINGS: &[Setting] = &[
     Setting {
+        var: "DATABASE_URL",
+        default: "",
+        help: "PostgreSQL, e.g. postgres://hub@127.0.0.1:5432/hub; unset: modules with migrations fail with \"set DATABASE_URL\".",
+    },
+    Setting {
         var: "HUB_BIND",
         default: "127.0.0.1:8000",
         help: "Address the hub listens on (port 0 picks a free port).",
@@ -77,6 +82,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "HTTP worker threads; 0: one per CPU core.",
     },
     Setting {
+        var: "HUB_DB_POOL_SIZE",
+        default: "16",
+        help: "Most connections the hub keeps open to PostgreSQL.",
+    },
+    Setting {
+        var: "HUB_DB_POOL_TIMEOUT_MS",
+        default: "5000",
+        help: "How long to wait for a free connection, or to connect; then the call fails with 503.",
+    },
+    Setting {
+        var: "HUB_DB_STATEMENT_TIMEOUT_MS",
+        default: "5000",
+        help: "statement_timeout of a module's statement, unless the module asks for another.",
+    },
+    Setting {
+        var: "HUB_DB_RETRY_MS",
+        default: "2000",
+        help: "While the database is unreachable, how often the hub tries it again.",
+    },
+    Setting {
         var: "HUB_RUNTIME_DIR",
         default: "",
         help: "Where the hub makes its private 0700 folder for library copies; unset: the system temp dir.",
@@ -86,6 +111,7 @@ pub const SETTINGS: &[Setting] = &[
 /// The hub's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub database_url: Option<String>,
     pub bind: SocketAddr,
     pub admin_token: Option<String>,
     pub modules_enabled: bool,
@@ -98,6 +124,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub workers: usize,
     pub runtime_dir: Option<PathBuf>,
+    pub db_pool_size: usize,
+    pub db_pool_timeout: Duration,
+    pub db_statement_timeout: Duration,
+    pub db_retry: Duration,
     pub module_env: ModuleEnv,
 }
 
@@ -179,6 +209,7 @@ impl Config {
             expected: "true or false",
         })?;
         Ok(Config {
+            database_url: optional("DATABASE_URL"),
             bind,
             admin_token: optional("HUB_ADMIN_TOKEN"),
             modules_enabled,
@@ -191,6 +222,10 @@ impl Config {
             shutdown_grace: millis("HUB_SHUTDOWN_GRACE_MS")?,
             workers: number("HUB_WORKERS")?,
             runtime_dir: optional("HUB_RUNTIME_DIR").map(PathBuf::from),
+            db_pool_size: number("HUB_DB_POOL_SIZE")?.max(1),
+            db_pool_timeout: millis("HUB_DB_POOL_TIMEOUT_MS")?,
+            db_statement_timeout: millis("HUB_DB_STATEMENT_TIMEOUT_MS")?,
+            db_retry: millis("HUB_DB_RETRY_MS")?.max(Duration::from_millis(100)),
             module_env: ModuleEnv::from_vars(&vars),
         })
     }

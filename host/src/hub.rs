@@ -1,5 +1,5 @@
-//! The module lifecycle: discovery, start (open → init → health), enable, disable, reload and
-//! shutdown. Every change to one module runs under that module's lock, so changes to one module
+//! The module lifecycle: discovery, start (open → init → migrate → health), enable, disable,
+//! reload and shutdown.Every change to one module runs under that module's lock, so changes to one module
 //! are serialized while different modules proceed independently; the result is swapped into the
 //! registry whole.
 
@@ -14,12 +14,16 @@ use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 
 use crate::config::{Config, ModuleEnv, parse_bool};
+use crate::db::Database;
+use crate::db::migrate::{self, MigrationSpec};
 use crate::instance::{Instance, Reaper};
 use crate::loader::{InstanceArgs, Loader};
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::names;
-use crate::registry::{ModuleEntry, Registry, Safety, SafetySources, Source, State};
-
+use crate::registry::{
+    AppliedMigration, MigrationStatus, ModuleEntry, ModuleObject, PendingMigration, Registry,
+    Safety, SafetySources, Source, State, TableStatus,
+};
 /// Why a management action could not be carried out.
 #[derive(Debug, Error)]
 pub enum ActionError {
@@ -39,24 +43,185 @@ pub struct Hub {
     reaper: Reaper,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     max_log_level: LogLevel,
+    database: Arc<Database>,
 }
-
 impl Hub {
     /// Make a hub with no module loaded yet. Call from within the runtime that will run
     /// shutdown hooks.
-    pub fn new(config: Config) -> std::io::Result<Arc<Hub>> {
-        let loader = Arc::new(Loader::new(config.runtime_dir.as_deref())?);
+    pub fn new(config: Config) -> anyhow::Result<Arc<Hub>> {
+        let loader = Loader::new(config.runtime_dir.as_deref()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the hub's private folder for library copies in {} (HUB_RUNTIME_DIR): {e}",
+                config.runtime_dir.as_deref().unwrap_or(&std::env::temp_dir()).display()
+            )
+        })?;
         let reaper = Reaper::new(config.shutdown_grace);
+        let database = Arc::new(Database::new(&config)?);
         Ok(Arc::new(Hub {
             config,
-            loader,
+            loader: Arc::new(loader),
             registry: Registry::default(),
             reaper,
             locks: Mutex::default(),
             max_log_level: max_log_level(),
+            database,
         }))
     }
 
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The module objects of `entries`, with their migrations and tables from the database when
+    /// it answers within `HUB_DB_POOL_TIMEOUT_MS` (else those fields stay `null`).
+    pub async fn describe(&self, entries: &[Arc<ModuleEntry>]) -> Vec<ModuleObject> {
+        let mut objects: Vec<ModuleObject> = entries.iter().map(|e| e.to_object()).collect();
+        if !self.database.is_configured() || entries.is_empty() {
+            return objects;
+        }
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        let asked = tokio::time::timeout(self.config.db_pool_timeout, self.migration_rows(&names));
+        let Ok(Ok((applied, present))) = asked.await else {
+            return objects;
+        };
+        for (object, entry) in objects.iter_mut().zip(entries) {
+            let mine: Vec<&(String, AppliedMigration, Vec<String>)> = applied
+                .iter()
+                .filter(|(m, _, _)| *m == entry.name)
+                .collect();
+            let declared = entry
+                .instance
+                .as_ref()
+                .map(|i| i.migrations())
+                .unwrap_or_default();
+            let pending = declared
+                .iter()
+                .filter(|d| !mine.iter().any(|(_, a, _)| a.version == d.version))
+                .map(|d| PendingMigration {
+                    version: d.version,
+                    name: d.name.clone(),
+                })
+                .collect();
+            let mut tables: Vec<String> = mine
+                .iter()
+                .flat_map(|(_, _, r)| r.iter().cloned())
+                .collect();
+            tables.sort();
+            tables.dedup();
+            object.tables = Some(
+                tables
+                    .into_iter()
+                    .map(|name| TableStatus {
+                        present: present.contains(&name),
+                        name,
+                    })
+                    .collect(),
+            );
+            object.migrations = Some(MigrationStatus {
+                applied: mine.into_iter().map(|(_, a, _)| a.clone()).collect(),
+                pending,
+            });
+        }
+        objects
+    }
+
+    /// (module, applied migration, relations it created) for `names`, and which of those
+    /// relations exist.
+    #[allow(clippy::type_complexity)]
+    async fn migration_rows(
+        &self,
+        names: &[&str],
+    ) -> Result<(Vec<(String, AppliedMigration, Vec<String>)>, Vec<String>), String> {
+        let client = self.database.client().await.map_err(|e| e.to_string())?;
+        let rows = client
+            .query(
+                "SELECT module, version, name, checksum, applied_at, duration_ms, relations                  FROM module_migrations WHERE module = ANY($1) ORDER BY module, version",
+                &[&names],
+            )
+            .await
+            .map_err(|e| crate::db::describe(&e))?;
+        let applied: Vec<(String, AppliedMigration, Vec<String>)> = rows
+            .iter()
+            .map(|r| {
+                let at: chrono::DateTime<chrono::Utc> = r.get(4);
+                (
+                    r.get(0),
+                    AppliedMigration {
+                        version: r.get::<_, i32>(1) as u32,
+                        name: r.get(2),
+                        checksum: r.get(3),
+                        applied_at: at.to_rfc3339(),
+                        duration_ms: r.get::<_, i32>(5) as u32,
+                    },
+                    r.get(6),
+                )
+            })
+            .collect();
+        let relations: Vec<&str> = applied
+            .iter()
+            .flat_map(|(_, _, r)| r.iter().map(String::as_str))
+            .collect();
+        let present = client
+            .query(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace                  WHERE c.relname = ANY($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
+                &[&relations],
+            )
+            .await
+            .map_err(|e| crate::db::describe(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((applied, present))
+    }
+    /// Reach the database and apply the hub's own migrations; logs the outcome.
+    pub async fn prepare_database(&self) -> bool {
+        if !self.database.is_configured() {
+            tracing::warn!(
+                "DATABASE_URL is not set: modules with migrations will fail until it is"
+            );
+            return false;
+        }
+        match self.database.prepare().await {
+            Ok(()) => {
+                tracing::info!("database ready");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "database not ready: {e}; retrying every {} ms (HUB_DB_RETRY_MS)",
+                    self.config.db_retry.as_millis()
+                );
+                false
+            }
+        }
+    }
+
+    /// While the database is configured but not ready, try it every `HUB_DB_RETRY_MS`; when it
+    /// answers again, start the modules that failed for want of it.
+    pub async fn watch_database(self: Arc<Self>) {
+        if !self.database.is_configured() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(self.config.db_retry).await;
+            if self.database.is_ready() || self.database.prepare().await.is_err() {
+                continue;
+            }
+            tracing::info!("database reachable again");
+            let waiting: Vec<String> = self
+                .registry
+                .all()
+                .values()
+                .filter(|e| e.state == State::Failed && e.waits_for_database)
+                .map(|e| e.name.clone())
+                .collect();
+            for name in waiting {
+                let lock = self.lock_for(&name);
+                let _guard = lock.lock().await;
+                let _ = self.apply(&name, Action::Retry).await;
+            }
+        }
+    }
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -211,6 +376,7 @@ impl Hub {
             instance,
             safety,
             mapped_libraries: self.loader.mapped_count(name),
+            waits_for_database: false,
         };
         // A failure while an instance runs keeps that instance serving, with the reason shown.
         let keep = |running: &ModuleEntry, error: String| ModuleEntry {
@@ -239,9 +405,10 @@ impl Hub {
         if let (false, Some(running)) = (action.restarts(), &current) {
             return (ModuleEntry::clone(running), Outcome::Unchanged);
         }
-        let started = match &safety {
-            Ok(safety) => self.start(name, folder, &manifest, *safety).await,
-            Err(error) => Err(error.clone()),
+        let started = match (&safety, self.check_prefix(name, &manifest)) {
+            (Ok(safety), Ok(())) => self.start(name, folder, &manifest, *safety).await,
+            (Err(error), _) => Err(StartFailure::from(error.clone())),
+            (_, Err(error)) => Err(StartFailure::from(error)),
         };
         match (started, current) {
             (Ok(instance), _) => {
@@ -254,15 +421,16 @@ impl Hub {
                 );
                 (entry, Outcome::Running)
             }
-            (Err(error), Some(running)) => (keep(&running, error), Outcome::Kept),
-            (Err(error), None) => {
-                let entry = entry(
+            (Err(failure), Some(running)) => (keep(&running, failure.message), Outcome::Kept),
+            (Err(failure), None) => {
+                let mut entry = entry(
                     State::Failed,
                     Some(manifest),
-                    Some(error),
+                    Some(failure.message),
                     None,
                     safety.ok(),
                 );
+                entry.waits_for_database = failure.needs_database;
                 (entry, Outcome::Failed)
             }
         }
@@ -275,7 +443,7 @@ impl Hub {
         folder: &Path,
         manifest: &Manifest,
         safety: Safety,
-    ) -> Result<Arc<Instance>, String> {
+    ) -> Result<Arc<Instance>, StartFailure> {
         let library = folder.join(manifest.library_file());
         let args = InstanceArgs {
             module: name.to_owned(),
@@ -283,13 +451,13 @@ impl Hub {
             read_only: safety.read_only,
             dry_run: safety.dry_run,
             max_log_level: self.max_log_level,
+            database: self.database.clone(),
         };
         let loader = self.loader.clone();
         let manifest_version = manifest.version.clone();
         let name_owned = name.to_owned();
         // Reading, mapping and `init` block; keep them off the async threads.
-        let (info, object) = tokio::task::spawn_blocking(move || {
-            let library_file = loader.open(&name_owned, &library).map_err(|e| e.to_string())?;
+        let (info, migrations, object) = tokio::task::spawn_blocking(move || {let library_file = loader.open(&name_owned, &library).map_err(|e| e.to_string())?;
             let info = library_file.info();
             if info.version != manifest_version {
                 return Err(format!(
@@ -298,17 +466,102 @@ impl Hub {
                     info.version
                 ));
             }
+                        let migrations = library_file.migrations()?;
             let object = library_file.instantiate(args)?;
-            Ok((info, object))
-        })
+            Ok((info, migrations, object))})
         .await
         .map_err(|e| format!("loading was interrupted: {e}"))??;
-        let instance = Arc::new(Instance::new(name, info, object, self.reaper.clone())?);
+        let instance = Instance::new(name, info, object, migrations, self.reaper.clone())?;
+        let instance = Arc::new(instance);
+        if !instance.migrations().is_empty() {
+            self.migrate(name, &manifest.table_prefix(), instance.migrations())
+                .await?;
+        }
         let health = instance.check_health(self.config.health_timeout).await;
         if health.is_unhealthy() {
-            return Err(format!("unhealthy at start: {}", health.detail));
+            return Err(format!("unhealthy at start: {}", health.detail).into());
         }
         Ok(instance)
+    }
+
+    /// Apply the module's pending migrations.
+    async fn migrate(
+        &self,
+        name: &str,
+        prefix: &str,
+        migrations: &[MigrationSpec],
+    ) -> Result<(), StartFailure> {
+        let waiting = |message: String| StartFailure {
+            message,
+            needs_database: true,
+        };
+        if !self.database.is_configured() {
+            return Err(waiting(format!(
+                "module '{name}' has migrations but the hub has no database: set DATABASE_URL"
+            )));
+        }
+        if !self.database.is_ready() {
+            self.database.prepare().await.map_err(waiting)?;
+        }
+        let mut client = self
+            .database
+            .client()
+            .await
+            .map_err(|e| waiting(e.to_string()))?;
+        match migrate::apply(&mut client, name, Some(prefix), migrations).await {
+            Ok(applied) => {
+                if !applied.versions.is_empty() {
+                    tracing::info!(module = %name, "applied migrations {:?}", applied.versions);
+                }
+                Ok(())
+            }
+            Err(migrate::MigrationError::Unavailable(e)) => {
+                Err(waiting(format!("the database is unavailable: {e}")))
+            }
+            Err(e) => Err(e.to_string().into()),
+        }
+    }
+
+    /// The module's table prefix must be its own: not the hub's, and not overlapping another
+    /// module's (one a prefix of the other).
+    fn check_prefix(&self, name: &str, manifest: &Manifest) -> Result<(), String> {
+        let prefix = manifest.table_prefix();
+        for reserved in ["hub_", "module_", "pg_"] {
+            if prefix.starts_with(reserved) {
+                return Err(format!(
+                    "table prefix '{prefix}' starts with '{reserved}', which is the hub's or PostgreSQL's: choose another \"table_prefix\""
+                ));
+            }
+        }
+        for other in self.registry.all().values() {
+            let Some(theirs) = other.manifest.as_ref().filter(|_| other.name != name) else {
+                continue;
+            };
+            let theirs = theirs.table_prefix();
+            if prefix.starts_with(&theirs) || theirs.starts_with(&prefix) {
+                return Err(format!(
+                    "table prefix '{prefix}' overlaps module '{}'s '{theirs}': give one of them another \"table_prefix\"",
+                    other.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a start failed; `needs_database` when it will work once the database answers.
+#[derive(Debug)]
+pub struct StartFailure {
+    message: String,
+    needs_database: bool,
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> StartFailure {
+        StartFailure {
+            message,
+            needs_database: false,
+        }
     }
 }
 
@@ -320,8 +573,9 @@ pub enum Action {
     Enable,
     Disable,
     Reload,
+    /// The database answers again, and the module was waiting for it.
+    Retry,
 }
-
 impl Action {
     fn as_str(self) -> &'static str {
         match self {
@@ -329,12 +583,13 @@ impl Action {
             Action::Enable => "enable",
             Action::Disable => "disable",
             Action::Reload => "reload",
+            Action::Retry => "retry",
         }
     }
 
     /// Whether a running instance is replaced (enable leaves a running module alone).
     fn restarts(self) -> bool {
-        matches!(self, Action::Start | Action::Reload)
+        matches!(self, Action::Start | Action::Reload | Action::Retry)
     }
 }
 

@@ -16,8 +16,8 @@ use plugin_api::ffi::{FfiRequest, FfiResponse, ModuleBox};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use crate::db::migrate::MigrationSpec;
 use crate::loader::LibraryInfo;
-
 /// Where a request's method and path lead within a module.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteMatch {
@@ -76,14 +76,15 @@ pub struct Instance {
     health: Mutex<Option<HealthReport>>,
     shutdown_started: AtomicBool,
     reaper: Reaper,
+    migrations: Vec<MigrationSpec>,
 }
-
 impl Instance {
     /// Wrap a freshly initialised module; `Err` when its route table is unusable.
     pub fn new(
         name: &str,
         info: LibraryInfo,
         object: ModuleBox,
+        migrations: Vec<MigrationSpec>,
         reaper: Reaper,
     ) -> Result<Instance, String> {
         let mut by_path: BTreeMap<String, Vec<(String, u32)>> = BTreeMap::new();
@@ -124,6 +125,7 @@ impl Instance {
             health: Mutex::new(None),
             shutdown_started: AtomicBool::new(false),
             reaper,
+            migrations,
         })
     }
 
@@ -137,6 +139,11 @@ impl Instance {
 
     pub fn routes(&self) -> &[RouteInfo] {
         &self.routes
+    }
+
+    /// The migrations this version declares.
+    pub fn migrations(&self) -> &[MigrationSpec] {
+        &self.migrations
     }
 
     pub fn loaded_at(&self) -> DateTime<Utc> {

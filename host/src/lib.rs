@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod db;
 mod dispatch;
 pub mod error;
 pub mod hub;
@@ -26,16 +27,7 @@ use crate::hub::Hub;
 
 /// Run the hub until SIGINT/SIGTERM, then run module shutdown hooks and return.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let hub = Hub::new(config.clone()).with_context(|| {
-        format!(
-            "cannot create the hub's private folder for library copies in {} (HUB_RUNTIME_DIR)",
-            config
-                .runtime_dir
-                .as_deref()
-                .unwrap_or(&std::env::temp_dir())
-                .display()
-        )
-    })?;
+    let hub = Hub::new(config.clone())?;
     let token = match &config.admin_token {
         Some(token) => token.clone(),
         None => {
@@ -44,8 +36,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             token
         }
     };
+    hub.prepare_database().await;
     hub.discover().await;
     tracing::info!("{}", startup_report(&hub));
+    actix_web::rt::spawn(hub.clone().watch_database());
     let signals = signals::Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
     let data = web::Data::from(hub.clone());
     let token = web::Data::new(AdminToken::new(&token));

@@ -12,17 +12,22 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
 use abi_stable::sabi_trait::prelude::TD_Opaque;
-use abi_stable::std_types::{RNone, ROption, RSome, RStr, RString};
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
 use async_ffi::{FfiFuture, FutureExt as _};
+use futures_util::FutureExt as _;
 use plugin_api::ffi::{HostObj, HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use crate::db::Database;
+use crate::db::gateway::{self, Caller};
+use crate::db::migrate::MigrationSpec;
 
 /// Why a library could not be opened.
 #[derive(Debug, Clone, Error)]
@@ -85,11 +90,31 @@ impl Library {
         }
     }
 
+    /// The module's migrations, in the order it declares them.
+    pub fn migrations(&self) -> Result<Vec<MigrationSpec>, String> {
+        let list = (self.root.migrations())()
+            .into_result()
+            .map_err(RString::into_string)?;
+        Ok(list
+            .into_iter()
+            .map(|m| MigrationSpec {
+                version: m.version,
+                name: m.name.as_str().to_owned(),
+                sql: m.sql.as_str().to_owned(),
+            })
+            .collect())
+    }
+
     /// Run the module's `init`. An error or a panic in it comes back as `Err(reason)`.
     pub fn instantiate(&self, args: InstanceArgs) -> Result<ModuleBox, String> {
         let host = HostServices {
-            module: args.module.clone(),
+            caller: Caller {
+                module: args.module.clone(),
+                read_only: args.read_only,
+                dry_run: args.dry_run,
+            },
             config: args.config,
+            database: args.database,
         };
         let init_args = InitArgs {
             module: args.module.into(),
@@ -105,13 +130,14 @@ impl Library {
 }
 
 /// What a module instance is started with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InstanceArgs {
     pub module: String,
     pub config: Map<String, Value>,
     pub read_only: bool,
     pub dry_run: bool,
     pub max_log_level: LogLevel,
+    pub database: Arc<Database>,
 }
 
 /// Opens libraries through private copies and remembers what it opened.
@@ -317,13 +343,14 @@ fn excerpt(text: &str, lines: usize) -> String {
 
 /// The host object a module instance calls back into.
 struct HostServices {
-    module: String,
+    caller: Caller,
     config: Map<String, Value>,
+    database: Arc<Database>,
 }
 
 impl HostObj for HostServices {
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-        let (module, source, message) = (&self.module, target.as_str(), message.as_str());
+        let (module, source, message) = (&self.caller.module, target.as_str(), message.as_str());
         let _ = catch_unwind(AssertUnwindSafe(|| match level {
             LogLevel::Error => tracing::error!(module = %module, source = %source, "{message}"),
             LogLevel::Warn => tracing::warn!(module = %module, source = %source, "{message}"),
@@ -355,6 +382,24 @@ impl HostObj for HostServices {
     fn sleep(&self, millis: u64) -> FfiFuture<()> {
         // The timer is created when first polled, on the hub's runtime.
         async move { tokio::time::sleep(Duration::from_millis(millis)).await }.into_ffi()
+    }
+
+    fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>> {
+        let (database, caller) = (self.database.clone(), self.caller.clone());
+        async move {
+            let call = gateway::call(&database, &caller, request.as_str());
+            let answer = AssertUnwindSafe(call)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(r#"{"kind":"database","message":"the gateway panicked"}"#.to_owned())
+                });
+            match answer {
+                Ok(result) => RResult::ROk(result.into()),
+                Err(error) => RResult::RErr(error.into()),
+            }
+        }
+        .into_ffi()
     }
 }
 

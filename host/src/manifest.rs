@@ -173,6 +173,13 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The prefix of the module's tables: `table_prefix`, else `<name>_`.
+    pub fn table_prefix(&self) -> String {
+        self.table_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}_", self.name))
+    }
+
     /// The library's file name: `library`, else the platform's name for a `cdylib` called `name`.
     pub fn library_file(&self) -> String {
         self.library.clone().unwrap_or_else(|| {

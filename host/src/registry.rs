@@ -59,8 +59,9 @@ pub struct ModuleEntry {
     pub instance: Option<Arc<Instance>>,
     pub safety: Option<Safety>,
     pub mapped_libraries: usize,
+    /// The module failed for want of the database; it is started again when it answers.
+    pub waits_for_database: bool,
 }
-
 impl ModuleEntry {
     /// The module object of the management API.
     pub fn to_object(&self) -> ModuleObject {
@@ -80,6 +81,9 @@ impl ModuleEntry {
             api_version: instance.map(|i| i.info().api_version.clone()),
             loaded_at: instance.map(|i| i.loaded_at().to_rfc3339()),
             mapped_libraries: self.mapped_libraries,
+            table_prefix: manifest.map(Manifest::table_prefix),
+            migrations: None,
+            tables: None,
         }
     }
 }
@@ -100,8 +104,44 @@ pub struct ModuleObject {
     pub api_version: Option<String>,
     pub loaded_at: Option<String>,
     pub mapped_libraries: usize,
+    /// Every table, index, type… the module's migrations create starts with it.
+    pub table_prefix: Option<String>,
+    /// Applied and pending migrations; `null` when the database cannot be asked.
+    pub migrations: Option<MigrationStatus>,
+    /// The tables and views the module's migrations created, present or missing; `null` when
+    /// the database cannot be asked.
+    pub tables: Option<Vec<TableStatus>>,
 }
 
+/// A module's migrations.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct MigrationStatus {
+    pub applied: Vec<AppliedMigration>,
+    /// Declared by the running version, not yet applied.
+    pub pending: Vec<PendingMigration>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: String,
+    pub duration_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PendingMigration {
+    pub version: u32,
+    pub name: String,
+}
+
+/// A relation a migration created, and whether it still exists.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TableStatus {
+    pub name: String,
+    pub present: bool,
+}
 /// name → entry, swapped atomically as a whole.
 #[derive(Default)]
 pub struct Registry {

@@ -139,11 +139,15 @@ mod objects {
 
         /// The module's setting `key` as JSON text: `MODULES__{NAME}__{KEY}` from the environment,
         /// else the manifest's `config`. `RNone` when neither has it.
-        #[sabi(last_prefix_field)]
         fn config(&self, key: RStr<'_>) -> ROption<RString>;
 
         /// A future that completes after `millis` milliseconds, on the hub's timer.
         fn sleep(&self, millis: u64) -> FfiFuture<()>;
+
+        /// Run a database request (JSON: one statement or a transaction) through the hub's
+        /// gateway; the result or the error, as JSON.
+        #[sabi(last_prefix_field)]
+        fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>>;
     }
 
     /// The host object as the module holds it.
@@ -180,8 +184,20 @@ pub struct PluginRoot {
     pub info: extern "C" fn() -> ModuleInfo,
     /// Build a module instance. An error or a panic in the author's `init` or `routes` comes back
     /// as `RErr` with the reason.
-    #[sabi(last_prefix_field)]
     pub init: extern "C" fn(InitArgs) -> RResult<ModuleBox, RString>,
+    /// The module's migrations, in order; readable before `init`.
+    #[sabi(last_prefix_field)]
+    pub migrations: extern "C" fn() -> RResult<RVec<FfiMigration>, RString>,
+}
+
+/// A migration as it crosses the boundary. The texts are the library's statics: libraries are
+/// never unloaded, so they live as long as the hub.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiMigration {
+    pub version: u32,
+    pub name: RStr<'static>,
+    pub sql: RStr<'static>,
 }
 
 impl RootModule for PluginRootRef {
@@ -253,6 +269,7 @@ pub fn root_module<M: Module + ModuleMeta>() -> PluginRootRef {
     PluginRoot {
         info: info::<M>,
         init: init::<M>,
+        migrations: migrations::<M>,
     }
     .leak_into_prefix()
 }
@@ -262,6 +279,23 @@ extern "C" fn info<M: ModuleMeta>() -> ModuleInfo {
         name: M::CRATE_NAME.into(),
         version: M::VERSION.into(),
         api_version: crate::API_VERSION.into(),
+    }
+}
+
+extern "C" fn migrations<M: Module>() -> RResult<RVec<FfiMigration>, RString> {
+    match catch_unwind(M::migrations) {
+        Ok(list) => RResult::ROk(
+            list.iter()
+                .map(|m| FfiMigration {
+                    version: m.version,
+                    name: RStr::from_str(m.name),
+                    sql: RStr::from_str(m.sql),
+                })
+                .collect(),
+        ),
+        Err(panic) => {
+            RResult::RErr(format!("migrations() panicked: {}", panic_message(&*panic)).into())
+        }
     }
 }
 
@@ -377,6 +411,16 @@ impl Ctx {
     /// Wait on the hub's timer (see [`HostObj::sleep`]).
     pub(crate) fn host_sleep(&self, millis: u64) -> FfiFuture<()> {
         self.host().sleep(millis)
+    }
+
+    /// Send a gateway request (see [`HostObj::database`]).
+    pub(crate) async fn host_database(&self, request: String) -> Result<String, String> {
+        self.host()
+            .database(request.into())
+            .await
+            .into_result()
+            .map(RString::into_string)
+            .map_err(RString::into_string)
     }
 }
 

@@ -31,15 +31,17 @@
 //! else here knows about the ABI. Logging with `plugin_api::tracing` (or the `log` crate) shows
 //! in the hub's output with `module=<name>`.
 
+mod db;
 pub mod ffi;
 mod http;
 mod log;
 mod module;
 mod router;
 
+pub use db::{Db, DbError, DbErrorKind, Rows};
 pub use ffi::{HealthStatus, LogLevel};
 pub use http::{Error, IntoResponse, Json, Request, Response};
-pub use module::{Ctx, Health, InitContext, Module};
+pub use module::{Ctx, Health, InitContext, Migration, Module};
 pub use router::Router;
 pub use serde_json::{Value, json};
 pub use tracing;

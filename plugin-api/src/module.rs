@@ -35,6 +35,14 @@ pub trait Module: Sized + Send + Sync + 'static {
     /// Declare the module's routes: `r.get("/items/{id}", Self::get)`.
     fn routes(router: &mut Router<Self>);
 
+    /// The module's schema migrations, in version order, compiled in
+    /// (`include_str!("../migrations/001_init.sql")`). The hub applies the pending ones at each
+    /// start, each in a transaction of its own, and refuses objects outside the module's table
+    /// prefix. The default is none.
+    fn migrations() -> &'static [Migration] {
+        &[]
+    }
+
     /// Report the module's health. At start an `unhealthy` answer (or a panic) fails the start;
     /// afterwards health only reports. The default is always healthy.
     fn health(self: Arc<Self>, ctx: Ctx) -> impl Future<Output = Health> + Send {
@@ -47,6 +55,21 @@ pub trait Module: Sized + Send + Sync + 'static {
     fn shutdown(self: Arc<Self>) -> impl Future<Output = ()> + Send {
         let _ = self;
         std::future::ready(())
+    }
+}
+
+/// One schema migration: a version (1, 2, 3, …), a name, and its SQL. Never change one that
+/// was applied: the hub refuses it by checksum; add a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    pub const fn new(version: u32, name: &'static str, sql: &'static str) -> Migration {
+        Migration { version, name, sql }
     }
 }
 

@@ -168,12 +168,24 @@ pub fn build(profile: &Profile) -> anyhow::Result<Vec<Library>> {
     Ok(modules)
 }
 
-/// Build, then run the hub in the workspace root (so `plugins/` and `./.env` are found).
+/// Build, then run the hub in the workspace root (so `plugins/` and `./.env` are found), with a
+/// persistent PostgreSQL cluster under `target/` unless `DATABASE_URL` is set.
 pub fn run(profile: &Profile) -> anyhow::Result<()> {
     build(profile)?;
+    let (url, _cluster) = crate::pg::database_url(|| {
+        crate::pg::Cluster::persistent(&target_dir().join("pg-run"), RUN_PG_PORT)
+    })?;
+    crate::pg::ignore_ctrl_c();
     let hub = target_dir().join(profile.dir()).join("hub");
-    run_command(Command::new(hub).current_dir(root()))
+    run_command(
+        Command::new(hub)
+            .current_dir(root())
+            .env("DATABASE_URL", url),
+    )
 }
+
+/// The port of `cargo xtask run`'s own cluster.
+const RUN_PG_PORT: u16 = 54329;
 
 /// Build modules and fixtures, then run every test with the artifacts' locations exported.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
@@ -191,9 +203,12 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&folder)?;
         install(&built, &folder.join(fixture.file_name()))?;
     }
+    let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
+    crate::pg::ignore_ctrl_c();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command
+        .env("DATABASE_URL", url)
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra)
         .current_dir(root())

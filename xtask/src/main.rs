@@ -9,6 +9,7 @@
 mod bench;
 mod build;
 mod fixtures;
+mod pg;
 mod tidy;
 
 use std::process::ExitCode;

@@ -19,3 +19,6 @@ mod openapi;
 
 /// Graceful shutdown on SIGTERM/SIGINT (issue 3).
 mod shutdown;
+
+/// PostgreSQL: migrations, prefix check, safety switches, the gateway, outages (issue 4).
+mod database;

@@ -57,7 +57,10 @@ fn the_module_object_has_its_fields() {
             "library",
             "api_version",
             "loaded_at",
-            "mapped_libraries"
+            "mapped_libraries",
+            "table_prefix",
+            "migrations",
+            "tables"
         ]
     );
     assert_eq!(module["name"], "hello");
@@ -86,6 +89,9 @@ fn the_module_object_has_its_fields() {
     assert_eq!(module["library"], lib_file("hello"));
     assert_eq!(module["api_version"], "0.1.0");
     assert_eq!(module["mapped_libraries"], 1);
+    assert_eq!(module["table_prefix"], "hello_");
+    assert_eq!(module["migrations"], json!({"applied": [], "pending": []}));
+    assert_eq!(module["tables"], json!([]));
     assert_eq!(hub.admin_get("/api/v1/modules").json(), json!([module]));
 }
 

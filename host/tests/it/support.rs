@@ -36,23 +36,117 @@ pub fn lib_file(name: &str) -> String {
     )
 }
 
-/// A temporary `MODULES_DIR` being filled before the hub starts.
+/// The cluster `cargo xtask test` started (or the one `DATABASE_URL` names).
+pub fn cluster_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!("DATABASE_URL is not set: run the tests with `cargo xtask test`"),
+    }
+}
+
+/// A database of one test's own, dropped (`WITH (FORCE)`) when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn create() -> TestDb {
+        let name = format!("hub_test_{}", uuid_like());
+        let mut admin =
+            postgres::Client::connect(&cluster_url(), postgres::NoTls).unwrap_or_else(|e| {
+                panic!("cannot reach the test cluster ({e}): run `cargo xtask test`")
+            });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the test database");
+        let url = replace_database(&cluster_url(), &name);
+        TestDb { name, url }
+    }
+
+    /// A client of this database.
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&cluster_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// `url` with its database replaced by `database`.
+pub fn replace_database(url: &str, database: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("a database in the URL");
+    format!("{base}/{database}")
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}_{nanos:x}_{n}", std::process::id())
+}
+
+/// A temporary `MODULES_DIR` being filled before the hub starts, with a database of its own.
 pub struct Setup {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    db: Option<std::sync::Arc<TestDb>>,
 }
 
 impl Setup {
     pub fn new() -> Setup {
+        Setup::with_database(Some(std::sync::Arc::new(TestDb::create())))
+    }
+
+    /// A setup whose hub has no `DATABASE_URL`.
+    pub fn without_database() -> Setup {
+        Setup::with_database(None)
+    }
+
+    /// A setup whose hub uses `db` (shared with another setup, e.g. two hubs on one database).
+    pub fn with_database(db: Option<std::sync::Arc<TestDb>>) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
         std::fs::create_dir_all(dir.path().join("runtime")).expect("runtime dir");
         Setup {
             dir,
             env: Vec::new(),
+            db,
         }
     }
 
+    /// The test's database.
+    pub fn db(&self) -> std::sync::Arc<TestDb> {
+        self.db.clone().expect("this setup has a database")
+    }
+
+    /// The database fixture installed as module `dbfix` (enabled), with `extra` manifest keys.
+    pub fn dbfix(self, extra: Value) -> Setup {
+        let mut manifest =
+            serde_json::json!({"name": "dbfix", "version": "0.1.0", "enabled": true});
+        if let (Some(m), Value::Object(extra)) = (manifest.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        let setup = self.file("dbfix/module.json", &manifest.to_string());
+        let from = artifacts().join("dbfix").join(lib_file("dbfix"));
+        std::fs::copy(
+            &from,
+            setup.modules_dir().join("dbfix").join(lib_file("dbfix")),
+        )
+        .unwrap_or_else(|e| panic!("copy {}: {e} (run cargo xtask test)", from.display()));
+        setup
+    }
     pub fn modules_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
     }
@@ -104,7 +198,11 @@ impl Setup {
     pub fn start(self) -> Hub {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hub"));
         for (var, _) in std::env::vars() {
-            if var.starts_with("HUB_") || var.starts_with("MODULES") || var == "RUST_LOG" {
+            if var.starts_with("HUB_")
+                || var.starts_with("MODULES")
+                || var == "RUST_LOG"
+                || var == "DATABASE_URL"
+            {
                 command.env_remove(var);
             }
         }
@@ -116,9 +214,18 @@ impl Setup {
             .env("HUB_RUNTIME_DIR", self.dir.path().join("runtime"))
             .env("MODULES_DIR", self.modules_dir())
             .env("RUST_LOG", "info")
+            .env("HUB_DB_RETRY_MS", "200")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(db) = self
+            .db
+            .as_ref()
+            .filter(|_| !self.env.iter().any(|(k, _)| k == "DATABASE_URL"))
+        {
+            command.env("DATABASE_URL", &db.url);
+        }
+
         let mut child = command.spawn().expect("start the hub");
         let logs = Arc::new(Mutex::new(Vec::new()));
         for stream in [
@@ -318,5 +425,75 @@ impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy in front of the test cluster, to cut the hub off its database without touching
+/// the cluster every test shares. While down it closes every connection it carries and every
+/// new one at once.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    /// A proxy to the cluster's port, up or down.
+    pub fn start(up: bool) -> Proxy {
+        let url = cluster_url();
+        let authority = url
+            .split('@')
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .expect("host:port in DATABASE_URL");
+        let target = authority.to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+        let port = listener.local_addr().expect("proxy address").port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(up));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (flag, conns) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for stream in [&client, &server] {
+                    if let Ok(clone) = stream.try_clone() {
+                        conns.lock().expect("conns").push(clone);
+                    }
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up, open }
+    }
+
+    /// `DATABASE_URL` through this proxy, to `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for stream in self.open.lock().expect("conns").drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 }

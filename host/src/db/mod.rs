@@ -1,0 +1,138 @@
+//! The hub's PostgreSQL: one deadpool pool (timeouts on waiting for, creating and recycling a
+//! connection, so a hung or absent database gives an error, not a hang), the hub's own
+//! migrations, and whether the database is reachable. Modules reach it only through the gateway.
+
+pub mod convert;
+pub mod gateway;
+pub mod migrate;
+pub mod statement;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use thiserror::Error;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+
+/// The database could not be used; says why and, when it is missing, which variable to set.
+#[derive(Debug, Clone, Error)]
+pub enum DbUnavailable {
+    #[error("the hub has no database: set DATABASE_URL")]
+    NotConfigured,
+    #[error("the database is unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// The pool and what the hub knows about the database.
+pub struct Database {
+    pool: Option<Pool>,
+    /// Whether the last attempt to use the database worked (the hub's migrations included).
+    ready: AtomicBool,
+    statement_timeout: Duration,
+}
+
+impl Database {
+    /// Set up the pool from `DATABASE_URL`; connects lazily. `Err` names the variable when the
+    /// URL cannot be parsed.
+    pub fn new(config: &Config) -> anyhow::Result<Database> {
+        let Some(url) = &config.database_url else {
+            return Ok(Database {
+                pool: None,
+                ready: AtomicBool::new(false),
+                statement_timeout: config.db_statement_timeout,
+            });
+        };
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "DATABASE_URL is not a PostgreSQL URL ({e}): use postgres://user@host:port/database"
+            )
+        })?;
+        pg.connect_timeout(config.db_pool_timeout);
+        pg.application_name("bmc-hub");
+        pg.keepalives_idle(Duration::from_secs(30));
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.db_pool_size)
+            .wait_timeout(Some(config.db_pool_timeout))
+            .create_timeout(Some(config.db_pool_timeout))
+            .recycle_timeout(Some(config.db_pool_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the database pool: {e}"))?;
+        Ok(Database {
+            pool: Some(pool),
+            ready: AtomicBool::new(false),
+            statement_timeout: config.db_statement_timeout,
+        })
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    /// Whether the database answered last time the hub tried, with the hub's migrations applied.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The default `statement_timeout` of a module's statement.
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<Object, DbUnavailable> {
+        let pool = self.pool.as_ref().ok_or(DbUnavailable::NotConfigured)?;
+        pool.get().await.map_err(|e| {
+            self.ready.store(false, Ordering::Relaxed);
+            DbUnavailable::Unreachable(pool_error(&e))
+        })
+    }
+
+    /// Apply the hub's own migrations and mark the database ready; `Err` says why not.
+    pub async fn prepare(&self) -> Result<(), String> {
+        let mut client = self.client().await.map_err(|e| e.to_string())?;
+        let migrations = migrate::host_migrations();
+        migrate::apply(&mut client, "hub", None, &migrations)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn pool_error(error: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::PoolError;
+    match error {
+        PoolError::Timeout(kind) => {
+            format!("no connection within HUB_DB_POOL_TIMEOUT_MS ({kind:?})")
+        }
+        PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// A PostgreSQL error in one line: the server's message and SQLSTATE, or the connection's error.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
