@@ -20,6 +20,8 @@ use crate::registry::{ModuleObject, State};
 
 /// Register the hub's routes. They come before the module catch-alls.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    #[cfg(feature = "bench-routes")]
+    cfg.service(web::resource("/bench/customer/{id}").route(web::get().to(bench_customer)));
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(healthz))
@@ -238,6 +240,30 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
         req.method(),
         req.path()
     )))
+}
+
+/// `cargo xtask bench db`'s baseline: the customers module's lookup by primary key, run by the
+/// hub itself on the same pool, answered as the module answers it.
+#[cfg(feature = "bench-routes")]
+async fn bench_customer(hub: web::Data<Hub>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
+    let fail = |e: String| ApiError::internal(e);
+    let client = hub
+        .database()
+        .client(crate::db::Access::ReadOnly)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let statement = client
+        .prepare_cached("SELECT id, name, email, created_at FROM customers_customers WHERE id = $1")
+        .await
+        .map_err(|e| fail(crate::db::describe(&e)))?;
+    let rows = client
+        .query(&statement, &[&id.into_inner()])
+        .await
+        .map_err(|e| fail(crate::db::describe(&e)))?;
+    match rows.first() {
+        Some(row) => Ok(HttpResponse::Ok().json(crate::db::convert::row(row).map_err(fail)?)),
+        None => Err(ApiError::not_found("no customer")),
+    }
 }
 
 /// Anything no route matched.

@@ -14,8 +14,8 @@ use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 
 use crate::config::{Config, ModuleEnv, parse_bool};
-use crate::db::Database;
 use crate::db::migrate::{self, MigrationSpec};
+use crate::db::{Access, Database};
 use crate::instance::{Instance, Reaper};
 use crate::loader::{InstanceArgs, Loader};
 use crate::manifest::{self, Manifest, ManifestError};
@@ -132,7 +132,11 @@ impl Hub {
         &self,
         names: &[&str],
     ) -> Result<(Vec<(String, AppliedMigration, Vec<String>)>, Vec<String>), String> {
-        let client = self.database.client().await.map_err(|e| e.to_string())?;
+        let client = self
+            .database
+            .client(Access::ReadOnly)
+            .await
+            .map_err(|e| e.to_string())?;
         let rows = client
             .query(
                 "SELECT module, version, name, checksum, applied_at, duration_ms, relations                  FROM module_migrations WHERE module = ANY($1) ORDER BY module, version",
@@ -505,7 +509,7 @@ impl Hub {
         }
         let mut client = self
             .database
-            .client()
+            .client(Access::ReadWrite)
             .await
             .map_err(|e| waiting(e.to_string()))?;
         match migrate::apply(&mut client, name, Some(prefix), migrations).await {

@@ -35,8 +35,9 @@ pub trait Module: Sized + Send + Sync + 'static {
     /// Declare the module's routes: `r.get("/items/{id}", Self::get)`.
     fn routes(router: &mut Router<Self>);
 
-    /// The module's schema migrations, in version order, compiled in
-    /// (`include_str!("../migrations/001_init.sql")`). The hub applies the pending ones at each
+    /// The module's schema migrations, in version order, compiled in:
+    /// `const MIGRATIONS: &[Migration] = &[Migration::new(1, "init", include_str!("../migrations/001_init.sql"))];`
+    /// and return `MIGRATIONS`. The hub applies the pending ones at each
     /// start, each in a transaction of its own, and refuses objects outside the module's table
     /// prefix. The default is none.
     fn migrations() -> &'static [Migration] {

@@ -157,7 +157,16 @@ pub fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// Build the hub, then every module, each library renamed into place next to its module.json.
 pub fn build(profile: &Profile) -> anyhow::Result<Vec<Library>> {
+    build_with(profile, &[])
+}
+
+/// Like [`build`], with the hub's cargo `features`.
+pub fn build_with(profile: &Profile, features: &[&str]) -> anyhow::Result<Vec<Library>> {
+    let joined = features.join(",");
     let mut args = vec!["build", "-p", "host", "--bin", "hub"];
+    if !features.is_empty() {
+        args.extend(["--features", joined.as_str()]);
+    }
     args.extend(profile.args());
     cargo(&args)?;
     let modules = libraries_under("plugins")?;

@@ -6,12 +6,15 @@
 //! protocol (one statement per Parse, prepared and cached per connection), and gets its JSON
 //! parameters converted to the types the prepared statement declares.
 //!
-//! The safety switches are enforced by PostgreSQL: every call runs in a transaction the hub
-//! opens, `BEGIN READ ONLY` when `READ_ONLY` is on (a write fails with SQLSTATE 25006), and rolled
-//! back when `DRY_RUN` is on (the module learns how many rows would have changed); with both on,
-//! READ_ONLY decides. The transaction also sets `statement_timeout` locally, so nothing leaks to
-//! the next user of the pooled connection. BEGIN, the statements and COMMIT/ROLLBACK are sent
-//! pipelined: one round trip for the whole call once the statement is prepared.
+//! The safety switches are enforced by PostgreSQL. `READ_ONLY` calls use connections whose
+//! `default_transaction_read_only` is on, so every transaction on them is read only (a write fails
+//! with SQLSTATE 25006); `DRY_RUN` calls run in a transaction that is rolled back (the module
+//! learns how many rows would have changed); with both on, READ_ONLY decides. The default
+//! `statement_timeout` is set per connection; a call asking for another sets it with `SET LOCAL`
+//! inside its transaction, so nothing leaks to the next user of a pooled connection. A single
+//! statement that needs neither runs on its own (autocommit): one message, as a direct query
+//! would. Otherwise BEGIN, the statements and COMMIT/ROLLBACK are sent pipelined: one round trip
+//! for the whole call once the statements are prepared.
 
 use std::time::Duration;
 
@@ -21,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::convert::{self, Param};
-use super::{Database, DbUnavailable, statement};
+use super::{Access, Database, DbUnavailable, statement};
 
 /// What a module asks for.
 #[derive(Debug, Deserialize)]
@@ -140,13 +143,19 @@ async fn run(
         }
     }
     let timeout = timeout_ms.map_or(db.statement_timeout(), Duration::from_millis);
-    let client = db.client().await.map_err(|e| match e {
+    let plan = Plan::for_call(
+        caller,
+        statements.len(),
+        timeout != db.statement_timeout(),
+        timeout,
+    );
+    let client = db.client(plan.access).await.map_err(|e| match e {
         DbUnavailable::NotConfigured => GatewayError::new("unavailable", e.to_string()),
         DbUnavailable::Unreachable(_) => GatewayError::new("unavailable", e.to_string()),
     })?;
     // The server bounds each statement; this bounds a database that stopped answering.
     let deadline = timeout + Duration::from_secs(2);
-    match tokio::time::timeout(deadline, execute(&client, caller, &statements, timeout)).await {
+    match tokio::time::timeout(deadline, execute(&client, caller, &statements, &plan)).await {
         Ok(result) => result,
         Err(_) => {
             // The connection may be mid-transaction: never hand it to the next user.
@@ -162,11 +171,58 @@ async fn run(
     }
 }
 
+/// How a call runs: which pool, and in which transaction.
+struct Plan {
+    access: Access,
+    /// `BEGIN …; SET LOCAL …` and `COMMIT`/`ROLLBACK`, or none for a single statement that the
+    /// connection's own settings already cover (autocommit).
+    transaction: Option<(String, &'static str)>,
+    rolled_back: bool,
+}
+
+impl Plan {
+    fn for_call(
+        caller: &Caller,
+        statements: usize,
+        custom_timeout: bool,
+        timeout: Duration,
+    ) -> Plan {
+        let access = if caller.read_only {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        // READ_ONLY decides when both switches are on: nothing is written, nothing to roll back.
+        let rolled_back = caller.dry_run && !caller.read_only;
+        let bare = statements == 1 && !custom_timeout && !rolled_back;
+        let transaction = (!bare).then(|| {
+            let mut begin = if caller.read_only {
+                "BEGIN READ ONLY"
+            } else {
+                "BEGIN"
+            }
+            .to_owned();
+            if custom_timeout {
+                begin.push_str(&format!(
+                    "; SET LOCAL statement_timeout = {}",
+                    timeout.as_millis()
+                ));
+            }
+            (begin, if rolled_back { "ROLLBACK" } else { "COMMIT" })
+        });
+        Plan {
+            access,
+            transaction,
+            rolled_back,
+        }
+    }
+}
+
 async fn execute(
     client: &Object,
     caller: &Caller,
     statements: &[Statement],
-    timeout: Duration,
+    plan: &Plan,
 ) -> Result<GatewayResult, GatewayError> {
     let mut prepared = Vec::with_capacity(statements.len());
     for (n, s) in statements.iter().enumerate() {
@@ -199,17 +255,6 @@ async fn execute(
         prepared.push((statement, params));
     }
 
-    let rolled_back = caller.dry_run && !caller.read_only;
-    let begin = format!(
-        "{}; SET LOCAL statement_timeout = {}",
-        if caller.read_only {
-            "BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        },
-        timeout.as_millis()
-    );
-    let end = if rolled_back { "ROLLBACK" } else { "COMMIT" };
     let client: &tokio_postgres::Client = client;
     // Polled in order, each sends its messages on its first poll: one round trip for all.
     let runs = prepared.iter().map(|(statement, params)| async move {
@@ -222,13 +267,23 @@ async fn execute(
         let affected = stream.rows_affected().unwrap_or(0);
         Ok::<_, tokio_postgres::Error>((rows, affected))
     });
-    let (begun, results, ended) = futures_util::future::join3(
-        client.batch_execute(&begin),
-        futures_util::future::join_all(runs),
-        client.batch_execute(end),
-    )
-    .await;
-    begun.map_err(|e| sql_error(caller, 0, statements, &e))?;
+    let results = match &plan.transaction {
+        None => futures_util::future::join_all(runs).await,
+        Some((begin, end)) => {
+            let (begun, results, ended) = futures_util::future::join3(
+                client.batch_execute(begin),
+                futures_util::future::join_all(runs),
+                client.batch_execute(end),
+            )
+            .await;
+            begun.map_err(|e| sql_error(caller, 0, statements, &e))?;
+            // A failed statement aborts the transaction; its own error is the one to report.
+            if results.iter().all(Result::is_ok) {
+                ended.map_err(|e| sql_error(caller, statements.len() - 1, statements, &e))?;
+            }
+            results
+        }
+    };
     let mut out = Vec::with_capacity(results.len());
     for (n, result) in results.into_iter().enumerate() {
         let (rows, rows_affected) = result.map_err(|e| sql_error(caller, n, statements, &e))?;
@@ -242,10 +297,9 @@ async fn execute(
             rows_affected,
         });
     }
-    ended.map_err(|e| sql_error(caller, statements.len() - 1, statements, &e))?;
     Ok(GatewayResult {
         results: out,
-        dry_run: rolled_back,
+        dry_run: plan.rolled_back,
     })
 }
 

@@ -209,6 +209,10 @@ async fn apply_one(
     m: &MigrationSpec,
 ) -> Result<bool, MigrationError> {
     let tx = client.transaction().await.map_err(unavailable)?;
+    // Pooled connections carry the modules' default statement_timeout; a migration may be long.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(unavailable)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         &[&LOCK_NAMESPACE, &module],

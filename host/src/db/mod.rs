@@ -1,4 +1,4 @@
-//! The hub's PostgreSQL: one deadpool pool (timeouts on waiting for, creating and recycling a
+//! The hub's PostgreSQL: two deadpool pools, read-only and read-write (timeouts on waiting for, creating and recycling a
 //! connection, so a hung or absent database gives an error, not a hang), the hub's own
 //! migrations, and whether the database is reachable. Modules reach it only through the gateway.
 
@@ -25,57 +25,76 @@ pub enum DbUnavailable {
     Unreachable(String),
 }
 
-/// The pool and what the hub knows about the database.
+/// Which pool a connection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Connections with `default_transaction_read_only = on`: every transaction on them is read
+    /// only, so a single statement needs no explicit `BEGIN READ ONLY`.
+    ReadOnly,
+    ReadWrite,
+}
+
+/// The pools and what the hub knows about the database.
 pub struct Database {
-    pool: Option<Pool>,
+    /// (read-only, read-write), both with the default `statement_timeout` set per connection.
+    pools: Option<(Pool, Pool)>,
     /// Whether the last attempt to use the database worked (the hub's migrations included).
     ready: AtomicBool,
     statement_timeout: Duration,
 }
 
 impl Database {
-    /// Set up the pool from `DATABASE_URL`; connects lazily. `Err` names the variable when the
-    /// URL cannot be parsed.
+    /// Set up the pools from `DATABASE_URL`; they connect lazily. `Err` names the variable when
+    /// the URL cannot be parsed.
     pub fn new(config: &Config) -> anyhow::Result<Database> {
+        let statement_timeout = config.db_statement_timeout;
         let Some(url) = &config.database_url else {
             return Ok(Database {
-                pool: None,
+                pools: None,
                 ready: AtomicBool::new(false),
-                statement_timeout: config.db_statement_timeout,
+                statement_timeout,
             });
         };
-        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
+        let base: tokio_postgres::Config = url.parse().map_err(|e| {
             anyhow::anyhow!(
                 "DATABASE_URL is not a PostgreSQL URL ({e}): use postgres://user@host:port/database"
             )
         })?;
-        pg.connect_timeout(config.db_pool_timeout);
-        pg.application_name("bmc-hub");
-        pg.keepalives_idle(Duration::from_secs(30));
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.db_pool_size)
-            .wait_timeout(Some(config.db_pool_timeout))
-            .create_timeout(Some(config.db_pool_timeout))
-            .recycle_timeout(Some(config.db_pool_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot set up the database pool: {e}"))?;
+        let pool = |read_only: bool| -> anyhow::Result<Pool> {
+            let mut pg = base.clone();
+            pg.connect_timeout(config.db_pool_timeout);
+            pg.application_name("bmc-hub");
+            pg.keepalives_idle(Duration::from_secs(30));
+            pg.options(format!(
+                "-c statement_timeout={} -c default_transaction_read_only={}",
+                statement_timeout.as_millis(),
+                if read_only { "on" } else { "off" }
+            ));
+            let manager = Manager::from_config(
+                pg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(config.db_pool_size)
+                .wait_timeout(Some(config.db_pool_timeout))
+                .create_timeout(Some(config.db_pool_timeout))
+                .recycle_timeout(Some(config.db_pool_timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| anyhow::anyhow!("cannot set up the database pool: {e}"))
+        };
         Ok(Database {
-            pool: Some(pool),
+            pools: Some((pool(true)?, pool(false)?)),
             ready: AtomicBool::new(false),
-            statement_timeout: config.db_statement_timeout,
+            statement_timeout,
         })
     }
 
     pub fn is_configured(&self) -> bool {
-        self.pool.is_some()
+        self.pools.is_some()
     }
 
     /// Whether the database answered last time the hub tried, with the hub's migrations applied.
@@ -89,8 +108,12 @@ impl Database {
     }
 
     /// A pooled connection.
-    pub async fn client(&self) -> Result<Object, DbUnavailable> {
-        let pool = self.pool.as_ref().ok_or(DbUnavailable::NotConfigured)?;
+    pub async fn client(&self, access: Access) -> Result<Object, DbUnavailable> {
+        let (read_only, read_write) = self.pools.as_ref().ok_or(DbUnavailable::NotConfigured)?;
+        let pool = match access {
+            Access::ReadOnly => read_only,
+            Access::ReadWrite => read_write,
+        };
         pool.get().await.map_err(|e| {
             self.ready.store(false, Ordering::Relaxed);
             DbUnavailable::Unreachable(pool_error(&e))
@@ -99,7 +122,10 @@ impl Database {
 
     /// Apply the hub's own migrations and mark the database ready; `Err` says why not.
     pub async fn prepare(&self) -> Result<(), String> {
-        let mut client = self.client().await.map_err(|e| e.to_string())?;
+        let mut client = self
+            .client(Access::ReadWrite)
+            .await
+            .map_err(|e| e.to_string())?;
         let migrations = migrate::host_migrations();
         migrate::apply(&mut client, "hub", None, &migrations)
             .await

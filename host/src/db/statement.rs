@@ -117,6 +117,17 @@ pub fn refusal(statement: &str) -> Option<String> {
     };
     let why = match keyword.as_str() {
         "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "VALUES" | "TABLE" | "MERGE" => {
+            let lowered = statement.to_ascii_lowercase();
+            if lowered.contains("set_config") {
+                return Some(
+                    "set_config() is refused: settings would leak to the next user of the pooled connection".to_owned(),
+                );
+            }
+            if lowered.contains("pg_advisory_lock") || lowered.contains("pg_try_advisory_lock") {
+                return Some(
+                    "session advisory locks are refused: they outlive the call; use pg_advisory_xact_lock in a transaction".to_owned(),
+                );
+            }
             return None;
         }
         "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE"

@@ -22,3 +22,6 @@ mod shutdown;
 
 /// PostgreSQL: migrations, prefix check, safety switches, the gateway, outages (issue 4).
 mod database;
+
+/// The example modules of `plugins/`.
+mod examples;

@@ -153,11 +153,16 @@ impl Setup {
 
     /// The example module `hello`, as `cargo xtask build` left it in `plugins/`.
     pub fn hello(self) -> Setup {
-        let folder = self.modules_dir().join("hello");
-        std::fs::create_dir_all(&folder).expect("hello folder");
-        for file in ["module.json".to_owned(), lib_file("hello")] {
-            std::fs::copy(plugins().join("hello").join(&file), folder.join(&file))
-                .unwrap_or_else(|e| panic!("copy hello/{file}: {e} (run cargo xtask test)"));
+        self.example("hello")
+    }
+
+    /// An example module of `plugins/`, as `cargo xtask build` left it there.
+    pub fn example(self, name: &str) -> Setup {
+        let folder = self.modules_dir().join(name);
+        std::fs::create_dir_all(&folder).expect("module folder");
+        for file in ["module.json".to_owned(), lib_file(name)] {
+            std::fs::copy(plugins().join(name).join(&file), folder.join(&file))
+                .unwrap_or_else(|e| panic!("copy {name}/{file}: {e} (run cargo xtask test)"));
         }
         self
     }

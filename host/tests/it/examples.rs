@@ -1,0 +1,71 @@
+//! The example modules of `plugins/`, loaded as an operator would load them: `customers` keeps
+//! its data in PostgreSQL behind the safety switches.
+
+use serde_json::json;
+
+use crate::support::Setup;
+
+#[test]
+fn customers_starts_read_only_and_writes_once_the_switches_are_off() {
+    let hub = Setup::new().example("customers").start();
+    let reply = hub.get("/api/v1/customers/");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"customers": [], "limit": 50, "offset": 0})
+    );
+    let reply = hub.request(
+        "POST",
+        "/api/v1/customers/",
+        None,
+        Some(r#"{"name": "Acme"}"#),
+    );
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "read_only");
+    assert_eq!(
+        hub.module("customers")["tables"],
+        json!([{"name": "customers_customers", "present": true}])
+    );
+}
+
+#[test]
+fn customers_creates_lists_and_validates_with_the_switches_off() {
+    let hub = Setup::new()
+        .example("customers")
+        .env("MODULES__CUSTOMERS__READ_ONLY", "false")
+        .env("MODULES__CUSTOMERS__DRY_RUN", "false")
+        .start();
+    let reply = hub.request(
+        "POST",
+        "/api/v1/customers/",
+        None,
+        Some(r#"{"name": "Acme", "email": "it@acme.example"}"#),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let created = reply.json();
+    assert_eq!(created["customer"]["id"], 1);
+    assert_eq!(created["customer"]["name"], "Acme");
+    assert_eq!(created["dry_run"], false);
+    let reply = hub.get("/api/v1/customers/1");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["email"], "it@acme.example");
+    let reply = hub.get("/api/v1/customers/2");
+    assert_eq!(reply.status, 404);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "not_found", "message": "no customer 2"}})
+    );
+    let reply = hub.request(
+        "POST",
+        "/api/v1/customers/",
+        None,
+        Some(r#"{"name": "  "}"#),
+    );
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "validation_failed", "message": "the customer is invalid", "details": {"name": "must be 1 to 200 characters"}}})
+    );
+    let reply = hub.get("/api/v1/customers/?limit=1&offset=0");
+    assert_eq!(reply.json()["customers"].as_array().map(Vec::len), Some(1));
+}
