@@ -202,8 +202,8 @@ pub fn database_url(
     }
 }
 
-/// While children run, Ctrl-C goes to them (same process group); xtask ignores it so that it can
-/// stop the cluster afterwards.
+/// While children run, Ctrl-C (SIGINT) and SIGTERM sent to the process group reach them directly;
+/// xtask ignores both so that it outlives them and stops the cluster afterwards.
 pub fn ignore_ctrl_c() {
     let _ = ctrlc::set_handler(|| {});
 }
