@@ -47,6 +47,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "Folder holding one folder per module (module.json + library).",
     },
     Setting {
+        var: "MODULES_AUTO_RELOAD",
+        default: "true",
+        help: "Watch MODULES_DIR and apply changed libraries and module.json files without a restart.",
+    },
+    Setting {
+        var: "HUB_RELOAD_DEBOUNCE_MS",
+        default: "150",
+        help: "How long the files of a module must be quiet before the watcher applies them.",
+    },
+    Setting {
         var: "RUST_LOG",
         default: "info",
         help: "Log filter, e.g. info or hub=debug,info.",
@@ -116,6 +126,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
+    pub auto_reload: bool,
+    pub reload_debounce: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
     pub request_timeout: Duration,
@@ -202,18 +214,23 @@ impl Config {
                 });
             }
         };
-        let modules_enabled_text = get("MODULES_ENABLED");
-        let modules_enabled = parse_bool(&modules_enabled_text).ok_or(ConfigError {
-            var: "MODULES_ENABLED",
-            value: modules_enabled_text.clone(),
-            expected: "true or false",
-        })?;
+        let boolean = |var: &'static str| -> Result<bool, ConfigError> {
+            let value = get(var);
+            parse_bool(&value).ok_or(ConfigError {
+                var,
+                value,
+                expected: "true or false",
+            })
+        };
+        let modules_enabled = boolean("MODULES_ENABLED")?;
         Ok(Config {
             database_url: optional("DATABASE_URL"),
             bind,
             admin_token: optional("HUB_ADMIN_TOKEN"),
             modules_enabled,
             modules_dir: PathBuf::from(get("MODULES_DIR")),
+            auto_reload: boolean("MODULES_AUTO_RELOAD")?,
+            reload_debounce: millis("HUB_RELOAD_DEBOUNCE_MS")?,
             log_filter: get("RUST_LOG"),
             log_format,
             request_timeout: millis("HUB_REQUEST_TIMEOUT_MS")?,

@@ -22,8 +22,9 @@ use crate::manifest::{self, Manifest, ManifestError};
 use crate::names;
 use crate::registry::{
     AppliedMigration, MigrationStatus, ModuleEntry, ModuleObject, PendingMigration, Registry,
-    Safety, SafetySources, Source, State, TableStatus,
+    ReloadRecord, Safety, SafetySources, Source, State, TableStatus,
 };
+use sha2::{Digest, Sha256};
 /// Why a management action could not be carried out.
 #[derive(Debug, Error)]
 pub enum ActionError {
@@ -306,6 +307,37 @@ impl Hub {
             .ok_or_else(|| ActionError::NotInstalled(name.to_owned()))
     }
 
+    /// Files of module `name` changed: apply them if their content differs from what the module
+    /// last applied (the hub's own writes of `module.json` do not).
+    pub async fn on_file_change(&self, name: &str) {
+        if !self.config.modules_enabled {
+            return;
+        }
+        let lock = self.lock_for(name);
+        let _guard = lock.lock().await;
+        let folder = self.folder(name);
+        if is_module_folder(&folder) {
+            let now = Fingerprint::read(&folder).await;
+            let known = self.registry.get(name).and_then(|e| e.fingerprint.clone());
+            if known.as_ref() == Some(&now) {
+                return;
+            }
+        } else if self.registry.get(name).is_none() {
+            return;
+        }
+        // A folder that is gone is forgotten; its routes answer 404.
+        let _ = self.apply(name, Action::FileChange).await;
+    }
+
+    /// Every module the hub knows and every module folder on disk.
+    pub fn known_and_present_modules(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.registry.all().keys().cloned().collect();
+        names.extend(module_folders(&self.config.modules_dir).unwrap_or_default());
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Stop serving every module and run their shutdown hooks, each bounded by the grace
     /// period.
     pub async fn shutdown(&self) {
@@ -345,15 +377,34 @@ impl Hub {
             return Err(ActionError::NotInstalled(name.to_owned()));
         }
         let started = Instant::now();
-        let current = self
-            .registry
-            .get(name)
-            .filter(|e| e.state == State::Running);
-        let (entry, outcome) = self.decide(name, &folder, current.clone(), action).await;
-        let entry = match outcome {
-            Outcome::Unchanged => current.clone().unwrap_or_else(|| Arc::new(entry)),
-            _ => self.registry.insert(entry),
-        };
+        let previous = self.registry.get(name);
+        let current = previous.clone().filter(|e| e.state == State::Running);
+        let fingerprint = Fingerprint::read(&folder).await;
+        let (mut entry, outcome) = self.decide(name, &folder, current.clone(), action).await;
+        entry.fingerprint = Some(fingerprint);
+        if let Some(previous) = &previous {
+            entry.reloads = previous.reloads;
+            entry.last_reload = previous.last_reload.clone();
+        }
+        if action.is_reload() {
+            let record = |outcome: &'static str, error: Option<String>| ReloadRecord {
+                at: chrono::Utc::now().to_rfc3339(),
+                outcome,
+                error,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            match outcome {
+                Outcome::Running => {
+                    entry.reloads += 1;
+                    entry.last_reload = Some(record("ok", None));
+                }
+                Outcome::Kept | Outcome::Failed => {
+                    entry.last_reload = Some(record("failed", entry.error.clone()));
+                }
+                Outcome::Disabled | Outcome::Unchanged => {}
+            }
+        }
+        let entry = self.registry.insert(entry);
         log_action(
             action,
             &entry,
@@ -381,6 +432,9 @@ impl Hub {
             safety,
             mapped_libraries: self.loader.mapped_count(name),
             waits_for_database: false,
+            fingerprint: None,
+            reloads: 0,
+            last_reload: None,
         };
         // A failure while an instance runs keeps that instance serving, with the reason shown.
         let keep = |running: &ModuleEntry, error: String| ModuleEntry {
@@ -579,6 +633,8 @@ pub enum Action {
     Reload,
     /// The database answers again, and the module was waiting for it.
     Retry,
+    /// The watcher saw the module's files change.
+    FileChange,
 }
 impl Action {
     fn as_str(self) -> &'static str {
@@ -588,12 +644,21 @@ impl Action {
             Action::Disable => "disable",
             Action::Reload => "reload",
             Action::Retry => "retry",
+            Action::FileChange => "file change",
         }
     }
 
     /// Whether a running instance is replaced (enable leaves a running module alone).
     fn restarts(self) -> bool {
-        matches!(self, Action::Start | Action::Reload | Action::Retry)
+        matches!(
+            self,
+            Action::Start | Action::Reload | Action::Retry | Action::FileChange
+        )
+    }
+
+    /// Whether the action replaces a version (recorded in `last_reload`).
+    fn is_reload(self) -> bool {
+        matches!(self, Action::Reload | Action::FileChange)
     }
 }
 
@@ -650,6 +715,46 @@ fn log_action(
         Outcome::Kept => {
             tracing::warn!(module = %module, version, duration_ms = ms, outcome = "kept", "{action} {module}: failed, the running version keeps serving ({ms} ms): {error}");
         }
+    }
+}
+
+/// What a module's files held when it was last applied: the SHA-256 of `module.json` and of its
+/// library. The watcher applies a module again only when this changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    manifest: Option<[u8; 32]>,
+    library: Option<[u8; 32]>,
+}
+
+impl Fingerprint {
+    async fn read(folder: &Path) -> Fingerprint {
+        let folder = folder.to_owned();
+        let read = move || {
+            let hash = |path: &Path| std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
+            let library = Manifest::load(&folder)
+                .map(|m| m.library_file())
+                .unwrap_or_else(|_| {
+                    let name = folder
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    format!(
+                        "{}{name}{}",
+                        std::env::consts::DLL_PREFIX,
+                        std::env::consts::DLL_SUFFIX
+                    )
+                });
+            Fingerprint {
+                manifest: hash(&folder.join(manifest::FILE_NAME)),
+                library: hash(&folder.join(library)),
+            }
+        };
+        tokio::task::spawn_blocking(read)
+            .await
+            .unwrap_or(Fingerprint {
+                manifest: None,
+                library: None,
+            })
     }
 }
 

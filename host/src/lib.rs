@@ -17,6 +17,7 @@ pub mod names;
 mod openapi;
 pub mod registry;
 mod signals;
+mod watcher;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
@@ -40,6 +41,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     hub.discover().await;
     tracing::info!("{}", startup_report(&hub));
     actix_web::rt::spawn(hub.clone().watch_database());
+    // Kept until the server stops: dropping it stops watching.
+    let _watch = if config.auto_reload && config.modules_enabled {
+        match watcher::start(hub.clone()) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} ({e}): changes apply only through POST /api/v1/modules/{{name}}/reload",
+                    config.modules_dir.display()
+                );
+                None
+            }
+        }
+    } else {
+        tracing::info!(
+            "MODULES_AUTO_RELOAD=false: file changes apply only through POST /api/v1/modules/{{name}}/reload"
+        );
+        None
+    };
     let signals = signals::Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
     let data = web::Data::from(hub.clone());
     let token = web::Data::new(AdminToken::new(&token));

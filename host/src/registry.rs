@@ -61,6 +61,22 @@ pub struct ModuleEntry {
     pub mapped_libraries: usize,
     /// The module failed for want of the database; it is started again when it answers.
     pub waits_for_database: bool,
+    /// What the module's files held when this entry was made.
+    pub fingerprint: Option<crate::hub::Fingerprint>,
+    /// Successful reloads since the hub started.
+    pub reloads: u64,
+    pub last_reload: Option<ReloadRecord>,
+}
+
+/// The last reload of a module: when, how it ended, why it failed, how long it took.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReloadRecord {
+    pub at: String,
+    /// `ok` (the new version serves) or `failed` (the old one keeps serving, if there was one).
+    #[schema(value_type = String)]
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub duration_ms: u64,
 }
 impl ModuleEntry {
     /// The module object of the management API.
@@ -81,6 +97,8 @@ impl ModuleEntry {
             api_version: instance.map(|i| i.info().api_version.clone()),
             loaded_at: instance.map(|i| i.loaded_at().to_rfc3339()),
             mapped_libraries: self.mapped_libraries,
+            reloads: self.reloads,
+            last_reload: self.last_reload.clone(),
             table_prefix: manifest.map(Manifest::table_prefix),
             migrations: None,
             tables: None,
@@ -104,6 +122,9 @@ pub struct ModuleObject {
     pub api_version: Option<String>,
     pub loaded_at: Option<String>,
     pub mapped_libraries: usize,
+    /// Successful reloads since the hub started.
+    pub reloads: u64,
+    pub last_reload: Option<ReloadRecord>,
     /// Every table, index, type… the module's migrations create starts with it.
     pub table_prefix: Option<String>,
     /// Applied and pending migrations; `null` when the database cannot be asked.

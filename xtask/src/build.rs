@@ -126,9 +126,26 @@ pub fn libraries_under(under: &str) -> anyhow::Result<Vec<Library>> {
 
 /// Build `library` alone and return the path of the built file.
 pub fn build_library(library: &Library, profile: &Profile) -> anyhow::Result<PathBuf> {
+    build_variant(library, profile, None)
+}
+
+/// Build `library` alone, with `HUB_FIXTURE_BUILD` set to `variant` (read by the test fixtures
+/// at compile time), and return the path of the built file.
+pub fn build_variant(
+    library: &Library,
+    profile: &Profile,
+    variant: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     let mut args = vec!["build", "-p", &library.package];
     args.extend(profile.args());
-    cargo(&args)?;
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo_bin);
+    command.args(&args).current_dir(root());
+    match variant {
+        Some(variant) => command.env("HUB_FIXTURE_BUILD", variant),
+        None => command.env_remove("HUB_FIXTURE_BUILD"),
+    };
+    run_command(&mut command)?;
     let built = target_dir().join(profile.dir()).join(library.file_name());
     if !built.is_file() {
         bail!(
@@ -196,6 +213,23 @@ pub fn run(profile: &Profile) -> anyhow::Result<()> {
 /// The port of `cargo xtask run`'s own cluster.
 const RUN_PG_PORT: u16 = 54329;
 
+/// Build every test fixture twice, as build `a` into `out/<lib>/` and as build `b` into
+/// `out/<lib>-b/` (hot-reload tests swap one for the other).
+pub fn build_fixtures(profile: &Profile, out: &Path) -> anyhow::Result<()> {
+    for fixture in libraries_under("host/tests/fixtures")? {
+        for (variant, folder) in [
+            (None, fixture.lib.clone()),
+            (Some("b"), format!("{}-b", fixture.lib)),
+        ] {
+            let built = build_variant(&fixture, profile, variant)?;
+            let folder = out.join(folder);
+            std::fs::create_dir_all(&folder)?;
+            install(&built, &folder.join(fixture.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Build modules and fixtures, then run every test with the artifacts' locations exported.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
     let profile = Profile::from_release(false);
@@ -206,12 +240,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
             .with_context(|| format!("cannot clear {}", artifacts.display()))?;
     }
     crate::fixtures::build_incompatible(&artifacts.join("incompatible"))?;
-    for fixture in libraries_under("host/tests/fixtures")? {
-        let built = build_library(&fixture, &profile)?;
-        let folder = artifacts.join(&fixture.lib);
-        std::fs::create_dir_all(&folder)?;
-        install(&built, &folder.join(fixture.file_name()))?;
-    }
+    build_fixtures(&profile, &artifacts)?;
     let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
     crate::pg::ignore_ctrl_c();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

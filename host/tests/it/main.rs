@@ -25,3 +25,6 @@ mod database;
 
 /// The example modules of `plugins/`.
 mod examples;
+
+/// Hot reload: the watcher, the reload protocol, reloads under load (issue 5).
+mod reload;

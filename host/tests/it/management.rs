@@ -58,6 +58,8 @@ fn the_module_object_has_its_fields() {
             "api_version",
             "loaded_at",
             "mapped_libraries",
+            "reloads",
+            "last_reload",
             "table_prefix",
             "migrations",
             "tables"
@@ -89,6 +91,8 @@ fn the_module_object_has_its_fields() {
     assert_eq!(module["library"], lib_file("hello"));
     assert_eq!(module["api_version"], "0.1.0");
     assert_eq!(module["mapped_libraries"], 1);
+    assert_eq!(module["reloads"], 0);
+    assert_eq!(module["last_reload"], json!(null));
     assert_eq!(module["table_prefix"], "hello_");
     assert_eq!(module["migrations"], json!({"applied": [], "pending": []}));
     assert_eq!(module["tables"], json!([]));

@@ -299,6 +299,11 @@ impl Reply {
 }
 
 impl Hub {
+    /// The hub's `MODULES_DIR`.
+    pub fn modules_dir(&self) -> PathBuf {
+        self._setup.modules_dir()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().expect("logs").join("\n")
     }
