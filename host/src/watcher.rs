@@ -133,6 +133,7 @@ async fn run(hub: Arc<Hub>, dir: PathBuf, mut rx: mpsc::UnboundedReceiver<Vec<no
             }
         };
         for event in batch.into_iter().flatten().filter(|e| counts(&e.kind)) {
+            tracing::debug!("file event {:?} {:?}", event.kind, event.paths);
             writers.note(&event.kind, &event.paths);
             for path in &event.paths {
                 if path == &dir {
@@ -145,7 +146,13 @@ async fn run(hub: Arc<Hub>, dir: PathBuf, mut rx: mpsc::UnboundedReceiver<Vec<no
         }
         let ready: Vec<String> = pending
             .iter()
-            .filter(|name| !writers.busy(&dir, name))
+            .filter(|name| {
+                let busy = writers.busy(&dir, name);
+                if busy {
+                    tracing::debug!(module = %name, "waiting for a writer to close its files");
+                }
+                !busy
+            })
             .cloned()
             .collect();
         for name in ready {

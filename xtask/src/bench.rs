@@ -15,6 +15,8 @@ use anyhow::{Context as _, bail};
 
 use crate::build::{self, Profile, root, target_dir};
 
+mod reload;
+
 /// Pairs of interleaved runs (at least 3: two cores shared with the load generator make one pair
 /// noise).
 const PAIRS: usize = 5;
@@ -29,6 +31,9 @@ pub enum Which {
     /// A module route reading one row through the gateway vs a host route running the same
     /// query on the same pool (wrk).
     Db,
+    /// A module's library swapped 100 times under load: failed requests, time to the new
+    /// version, reload duration, memory per reload.
+    Reload,
     /// All of them.
     All,
 }
@@ -42,6 +47,9 @@ pub fn bench(which: Which, seconds: u64) -> anyhow::Result<()> {
     if matches!(which, Which::Db | Which::All) {
         db(seconds)?;
     }
+    if matches!(which, Which::Reload | Which::All) {
+        reload::run(&profile)?;
+    }
     if matches!(which, Which::Abi | Which::All) {
         abi()?;
     }
@@ -53,12 +61,15 @@ pub struct BenchHub {
     child: Child,
     pub base: String,
     _dir: tempfile::TempDir,
+    /// The hub's output lines, as they come.
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BenchHub {
     pub fn start(modules: &[&str], env: &[(&str, &str)]) -> anyhow::Result<BenchHub> {
         let dir = tempfile::tempdir()?;
         let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins)?;
         for module in modules {
             let from = root().join("plugins").join(module);
             let to = plugins.join(module);
@@ -73,6 +84,12 @@ impl BenchHub {
                     .with_context(|| format!("copy {}/{file}", from.display()))?;
             }
         }
+        BenchHub::start_in(dir, env)
+    }
+
+    /// A release hub on `dir/plugins`, prepared by the caller.
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<BenchHub> {
+        let plugins = dir.path().join("plugins");
         let mut child = Command::new(target_dir().join("release").join("hub"))
             .current_dir(dir.path())
             .env("HUB_BIND", "127.0.0.1:0")
@@ -99,12 +116,25 @@ impl BenchHub {
             }
         };
         // Keep draining the hub's output so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let kept: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let sink = kept.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut sink) = sink.lock() {
+                    sink.push(line);
+                }
+            }
+        });
         Ok(BenchHub {
             child,
             base,
             _dir: dir,
+            lines: kept,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
