@@ -368,3 +368,34 @@ fn ten_reloads_under_concurrent_load_fail_no_request_and_serve_both_versions() {
     assert_eq!(a + b, seen.len());
     assert_eq!(hub.module("fx")["reloads"], 10);
 }
+
+#[test]
+fn a_request_in_flight_finishes_on_its_version_whose_shutdown_hook_runs_after_it() {
+    let mut hub = Setup::new().fixture("fx", json!({})).start();
+    let url = format!("{}/api/v1/fx/slow/1500", hub.base);
+    let slow = std::thread::spawn(move || {
+        let mut response = ureq::get(&url).call().map_err(|e| e.to_string())?;
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((response.status().as_u16(), body))
+    });
+    assert!(
+        hub.wait_for_log("slow request started", Duration::from_secs(5))
+            .is_some()
+    );
+    swap(&hub, "fx", "fixture-b");
+    eventually("the new build serving", &hub, || build(&hub) == "b");
+    assert!(
+        !hub.logs().contains("fixture shut down cleanly"),
+        "the old version is still answering a request: its shutdown hook must wait"
+    );
+    let answer = slow.join().expect("slow request");
+    assert_eq!(answer, Ok((200, r#"{"slept_ms":1500}"#.to_owned())));
+    assert!(
+        hub.wait_for_log("fixture shut down cleanly", Duration::from_secs(5))
+            .is_some(),
+        "the old version's shutdown hook ran after its last request"
+    );
+}
