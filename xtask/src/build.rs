@@ -251,6 +251,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .current_dir(root())
         .env("HUB_TEST_ARTIFACTS", &artifacts)
+        .env("HUB_TEST_BIN", target_dir().join(profile.dir()).join("hub"))
         .env("HUB_TEST_PLUGINS", root().join("plugins"));
     run_command(&mut command)
 }
