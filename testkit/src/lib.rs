@@ -125,6 +125,13 @@ pub struct Setup {
     db: Option<std::sync::Arc<TestDb>>,
 }
 
+impl Default for Setup {
+    /// A setup with a database of its own.
+    fn default() -> Setup {
+        Setup::new()
+    }
+}
+
 impl Setup {
     pub fn new() -> Setup {
         Setup::with_database(Some(std::sync::Arc::new(TestDb::create())))
