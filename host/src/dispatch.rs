@@ -37,14 +37,28 @@ pub async fn catch_all(
     payload: web::Payload,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(rest) = req.path().strip_prefix("/api/v1/") else {
+    let raw = req.path();
+    if raw == "/" && req.method() == actix_web::http::Method::GET {
+        return Ok(crate::views::home(&hub));
+    }
+    if let Some(rest) = raw.strip_prefix("/modules/") {
+        let (module, path) = split_module(rest);
+        let name = percent_decode(module).into_owned();
+        if !name.is_empty() {
+            if path.is_empty() {
+                // Relative links in a module's pages need the trailing slash.
+                return Ok(HttpResponse::PermanentRedirect()
+                    .insert_header(("location", format!("/modules/{module}/")))
+                    .finish());
+            }
+            return Ok(module_view(&req, payload, &hub, &name, path).await);
+        }
+    }
+    let Some(rest) = raw.strip_prefix("/api/v1/") else {
         return crate::api::not_found(req).await;
     };
-    // `rest` is `{module}` or `{module}/{tail}`; the module's path keeps the slash.
-    let (module, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
+    let (module, path) = split_module(rest);
+    let path = if path.is_empty() { "/" } else { path };
     let name = percent_decode(module);
     if name.is_empty() {
         return crate::api::not_found(req).await;
@@ -53,6 +67,15 @@ pub async fn catch_all(
         return module_health(&hub, &name).await;
     }
     module_api(&req, payload, &hub, &name, path).await
+}
+
+/// `{module}` or `{module}/{tail}` → (module, `/tail` or empty); the module's path keeps its
+/// slash.
+fn split_module(rest: &str) -> (&str, &str) {
+    match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, ""),
+    }
 }
 
 /// Run a module's health check: 200 when healthy or degraded, 503 when unhealthy.
@@ -77,7 +100,7 @@ pub(crate) async fn module_health(hub: &Hub, name: &str) -> Result<HttpResponse,
     }))
 }
 
-/// A request for one of module `name`'s routes; `path` is relative to its mount point.
+/// A request for one of module `name`'s JSON API routes; `path` is relative to its mount point.
 async fn module_api(
     req: &HttpRequest,
     payload: web::Payload,
@@ -89,13 +112,7 @@ async fn module_api(
     let instance = running_instance(hub, name)?;
     let (index, params) = match instance.route(method, path) {
         RouteMatch::Found { index, params } => (index, params),
-        RouteMatch::NotFound => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "route_not_found",
-                format!("module '{name}' has no route {method} {path}"),
-            ));
-        }
+        RouteMatch::NotFound => return Err(no_route(name, method, path)),
         RouteMatch::MethodNotAllowed(allowed) => {
             let allowed = allowed.join(", ");
             let error = ApiError::method_not_allowed(format!(
@@ -110,6 +127,115 @@ async fn module_api(
             return Ok(response);
         }
     };
+    let response = call_route(req, payload, hub, &instance, path, index, params).await?;
+    Ok(into_http(name, response))
+}
+
+fn no_route(name: &str, method: &str, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("module '{name}' has no route {method} {path}"),
+    )
+}
+
+/// A request for one of module `name`'s HTML views: a page, a redirect, a static file, or an
+/// error page (never JSON: a browser asked).
+async fn module_view(
+    req: &HttpRequest,
+    payload: web::Payload,
+    hub: &Hub,
+    name: &str,
+    path: &str,
+) -> HttpResponse {
+    let method = req.method().as_str();
+    let page_of = |error: ApiError, instance: Option<&Instance>| {
+        let body = error.body();
+        crate::views::error_page(
+            hub,
+            instance,
+            error.status(),
+            &body.error.code,
+            &body.error.message,
+        )
+    };
+    let instance = match running_instance(hub, name) {
+        Ok(instance) => instance,
+        Err(error) => return page_of(error, None),
+    };
+    if let (Some(file), "GET") = (path.strip_prefix("/static/"), method) {
+        return crate::views::static_file(&instance, file).unwrap_or_else(|| {
+            page_of(
+                ApiError::not_found(format!("module '{name}' has no static file {file}")),
+                Some(&instance),
+            )
+        });
+    }
+    let (index, params) = match instance.view(method, path) {
+        RouteMatch::Found { index, params } => (index, params),
+        RouteMatch::NotFound => return page_of(no_route(name, method, path), Some(&instance)),
+        RouteMatch::MethodNotAllowed(allowed) => {
+            let error = ApiError::method_not_allowed(format!(
+                "module '{name}' has no view {method} {path}; it allows {}",
+                allowed.join(", ")
+            ));
+            return page_of(error, Some(&instance));
+        }
+    };
+    let response = match call_route(req, payload, hub, &instance, path, index, params).await {
+        Ok(response) => response,
+        Err(error) => return page_of(error, Some(&instance)),
+    };
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let ROption::RSome(template) = &response.template {
+        return crate::views::page(
+            hub,
+            &instance,
+            template.name.as_str(),
+            template.context.as_str(),
+            status,
+        );
+    }
+    if status.is_client_error() || status.is_server_error() {
+        // A handler's error: shown as a page, with its code and message when it has them.
+        let error: Option<crate::error::ErrorBody> = serde_json::from_slice(&response.body).ok();
+        let (code, message) = error
+            .map(|e| (e.error.code, e.error.message))
+            .unwrap_or_else(|| {
+                (
+                    "error".to_owned(),
+                    String::from_utf8_lossy(&response.body).into_owned(),
+                )
+            });
+        return crate::views::error_page(hub, Some(&instance), status, &code, &message);
+    }
+    let mut http = into_http(name, response);
+    // A relative redirect is relative to the module's pages.
+    let relative = http
+        .headers()
+        .get(actix_web::http::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .filter(|l| !l.starts_with('/') && !l.contains("://"))
+        .map(|l| format!("/modules/{name}/{l}"));
+    if let Some(location) = relative.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        http.headers_mut()
+            .insert(actix_web::http::header::LOCATION, location);
+    }
+    http
+}
+
+/// Call route `index` of `instance`: the body within its limit, the request, the call under the
+/// request timeout; a panic or a timeout as the error the client should see.
+async fn call_route(
+    req: &HttpRequest,
+    payload: web::Payload,
+    hub: &Hub,
+    instance: &Instance,
+    path: &str,
+    index: u32,
+    params: Vec<(String, String)>,
+) -> Result<FfiResponse, ApiError> {
+    let (name, method) = (instance.name(), req.method().as_str());
     let body = read_body(payload, hub.config().body_limit).await?;
     let request = FfiRequest {
         method: static_method(req.method()),
@@ -132,21 +258,20 @@ async fn module_api(
             Poll::Pending => tokio::time::timeout(timeout, call).await,
         }
     };
+    let panicked = |message: &str| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "handler_panicked",
+            format!("module '{name}' panicked in {method} {path}: {message}"),
+        )
+    };
     match outcome.instrument(span).await {
         Ok(Ok(FfiResponse {
             panic: ROption::RSome(message),
             ..
-        })) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "handler_panicked",
-            format!("module '{name}' panicked in {method} {path}: {message}"),
-        )),
-        Ok(Ok(response)) => Ok(into_http(name, response)),
-        Ok(Err(panic)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "handler_panicked",
-            format!("module '{name}' panicked in {method} {path}: {panic}"),
-        )),
+        })) => Err(panicked(message.as_str())),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(panic)) => Err(panicked(&panic)),
         Err(_) => {
             tracing::warn!(module = %name, "{method} {path} cancelled after {} ms", timeout.as_millis());
             Err(ApiError::new(

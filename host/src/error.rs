@@ -10,12 +10,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// The body of every error the hub and its modules answer with.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorObject,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorObject {
     /// Stable, machine-readable: `module_not_found`, `unauthorized`, `handler_timeout`, …
     pub code: String,
@@ -51,6 +51,10 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     pub fn unauthorized() -> ApiError {

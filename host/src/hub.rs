@@ -515,7 +515,7 @@ impl Hub {
         let manifest_version = manifest.version.clone();
         let name_owned = name.to_owned();
         // Reading, mapping and `init` block; keep them off the async threads.
-        let (info, migrations, object) = tokio::task::spawn_blocking(move || {let library_file = loader.open(&name_owned, &library).map_err(|e| e.to_string())?;
+        let (info, migrations, assets, object) = tokio::task::spawn_blocking(move || {let library_file = loader.open(&name_owned, &library).map_err(|e| e.to_string())?;
             let info = library_file.info();
             if info.version != manifest_version {
                 return Err(format!(
@@ -524,12 +524,13 @@ impl Hub {
                     info.version
                 ));
             }
-                        let migrations = library_file.migrations()?;
+                                    let migrations = library_file.migrations()?;
+            let assets = library_file.assets()?;
             let object = library_file.instantiate(args)?;
-            Ok((info, migrations, object))})
+            Ok((info, migrations, assets, object))})
         .await
         .map_err(|e| format!("loading was interrupted: {e}"))??;
-        let instance = Instance::new(name, info, object, migrations, self.reaper.clone())?;
+        let instance = Instance::new(name, info, object, migrations, assets, self.reaper.clone())?;
         let instance = Arc::new(instance);
         if !instance.migrations().is_empty() {
             self.migrate(name, &manifest.table_prefix(), instance.migrations())

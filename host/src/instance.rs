@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::migrate::MigrationSpec;
 use crate::loader::LibraryInfo;
+use crate::views::ModuleAssets;
 /// Where a request's method and path lead within a module.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteMatch {
@@ -71,12 +72,15 @@ pub struct Instance {
     info: LibraryInfo,
     object: ModuleBox,
     router: matchit::Router<Vec<(String, u32)>>,
+    views: matchit::Router<Vec<(String, u32)>>,
     routes: Vec<RouteInfo>,
     loaded_at: DateTime<Utc>,
     health: Mutex<Option<HealthReport>>,
     shutdown_started: AtomicBool,
     reaper: Reaper,
     migrations: Vec<MigrationSpec>,
+    assets: ModuleAssets,
+    pages: minijinja::Environment<'static>,
 }
 impl Instance {
     /// Wrap a freshly initialised module; `Err` when its route table is unusable.
@@ -85,9 +89,11 @@ impl Instance {
         info: LibraryInfo,
         object: ModuleBox,
         migrations: Vec<MigrationSpec>,
+        assets: ModuleAssets,
         reaper: Reaper,
     ) -> Result<Instance, String> {
-        let mut by_path: BTreeMap<String, Vec<(String, u32)>> = BTreeMap::new();
+        // (API, views): path → [(method, index)]
+        let mut by_path: [BTreeMap<String, Vec<(String, u32)>>; 2] = Default::default();
         let mut routes = vec![RouteInfo {
             method: "GET".to_owned(),
             path: format!("/api/v1/{name}/health"),
@@ -95,37 +101,57 @@ impl Instance {
         for (index, def) in object.routes().into_iter().enumerate() {
             let method = def.method.as_str().to_ascii_uppercase();
             let path = def.path.into_string();
-            if method == "GET" && path == "/health" {
+            let surface = if def.view { "view" } else { "route" };
+            if !def.view && method == "GET" && path == "/health" {
                 return Err("route GET /health is the hub's own (it calls the module's health hook): remove it from routes()".to_owned());
             }
-            let methods = by_path.entry(path.clone()).or_default();
+            if def.view && (path == "/static" || path.starts_with("/static/")) {
+                return Err(format!(
+                    "view {method} {path} is the hub's: /static/… serves the module's static files"
+                ));
+            }
+            let methods = by_path[usize::from(def.view)]
+                .entry(path.clone())
+                .or_default();
             if methods.iter().any(|(m, _)| *m == method) {
-                return Err(format!("route {method} {path} is declared twice"));
+                return Err(format!("{surface} {method} {path} is declared twice"));
             }
             let index = u32::try_from(index).map_err(|_| "too many routes".to_owned())?;
             methods.push((method.clone(), index));
+            let mount = if def.view {
+                format!("/modules/{name}")
+            } else {
+                format!("/api/v1/{name}")
+            };
             routes.push(RouteInfo {
                 method,
-                path: format!("/api/v1/{name}{path}"),
+                path: format!("{mount}{path}"),
             });
         }
-        let mut router = matchit::Router::new();
-        for (path, methods) in by_path {
-            router
-                .insert(path.clone(), methods)
-                .map_err(|e| format!("route {path} is invalid: {e}"))?;
-        }
+        let [api, views] = by_path.map(|paths| {
+            let mut router = matchit::Router::new();
+            for (path, methods) in paths {
+                router
+                    .insert(path.clone(), methods)
+                    .map_err(|e| format!("route {path} is invalid: {e}"))?;
+            }
+            Ok::<_, String>(router)
+        });
+        let pages = crate::views::module_environment(name, &assets)?;
         Ok(Instance {
             name: name.to_owned(),
             info,
             object,
-            router,
+            router: api?,
+            views: views?,
             routes,
             loaded_at: Utc::now(),
             health: Mutex::new(None),
             shutdown_started: AtomicBool::new(false),
             reaper,
             migrations,
+            assets,
+            pages,
         })
     }
 
@@ -150,9 +176,35 @@ impl Instance {
         self.loaded_at
     }
 
-    /// Find the handler for `method` and `path` (relative to the module's mount point).
+    /// Find the API handler for `method` and `path` (relative to `/api/v1/<name>`).
     pub fn route(&self, method: &str, path: &str) -> RouteMatch {
-        let Ok(found) = self.router.at(path) else {
+        find(&self.router, method, path)
+    }
+
+    /// Find the view for `method` and `path` (relative to `/modules/<name>`).
+    pub fn view(&self, method: &str, path: &str) -> RouteMatch {
+        find(&self.views, method, path)
+    }
+
+    /// Whether the module has a page at its root, for links to it.
+    pub fn has_home_page(&self) -> bool {
+        matches!(self.view("GET", "/"), RouteMatch::Found { .. })
+    }
+
+    /// The module's templates and static files.
+    pub fn assets(&self) -> &ModuleAssets {
+        &self.assets
+    }
+
+    /// The module's templates, ready to render in the hub's layout.
+    pub fn pages(&self) -> &minijinja::Environment<'static> {
+        &self.pages
+    }
+}
+
+fn find(router: &matchit::Router<Vec<(String, u32)>>, method: &str, path: &str) -> RouteMatch {
+    {
+        let Ok(found) = router.at(path) else {
             return RouteMatch::NotFound;
         };
         match found.value.iter().find(|(m, _)| m == method) {
@@ -169,7 +221,9 @@ impl Instance {
             }
         }
     }
+}
 
+impl Instance {
     /// Run handler `index`. `Err(message)` when it panicked past plugin-api's own guard.
     pub async fn call(&self, index: u32, request: FfiRequest) -> Result<FfiResponse, String> {
         let fut = self.object.call(index, request);

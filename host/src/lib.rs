@@ -17,6 +17,7 @@ pub mod names;
 mod openapi;
 pub mod registry;
 mod signals;
+mod views;
 mod watcher;
 
 use actix_web::{App, HttpServer, web};

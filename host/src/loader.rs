@@ -28,6 +28,7 @@ use thiserror::Error;
 use crate::db::Database;
 use crate::db::gateway::{self, Caller};
 use crate::db::migrate::MigrationSpec;
+use crate::views::ModuleAssets;
 
 /// Why a library could not be opened.
 #[derive(Debug, Clone, Error)]
@@ -103,6 +104,26 @@ impl Library {
                 sql: m.sql.as_str().to_owned(),
             })
             .collect())
+    }
+
+    /// The module's templates and static files.
+    pub fn assets(&self) -> Result<ModuleAssets, String> {
+        let list = (self.root.assets())()
+            .into_result()
+            .map_err(RString::into_string)?;
+        let mut assets = ModuleAssets::default();
+        for asset in list {
+            let path = asset.path.as_str().to_owned();
+            if asset.template {
+                let text = std::str::from_utf8(asset.bytes.as_slice())
+                    .map_err(|e| format!("template {path} is not UTF-8: {e}"))?;
+                assets.templates.insert(path, text.to_owned());
+            } else {
+                // The library is never unloaded: its statics live as long as the hub.
+                assets.statics.insert(path, asset.bytes.as_slice());
+            }
+        }
+        Ok(assets)
     }
 
     /// Run the module's `init`. An error or a panic in it comes back as `Err(reason)`.

@@ -78,8 +78,9 @@ pub fn document(hub: &Hub) -> Document {
                 .build(),
         );
         for route in instance.routes() {
-            if route.path == format!("/api/v1/{name}/health") {
-                continue; // documented once, as /api/v1/{module}/health
+            if route.path == format!("/api/v1/{name}/health") || !route.path.starts_with("/api/v1/")
+            {
+                continue; // documented once, as /api/v1/{module}/health; views are HTML
             }
             let Some(method) = http_method(&route.method) else {
                 continue;

@@ -21,7 +21,7 @@ use abi_stable::library::RootModule;
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, RCowStr, ROption, RResult, RStr, RString, RVec, Tuple2};
+use abi_stable::std_types::{RBox, RCowStr, ROption, RResult, RSlice, RStr, RString, RVec, Tuple2};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 use async_ffi::{FfiFuture, FutureExt as _};
 
@@ -48,6 +48,9 @@ pub struct ModuleInfo {
 pub struct RouteDef {
     pub method: RString,
     pub path: RString,
+    /// An HTML view, mounted under `/modules/<name>`; else a JSON API route under
+    /// `/api/v1/<name>`.
+    pub view: bool,
 }
 
 /// A request as it crosses the boundary. `path` is relative to the module's mount point.
@@ -76,6 +79,28 @@ pub struct FfiResponse {
     /// Set when the handler panicked: the panic message. The hub then answers 500
     /// `handler_panicked` naming the module, the route and this message.
     pub panic: ROption<RString>,
+    /// Set by a view that asks the hub to render a template of the module with a JSON context;
+    /// `body` is then empty.
+    pub template: ROption<FfiTemplate>,
+}
+
+/// A template to render: its name among the module's templates and the context, as JSON.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiTemplate {
+    pub name: RString,
+    pub context: RString,
+}
+
+/// A file compiled into the module: a template or a static file. The bytes are the library's
+/// statics, which live as long as the hub.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiAsset {
+    /// `true` for a template, `false` for a static file.
+    pub template: bool,
+    pub path: RStr<'static>,
+    pub bytes: RSlice<'static, u8>,
 }
 
 /// The three health states of a module.
@@ -186,8 +211,10 @@ pub struct PluginRoot {
     /// as `RErr` with the reason.
     pub init: extern "C" fn(InitArgs) -> RResult<ModuleBox, RString>,
     /// The module's migrations, in order; readable before `init`.
-    #[sabi(last_prefix_field)]
     pub migrations: extern "C" fn() -> RResult<RVec<FfiMigration>, RString>,
+    /// The module's templates and static files.
+    #[sabi(last_prefix_field)]
+    pub assets: extern "C" fn() -> RResult<RVec<FfiAsset>, RString>,
 }
 
 /// A migration as it crosses the boundary. The texts are the library's statics: libraries are
@@ -270,6 +297,7 @@ pub fn root_module<M: Module + ModuleMeta>() -> PluginRootRef {
         info: info::<M>,
         init: init::<M>,
         migrations: migrations::<M>,
+        assets: assets::<M>,
     }
     .leak_into_prefix()
 }
@@ -296,6 +324,33 @@ extern "C" fn migrations<M: Module>() -> RResult<RVec<FfiMigration>, RString> {
         Err(panic) => {
             RResult::RErr(format!("migrations() panicked: {}", panic_message(&*panic)).into())
         }
+    }
+}
+
+extern "C" fn assets<M: Module>() -> RResult<RVec<FfiAsset>, RString> {
+    let collect = || {
+        let asset = |template: bool| {
+            move |a: &crate::Asset| FfiAsset {
+                template,
+                path: RStr::from_str(a.path),
+                bytes: RSlice::from_slice(a.bytes),
+            }
+        };
+        M::templates()
+            .iter()
+            .map(asset(true))
+            .chain(M::static_files().iter().map(asset(false)))
+            .collect::<RVec<_>>()
+    };
+    match catch_unwind(collect) {
+        Ok(list) => RResult::ROk(list),
+        Err(panic) => RResult::RErr(
+            format!(
+                "templates() or static_files() panicked: {}",
+                panic_message(&*panic)
+            )
+            .into(),
+        ),
     }
 }
 
@@ -334,9 +389,10 @@ impl<M: Module> ModuleObj for Adapter<M> {
     fn routes(&self) -> RVec<RouteDef> {
         self.router
             .routes()
-            .map(|(method, path)| RouteDef {
+            .map(|(method, path, view)| RouteDef {
                 method: method.into(),
                 path: path.into(),
+                view,
             })
             .collect()
     }
@@ -481,6 +537,7 @@ fn panicked(message: String) -> FfiResponse {
         headers: RVec::new(),
         body: RVec::new(),
         panic: ROption::RSome(message.into()),
+        template: ROption::RNone,
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use abi_stable::std_types::{RCowStr, ROption, RVec, Tuple2};
 
-use crate::ffi::{FfiRequest, FfiResponse, rcow};
+use crate::ffi::{FfiRequest, FfiResponse, FfiTemplate, rcow};
 use crate::module::Ctx;
 
 /// An HTTP request routed to one of the module's handlers. It reads the hub's request in place:
@@ -106,6 +106,13 @@ impl Request {
         })
     }
 
+    /// The body of a submitted HTML form (`application/x-www-form-urlencoded`) deserialized
+    /// into `T`; a 400 `bad_form` saying why otherwise.
+    pub fn form<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_urlencoded::from_bytes(&self.inner.body)
+            .map_err(|e| Error::new(400, "bad_form", format!("the form is invalid: {e}")))
+    }
+
     /// The module's context: name, safety switches, settings.
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
@@ -119,6 +126,8 @@ pub struct Response {
     // Kept in the boundary's own type, so that handing the response over moves it.
     headers: RVec<Tuple2<RCowStr<'static>, RCowStr<'static>>>,
     body: Vec<u8>,
+    /// A template for the hub to render, with its context (see [`View`]).
+    template: Option<(String, Value)>,
 }
 
 impl Response {
@@ -128,6 +137,7 @@ impl Response {
             status,
             headers: RVec::new(),
             body: Vec::new(),
+            template: None,
         }
     }
 
@@ -189,7 +199,50 @@ impl Response {
             headers: self.headers,
             body: self.body.into(),
             panic: ROption::RNone,
+            template: match self.template {
+                Some((name, context)) => ROption::RSome(FfiTemplate {
+                    name: name.into(),
+                    context: context.to_string().into(),
+                }),
+                None => ROption::RNone,
+            },
         }
+    }
+}
+
+/// What an HTML view answers: a page (one of the module's templates, rendered by the hub inside
+/// its layout with a JSON context), a redirect, or any other [`Response`].
+///
+/// The hub adds `hub` to every page's context: `hub.module` (`name`, `version`, `read_only`,
+/// `dry_run`) and `hub.modules` (the running modules, for navigation). Templates are minijinja
+/// (Jinja2) with autoescaping on; a module's templates extend `base.html`, the hub's layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View(Response);
+
+impl View {
+    /// Render the module's template `template` with `context`, status 200.
+    pub fn page(template: impl Into<String>, context: Value) -> View {
+        let mut response = Response::new(200);
+        response.template = Some((template.into(), context));
+        View(response)
+    }
+
+    /// Redirect the browser (303 See Other) to `to`: an absolute path (`/modules/x/items/1`),
+    /// or one relative to the module's views (`items/1`).
+    pub fn redirect(to: impl Into<String>) -> View {
+        View(Response::new(303).with_header("location", to.into()))
+    }
+
+    /// The same view with another status, e.g. 422 for a form shown again with its errors.
+    pub fn with_status(mut self, status: u16) -> View {
+        self.0.status = status;
+        self
+    }
+}
+
+impl IntoResponse for View {
+    fn into_response(self) -> Response {
+        self.0
     }
 }
 

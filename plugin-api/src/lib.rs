@@ -40,8 +40,8 @@ mod router;
 
 pub use db::{Db, DbError, DbErrorKind, Rows};
 pub use ffi::{HealthStatus, LogLevel};
-pub use http::{Error, IntoResponse, Json, Request, Response};
-pub use module::{Ctx, Health, InitContext, Migration, Module};
+pub use http::{Error, IntoResponse, Json, Request, Response, View};
+pub use module::{Asset, Ctx, Health, InitContext, Migration, Module};
 pub use router::Router;
 pub use serde_json::{Value, json};
 pub use tracing;

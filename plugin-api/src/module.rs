@@ -44,6 +44,19 @@ pub trait Module: Sized + Send + Sync + 'static {
         &[]
     }
 
+    /// The module's templates (minijinja, `.html` autoescaped), compiled in:
+    /// `const TEMPLATES: &[Asset] = &[Asset::new("index.html", include_bytes!("../templates/index.html"))];`.
+    /// A view renders one with [`View::page`](crate::View::page). The default is none.
+    fn templates() -> &'static [Asset] {
+        &[]
+    }
+
+    /// The module's static files (CSS, images, …), compiled in, served under
+    /// `/modules/<name>/static/<path>`. The default is none.
+    fn static_files() -> &'static [Asset] {
+        &[]
+    }
+
     /// Report the module's health. At start an `unhealthy` answer (or a panic) fails the start;
     /// afterwards health only reports. The default is always healthy.
     fn health(self: Arc<Self>, ctx: Ctx) -> impl Future<Output = Health> + Send {
@@ -56,6 +69,20 @@ pub trait Module: Sized + Send + Sync + 'static {
     fn shutdown(self: Arc<Self>) -> impl Future<Output = ()> + Send {
         let _ = self;
         std::future::ready(())
+    }
+}
+
+/// A file compiled into the module: a template or a static file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asset {
+    /// Its name: `index.html`, `style.css`, `img/logo.svg`.
+    pub path: &'static str,
+    pub bytes: &'static [u8],
+}
+
+impl Asset {
+    pub const fn new(path: &'static str, bytes: &'static [u8]) -> Asset {
+        Asset { path, bytes }
     }
 }
 

@@ -8,11 +8,14 @@ use crate::http::{IntoResponse, Request};
 
 use crate::ffi::{Handler, erase_handler};
 
-/// The routes of a module, each an HTTP method, a path pattern and an async handler.
+/// The routes of a module, each an HTTP method, a path pattern and an async handler: JSON API
+/// routes (`get`, `post`, …, mounted under `/api/v1/<name>`) and HTML views (`page`, `form`,
+/// mounted under `/modules/<name>`).
 ///
-/// Paths are relative to the module's mount point (`/api/v1/<name>`) and use matchit's syntax:
-/// `/items/{id}` binds one segment, `/files/{*rest}` the rest of the path. `GET /health` is the
-/// hub's own (it calls [`Module::health`](crate::Module::health)).
+/// Paths are relative to the mount point and use matchit's syntax: `/items/{id}` binds one
+/// segment, `/files/{*rest}` the rest of the path. `GET /health` of the API is the hub's own (it
+/// calls [`Module::health`](crate::Module::health)); `/static/…` of the views serves the module's
+/// [static files](crate::Module::static_files).
 pub struct Router<M> {
     routes: Vec<Route<M>>,
 }
@@ -20,6 +23,7 @@ pub struct Router<M> {
 struct Route<M> {
     method: &'static str,
     path: String,
+    view: bool,
     handler: Handler<M>,
 }
 
@@ -28,9 +32,55 @@ impl<M: Send + Sync + 'static> Router<M> {
         Router { routes: Vec::new() }
     }
 
-    /// Add a route for `method`. Panics (failing the module's start with this message) when
-    /// `path` does not start with `/`.
+    /// Add a JSON API route for `method`. Panics (failing the module's start with this
+    /// message) when `path` does not start with `/`.
     pub fn route<H, Fut, R>(&mut self, method: &'static str, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse,
+    {
+        self.add(method, path, false, handler)
+    }
+
+    /// Add an HTML view for `method`, mounted under `/modules/<name>`. Its handler returns a
+    /// [`View`](crate::View) (a template with a context, or a redirect) or any response.
+    pub fn view<H, Fut, R>(&mut self, method: &'static str, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse,
+    {
+        self.add(method, path, true, handler)
+    }
+
+    /// A `GET` view: a page.
+    pub fn page<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse,
+    {
+        self.view("GET", path, handler)
+    }
+
+    /// A `POST` view: a form's target. Read the fields with [`Request::form`].
+    pub fn form<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse,
+    {
+        self.view("POST", path, handler)
+    }
+
+    fn add<H, Fut, R>(
+        &mut self,
+        method: &'static str,
+        path: &str,
+        view: bool,
+        handler: H,
+    ) -> &mut Self
     where
         H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
@@ -38,11 +88,12 @@ impl<M: Send + Sync + 'static> Router<M> {
     {
         assert!(
             path.starts_with('/'),
-            "route path '{path}' must start with '/' (it is relative to /api/v1/<module>)"
+            "route path '{path}' must start with '/' (it is relative to the module's mount point)"
         );
         self.routes.push(Route {
             method,
             path: path.to_owned(),
+            view,
             handler: erase_handler(handler),
         });
         self
@@ -93,8 +144,10 @@ impl<M: Send + Sync + 'static> Router<M> {
         self.route("DELETE", path, handler)
     }
 
-    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.routes.iter().map(|r| (r.method, r.path.as_str()))
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        self.routes
+            .iter()
+            .map(|r| (r.method, r.path.as_str(), r.view))
     }
 
     pub(crate) fn handler(&self, index: usize) -> Option<&Handler<M>> {

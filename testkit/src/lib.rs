@@ -312,6 +312,8 @@ impl Setup {
             _setup: self,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                .max_redirects(0)
+                .max_redirects_will_error(false)
                 .timeout_global(Some(Duration::from_secs(30)))
                 .build()
                 .into(),
@@ -341,6 +343,7 @@ pub struct Reply {
     pub body: String,
     pub allow: Option<String>,
     pub content_type: Option<String>,
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -387,10 +390,34 @@ impl Hub {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
+        let headers: Vec<(&str, String)> = token
+            .map(|t| ("Authorization", format!("Bearer {t}")))
+            .into_iter()
+            .collect();
+        self.request_with(method, path, &headers, body)
+    }
+
+    /// `POST` an HTML form (`application/x-www-form-urlencoded`) to `path`.
+    pub fn post_form(&self, path: &str, body: &str) -> Reply {
+        let headers = [(
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_owned(),
+        )];
+        self.request_with("POST", path, &headers, Some(body))
+    }
+
+    /// A request with `headers`; redirects are not followed.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&str>,
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
-        if let Some(token) = token {
-            builder = builder.header("Authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
         }
         let request = builder
             .body(body.unwrap_or_default().to_owned())
@@ -406,12 +433,14 @@ impl Hub {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (allow, content_type) = (header("allow"), header("content-type"));
+        let (allow, content_type, location) =
+            (header("allow"), header("content-type"), header("location"));
         Reply {
             status: response.status().as_u16(),
             body: response.body_mut().read_to_string().expect("body"),
             allow,
             content_type,
+            location,
         }
     }
 

@@ -28,3 +28,6 @@ mod examples;
 
 /// Hot reload: the watcher, the reload protocol, reloads under load (issue 5).
 mod reload;
+
+/// HTML views, the home page, static files (issue 6).
+mod views;

@@ -1,40 +1,91 @@
-//! `tmplmod`: the template every new module starts from (`cargo xtask new-module <name>` copies
-//! this folder and replaces `tmplmod`/`Tmplmod` with the new name). Keep it building and working:
-//! it is built and tested like any module.
+//! `tmplmod`: the template every new module starts from. `cargo xtask new-module <name>` copies
+//! this folder and replaces `tmplmod`, `Tmplmod` and `TMPLMOD` with the new name.
+//!
+//! It shows everything a module has: state built in `init`, a JSON API (`api.rs`), HTML views
+//! with forms (`views.rs`), data in PostgreSQL through the hub's gateway (`items.rs`), a
+//! migration, templates and a static file compiled in, and a health check. See `README.md`.
+
+mod api;
+mod items;
+mod views;
 
 use std::sync::Arc;
 
-use plugin_api::{Ctx, Error, Health, InitContext, Json, Module, Request, Router, Value, json};
+use plugin_api::{Asset, Ctx, Error, Health, InitContext, Migration, Module, Router};
 
-/// The module's state, built once per start in `init`.
+/// The module's state, built once per start in `init` and shared by every request.
 pub struct Tmplmod {
+    /// The heading of the pages (`config.title`, or `MODULES__TMPLMOD__TITLE`).
     title: String,
+    /// How many items a list shows unless asked otherwise (`config.page_size`).
+    page_size: i64,
 }
+
+/// Compiled in: the module ships as one library (with its `module.json`).
+const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "init",
+    include_str!("../migrations/001_init.sql"),
+)];
+
+const TEMPLATES: &[Asset] = &[
+    Asset::new("index.html", include_bytes!("../templates/index.html")),
+    Asset::new("item.html", include_bytes!("../templates/item.html")),
+    Asset::new("form.html", include_bytes!("../templates/form.html")),
+];
+
+const STATIC_FILES: &[Asset] = &[Asset::new(
+    "tmplmod.css",
+    include_bytes!("../static/tmplmod.css"),
+)];
 
 impl Module for Tmplmod {
     fn init(ctx: &InitContext) -> Result<Self, Error> {
         Ok(Tmplmod {
             title: ctx.config_or("title", "Tmplmod".to_owned())?,
+            page_size: ctx.config_or("page_size", 50)?,
         })
     }
 
     fn routes(r: &mut Router<Self>) {
-        r.get("/", Self::index);
+        // JSON API, under /api/v1/tmplmod
+        r.get("/items", Self::list_items)
+            .post("/items", Self::create_item)
+            .get("/items/{id}", Self::get_item)
+            .put("/items/{id}", Self::update_item)
+            .delete("/items/{id}", Self::delete_item);
+        // HTML views, under /modules/tmplmod
+        r.page("/", Self::index_page)
+            .page("/items/new", Self::new_page)
+            .form("/items/new", Self::create_form)
+            .page("/items/{id}", Self::item_page)
+            .page("/items/{id}/edit", Self::edit_page)
+            .form("/items/{id}/edit", Self::update_form)
+            .form("/items/{id}/delete", Self::delete_form);
     }
 
-    async fn health(self: Arc<Self>, _ctx: Ctx) -> Health {
-        Health::healthy()
+    fn migrations() -> &'static [Migration] {
+        MIGRATIONS
     }
-}
 
-impl Tmplmod {
-    /// `GET /api/v1/tmplmod/`: the module's title and safety switches.
-    async fn index(self: Arc<Self>, req: Request) -> Json<Value> {
-        Json(json!({
-            "title": self.title,
-            "read_only": req.ctx().read_only(),
-            "dry_run": req.ctx().dry_run(),
-        }))
+    fn templates() -> &'static [Asset] {
+        TEMPLATES
+    }
+
+    fn static_files() -> &'static [Asset] {
+        STATIC_FILES
+    }
+
+    /// Healthy when the module's table can be read.
+    async fn health(self: Arc<Self>, ctx: Ctx) -> Health {
+        match ctx
+            .db()
+            .query("SELECT 1 FROM tmplmod_items LIMIT 1", &[])
+            .await
+        {
+            Ok(_) => Health::healthy(),
+            Err(e) => Health::unhealthy(format!("tmplmod_items is not readable: {e}")),
+        }
     }
 }
 

@@ -1,0 +1,236 @@
+//! HTML: the hub's own pages (home, errors) and the modules' views, rendered with minijinja
+//! inside the hub's layout (`templates/base.html`, whose navigation lists the running modules).
+//!
+//! A module's templates are compiled into its library and live in an environment of their own,
+//! built once per instance: `base.html` is the hub's layout, any other name is the module's
+//! (`index.html`, or `<module>/index.html`). Autoescaping is on for `.html`. The hub adds `hub`
+//! to every context: `hub.module` (`name`, `version`, `read_only`, `dry_run`), `hub.modules` (the
+//! running modules: `name`, `version`, `description`, `views`: whether it has a page at its root)
+//! and `hub.title`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use minijinja::Environment;
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::instance::Instance;
+use crate::registry::State;
+
+const BASE: &str = include_str!("../../templates/base.html");
+const HOME: &str = include_str!("../../templates/home.html");
+const ERROR: &str = include_str!("../../templates/error.html");
+
+/// A module's templates and static files, by path.
+#[derive(Debug, Default, Clone)]
+pub struct ModuleAssets {
+    pub templates: HashMap<String, String>,
+    pub statics: HashMap<String, &'static [u8]>,
+}
+
+/// The environment of `module`'s templates; `Err` names the first template that does not parse.
+pub fn module_environment(
+    module: &str,
+    assets: &ModuleAssets,
+) -> Result<Environment<'static>, String> {
+    let templates = Arc::new(assets.templates.clone());
+    let prefix = format!("{module}/");
+    let mut env = Environment::new();
+    let lookup = templates.clone();
+    env.set_loader(move |name| {
+        if name == "base.html" {
+            return Ok(Some(BASE.to_owned()));
+        }
+        let local = name.strip_prefix(&prefix).unwrap_or(name);
+        Ok(lookup.get(local).cloned())
+    });
+    let mut names: Vec<&String> = templates.keys().collect();
+    names.sort();
+    for name in names {
+        env.get_template(name)
+            .map_err(|e| format!("template {name} does not parse: {}", one_line(&e)))?;
+    }
+    Ok(env)
+}
+
+fn host_environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("base.html", BASE),
+            ("home.html", HOME),
+            ("error.html", ERROR),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!("the hub's template {name} does not parse: {e}");
+            }
+        }
+        env
+    })
+}
+
+/// `hub` of a page's context.
+fn hub_context(hub: &Hub, module: Option<&Instance>) -> Value {
+    let all = hub.registry().all();
+    let modules: Vec<Value> = all
+        .values()
+        .filter(|e| e.state == State::Running)
+        .filter_map(|e| {
+            let instance = e.instance.as_ref()?;
+            let views = instance.has_home_page();
+            Some(json!({
+                "name": e.name,
+                "version": instance.info().version,
+                "description": e.manifest.as_ref().map(|m| m.description.clone()).unwrap_or_default(),
+                                "views": views,
+            }))
+        })
+        .collect();
+    let current = module.map(|instance| {
+        let entry = all.get(instance.name());
+        let safety = entry.and_then(|e| e.safety);
+        json!({
+            "name": instance.name(),
+            "version": instance.info().version,
+            "read_only": safety.is_none_or(|s| s.read_only),
+            "dry_run": safety.is_none_or(|s| s.dry_run),
+        })
+    });
+    json!({
+        "modules": modules,
+        "module": current,
+        "title": module.map_or("BMC Hub", Instance::name),
+    })
+}
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+/// `GET /`: the running modules, with links to their views.
+pub fn home(hub: &Hub) -> HttpResponse {
+    let context = json!({"hub": hub_context(hub, None)});
+    match host_environment()
+        .get_template("home.html")
+        .and_then(|t| t.render(context))
+    {
+        Ok(body) => html(StatusCode::OK, body),
+        Err(e) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("<h1>500</h1><p>{}</p>", escape(&e.to_string())),
+        ),
+    }
+}
+
+/// The hub's error page, for browsers.
+pub fn error_page(
+    hub: &Hub,
+    module: Option<&Instance>,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> HttpResponse {
+    let context = json!({
+        "hub": hub_context(hub, module),
+        "status": status.as_u16(),
+        "reason": status.canonical_reason().unwrap_or(""),
+        "code": code,
+        "message": message,
+    });
+    match host_environment()
+        .get_template("error.html")
+        .and_then(|t| t.render(context))
+    {
+        Ok(body) => html(status, body),
+        Err(_) => html(
+            status,
+            format!(
+                "<h1>{status}</h1><p><code>{}</code>: {}</p>",
+                escape(code),
+                escape(message)
+            ),
+        ),
+    }
+}
+
+/// Render `template` of `instance` with `context` (a JSON object) and `hub`; the page, or a
+/// 500 page naming the module and the template.
+pub fn page(
+    hub: &Hub,
+    instance: &Instance,
+    template: &str,
+    context: &str,
+    status: StatusCode,
+) -> HttpResponse {
+    let rendered = serde_json::from_str::<Value>(context)
+        .map_err(|e| format!("the context is not JSON: {e}"))
+        .and_then(|context| match context {
+            Value::Object(mut object) => {
+                object.insert("hub".to_owned(), hub_context(hub, Some(instance)));
+                Ok(Value::Object(object))
+            }
+            _ => Err("the context must be a JSON object".to_owned()),
+        })
+        .and_then(|context| {
+            instance
+                .pages()
+                .get_template(template)
+                .and_then(|t| t.render(context))
+                .map_err(|e| one_line(&e))
+        });
+    match rendered {
+        Ok(body) => html(status, body),
+        Err(why) => {
+            let message = format!(
+                "template error in module '{}', template '{template}': {why}",
+                instance.name()
+            );
+            tracing::warn!(module = %instance.name(), "{message}");
+            error_page(
+                hub,
+                Some(instance),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "template_error",
+                &message,
+            )
+        }
+    }
+}
+
+/// `GET /modules/<name>/static/<path>`: a static file of the module.
+pub fn static_file(instance: &Instance, path: &str) -> Option<HttpResponse> {
+    let bytes = *instance.assets().statics.get(path)?;
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    Some(
+        HttpResponse::Ok()
+            .content_type(mime.essence_str())
+            // A reload may change it at any moment.
+            .insert_header(("cache-control", "no-cache"))
+            .body(bytes::Bytes::from_static(bytes)),
+    )
+}
+
+/// A minijinja error with its cause and place, in one line.
+fn one_line(error: &minijinja::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

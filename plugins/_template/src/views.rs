@@ -1,0 +1,182 @@
+//! The HTML views under `/modules/tmplmod`: the list, an item, and the forms to create, edit and
+//! delete one. A valid form is saved and the browser redirected (POST, then redirect); an invalid
+//! one is shown again with the error of each field. The hub renders the templates inside its
+//! layout, which shows a banner while READ_ONLY or DRY_RUN is on.
+
+use std::sync::Arc;
+
+use plugin_api::{DbErrorKind, Error, Request, View, json};
+use serde::Deserialize;
+
+use crate::Tmplmod;
+use crate::items::{self, FieldErrors, ItemInput};
+
+/// A submitted form: the checkbox is only sent when checked.
+#[derive(Deserialize)]
+struct ItemForm {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+impl From<ItemForm> for ItemInput {
+    fn from(form: ItemForm) -> ItemInput {
+        ItemInput {
+            title: form.title,
+            description: form.description,
+            done: form.done.is_some(),
+        }
+    }
+}
+
+/// The form again, with `values`, the errors of its fields, and a message.
+fn form_page(
+    item_id: Option<i32>,
+    values: &ItemInput,
+    errors: &FieldErrors,
+    error: Option<String>,
+    notice: Option<String>,
+) -> View {
+    View::page(
+        "form.html",
+        json!({"item_id": item_id, "values": values, "errors": errors, "error": error, "notice": notice}),
+    )
+}
+
+/// What to tell the user when the database refused or rolled back a change.
+fn refused(e: plugin_api::DbError) -> Result<String, Error> {
+    match e.kind {
+        DbErrorKind::ReadOnly => Ok("READ_ONLY is on: nothing was saved.".to_owned()),
+        _ => Err(e.into()),
+    }
+}
+
+impl Tmplmod {
+    fn home(req: &Request) -> String {
+        format!("/modules/{}/", req.ctx().module_name())
+    }
+
+    /// `GET /`: every item.
+    pub(crate) async fn index_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
+        let items = items::list(req.ctx(), self.page_size, 0).await?;
+        Ok(View::page(
+            "index.html",
+            json!({"title": self.title, "items": items}),
+        ))
+    }
+
+    /// `GET /items/{id}`
+    pub(crate) async fn item_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
+        let id: i32 = req.param_as("id")?;
+        let item = items::get(req.ctx(), id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no item {id}")))?;
+        Ok(View::page("item.html", json!({"item": item})))
+    }
+
+    /// `GET /items/new`
+    pub(crate) async fn new_page(self: Arc<Self>, _req: Request) -> View {
+        form_page(None, &ItemInput::default(), &FieldErrors::new(), None, None)
+    }
+
+    /// `POST /items/new`
+    pub(crate) async fn create_form(self: Arc<Self>, req: Request) -> Result<View, Error> {
+        let input: ItemInput = req.form::<ItemForm>()?.into();
+        let input = match input.clone().validate() {
+            Ok(input) => input,
+            Err(errors) => return Ok(form_page(None, &input, &errors, None, None).with_status(422)),
+        };
+        match items::create(req.ctx(), &input).await {
+            Ok(created) if created.dry_run => {
+                let notice =
+                    "DRY_RUN is on: the item would have been created; nothing was kept.".to_owned();
+                Ok(form_page(
+                    None,
+                    &input,
+                    &FieldErrors::new(),
+                    None,
+                    Some(notice),
+                ))
+            }
+            Ok(created) => match created.rows.first() {
+                Some(item) => Ok(View::redirect(format!(
+                    "{}items/{}",
+                    Self::home(&req),
+                    item.id
+                ))),
+                None => Err(Error::internal("the insert returned no row")),
+            },
+            Err(e) => Ok(
+                form_page(None, &input, &FieldErrors::new(), Some(refused(e)?), None)
+                    .with_status(403),
+            ),
+        }
+    }
+
+    /// `GET /items/{id}/edit`
+    pub(crate) async fn edit_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
+        let id: i32 = req.param_as("id")?;
+        let item = items::get(req.ctx(), id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no item {id}")))?;
+        let values = ItemInput {
+            title: item.title,
+            description: item.description,
+            done: item.done,
+        };
+        Ok(form_page(
+            Some(id),
+            &values,
+            &FieldErrors::new(),
+            None,
+            None,
+        ))
+    }
+
+    /// `POST /items/{id}/edit`
+    pub(crate) async fn update_form(self: Arc<Self>, req: Request) -> Result<View, Error> {
+        let id: i32 = req.param_as("id")?;
+        let input: ItemInput = req.form::<ItemForm>()?.into();
+        let input = match input.clone().validate() {
+            Ok(input) => input,
+            Err(errors) => {
+                return Ok(form_page(Some(id), &input, &errors, None, None).with_status(422));
+            }
+        };
+        match items::update(req.ctx(), id, &input).await {
+            Ok(updated) if updated.rows.is_empty() => {
+                Err(Error::not_found(format!("no item {id}")))
+            }
+            Ok(updated) if updated.dry_run => {
+                let notice =
+                    "DRY_RUN is on: the item would have been changed; nothing was kept.".to_owned();
+                Ok(form_page(
+                    Some(id),
+                    &input,
+                    &FieldErrors::new(),
+                    None,
+                    Some(notice),
+                ))
+            }
+            Ok(_) => Ok(View::redirect(format!("{}items/{id}", Self::home(&req)))),
+            Err(e) => Ok(form_page(
+                Some(id),
+                &input,
+                &FieldErrors::new(),
+                Some(refused(e)?),
+                None,
+            )
+            .with_status(403)),
+        }
+    }
+
+    /// `POST /items/{id}/delete`
+    pub(crate) async fn delete_form(self: Arc<Self>, req: Request) -> Result<View, Error> {
+        let id: i32 = req.param_as("id")?;
+        items::delete(req.ctx(), id).await?;
+        Ok(View::redirect(Self::home(&req)))
+    }
+}
