@@ -395,7 +395,10 @@ impl Hub {
             };
             match outcome {
                 Outcome::Running => {
-                    entry.reloads += 1;
+                    // Counted when a running version was replaced, not when a failed one started.
+                    if current.is_some() {
+                        entry.reloads += 1;
+                    }
                     entry.last_reload = Some(record("ok", None));
                 }
                 Outcome::Kept | Outcome::Failed => {

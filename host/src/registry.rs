@@ -63,7 +63,7 @@ pub struct ModuleEntry {
     pub waits_for_database: bool,
     /// What the module's files held when this entry was made.
     pub fingerprint: Option<crate::hub::Fingerprint>,
-    /// Successful reloads since the hub started.
+    /// How many times a running version was replaced by a new one since the hub started.
     pub reloads: u64,
     pub last_reload: Option<ReloadRecord>,
 }
@@ -122,7 +122,7 @@ pub struct ModuleObject {
     pub api_version: Option<String>,
     pub loaded_at: Option<String>,
     pub mapped_libraries: usize,
-    /// Successful reloads since the hub started.
+    /// How many times a running version was replaced by a new one since the hub started.
     pub reloads: u64,
     pub last_reload: Option<ReloadRecord>,
     /// Every table, index, type… the module's migrations create starts with it.

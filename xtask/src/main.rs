@@ -9,6 +9,7 @@
 mod bench;
 mod build;
 mod fixtures;
+mod new_module;
 mod pg;
 mod tidy;
 
@@ -51,6 +52,13 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Start a new module from plugins/_template: plugins/<name>, enabled, a workspace member.
+    NewModule {
+        /// The module's name: lowercase letters, digits and `_`, starting with a letter.
+        name: String,
+        /// One line on what it does.
+        description: Option<String>,
+    },
     /// Build modules and test fixtures, then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -67,6 +75,9 @@ fn main() -> ExitCode {
         }
         Command::Run { release } => build::run(&build::Profile::from_release(release)),
         Command::Test { args } => build::test(&args),
+        Command::NewModule { name, description } => {
+            new_module::new_module(&name, description.as_deref())
+        }
         Command::Bench { which, seconds } => bench::bench(which, seconds),
     };
     match result {

@@ -4,13 +4,18 @@
 use hub_testkit::{Hub, Setup};
 use serde_json::json;
 
-/// The hub with this module, both safety switches off so that writes are kept.
-fn live() -> Hub {
+/// The hub with this module and its safety switches set as given (whatever module.json says).
+fn hub(read_only: bool, dry_run: bool) -> Hub {
     Setup::new()
         .module_folder(env!("CARGO_MANIFEST_DIR"))
-        .env("MODULES__TMPLMOD__READ_ONLY", "false")
-        .env("MODULES__TMPLMOD__DRY_RUN", "false")
+        .env("MODULES__TMPLMOD__READ_ONLY", &read_only.to_string())
+        .env("MODULES__TMPLMOD__DRY_RUN", &dry_run.to_string())
         .start()
+}
+
+/// Both switches off: writes are kept.
+fn live() -> Hub {
+    hub(false, false)
 }
 
 #[test]
@@ -204,9 +209,7 @@ fn an_invalid_form_comes_back_with_its_field_errors() {
 
 #[test]
 fn with_the_default_switches_writes_are_refused_and_the_pages_say_so() {
-    let hub = Setup::new()
-        .module_folder(env!("CARGO_MANIFEST_DIR"))
-        .start();
+    let hub = hub(true, true);
     let page = hub.get("/modules/tmplmod/");
     assert!(
         page.body.contains("<strong>READ_ONLY</strong> is on"),
@@ -232,10 +235,7 @@ fn with_the_default_switches_writes_are_refused_and_the_pages_say_so() {
 
 #[test]
 fn dry_run_rolls_changes_back_and_says_so() {
-    let hub = Setup::new()
-        .module_folder(env!("CARGO_MANIFEST_DIR"))
-        .env("MODULES__TMPLMOD__READ_ONLY", "false")
-        .start();
+    let hub = hub(false, true);
     let reply = hub.request(
         "POST",
         "/api/v1/tmplmod/items",
