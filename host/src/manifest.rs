@@ -48,7 +48,8 @@ pub struct Manifest {
     /// The module's settings; `MODULES__{NAME}__{KEY}` overrides a key.
     #[serde(default)]
     pub config: Map<String, Value>,
-    /// Safety switches; both default to on.
+    /// Safety switches: `read_only` (the module must not write) and `dry_run` (writes are rolled
+    /// back), booleans; an absent switch is on.
     #[serde(default)]
     pub safety: SafetyManifest,
     /// Prefix of every table the module's migrations create; default `<name>_`.
@@ -252,9 +253,78 @@ pub fn json_schema() -> String {
     text
 }
 
+/// The `module.json` reference of `docs/MODULE_SYSTEM.md`, made from the JSON Schema: one row
+/// per key with its type, default and description.
+pub fn reference_table() -> String {
+    let schema: Value = serde_json::from_str(&json_schema()).unwrap_or_default();
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut out = String::from("| key | type | default | what it is |\n|---|---|---|---|\n");
+    let rows = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (key, property) in rows {
+        let kind = match (&property["type"], &property["$ref"]) {
+            (Value::String(t), _) => t.clone(),
+            (Value::Array(types), _) => types
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect::<Vec<_>>()
+                .join(" or "),
+            (_, Value::String(_)) => "object".to_owned(),
+            _ => "object".to_owned(),
+        };
+        let default = if required.contains(&key.as_str()) {
+            "required".to_owned()
+        } else if let Some(default) = property.get("default") {
+            format!("`{default}`")
+        } else {
+            "none".to_owned()
+        };
+        let description = property["description"]
+            .as_str()
+            .unwrap_or("")
+            .replace('\n', " ");
+        out.push_str(&format!(
+            "| `{key}` | {kind} | {default} | {description} |\n"
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guide_holds_the_current_manifest_reference() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/MODULE_SYSTEM.md");
+        let (start, end) = (
+            "<!-- module.json reference: generated from the schema by a test -->\n",
+            "<!-- end of the reference -->",
+        );
+        let guide = fs::read_to_string(path).unwrap_or_default();
+        let (Some(a), Some(b)) = (guide.find(start), guide.find(end)) else {
+            panic!("docs/MODULE_SYSTEM.md lacks the reference markers");
+        };
+        let current = &guide[a + start.len()..b];
+        let table = reference_table();
+        if std::env::var_os("UPDATE_EXPECT").is_some() && current != table {
+            let updated = format!("{}{table}{}", &guide[..a + start.len()], &guide[b..]);
+            fs::write(path, updated).expect("write docs/MODULE_SYSTEM.md");
+            return;
+        }
+        assert!(
+            current == table,
+            "the module.json reference in docs/MODULE_SYSTEM.md is stale: run `UPDATE_EXPECT=1 cargo test -p host reference` and commit it"
+        );
+    }
 
     #[test]
     fn the_committed_schema_is_current() {
