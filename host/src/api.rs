@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq as _;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::hub::{ActionError, Hub};
+use crate::hub::{ActionError, GraphOptions, Hub};
 use crate::names;
 use crate::registry::{ModuleObject, State};
 
@@ -40,6 +40,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // A scope with a static prefix: requests for module routes skip it with one comparison.
     .service(
         web::scope("/api/v1/modules")
+            // Before /{name}: "graph" is a reserved name, never a module's.
+            .service(
+                web::resource("/graph")
+                    .route(web::get().to(graph))
+                    .default_service(web::to(admin_method_not_allowed)),
+            )
+            .service(
+                web::resource("/graph.svg")
+                    .route(web::get().to(graph_svg))
+                    .default_service(web::to(admin_method_not_allowed)),
+            )
             .service(
                 web::resource("")
                     .route(web::get().to(list))
@@ -110,6 +121,28 @@ pub struct StateCounts {
     failed: usize,
 }
 
+/// How enable and disable treat the modules around.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ActionQuery {
+    /// `enable`: enable the dependencies that do not run first, in order.
+    #[serde(default)]
+    with_dependencies: bool,
+    /// `disable`: disable the running modules that need it first, in reverse order.
+    #[serde(default)]
+    cascade: bool,
+}
+
+impl From<ActionQuery> for GraphOptions {
+    fn from(q: ActionQuery) -> GraphOptions {
+        GraphOptions {
+            with_dependencies: q.with_dependencies,
+            cascade: q.cascade,
+        }
+    }
+}
+
 /// A management action.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -164,6 +197,29 @@ pub(crate) async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
     HttpResponse::Ok().json(objects)
 }
 
+/// The dependency graph: every module, and an edge from each to what it needs.
+#[utoipa::path(get, path = "/api/v1/modules/graph", tag = "modules", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Nodes and edges", body = crate::deps::GraphDocument),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+    ))]
+pub(crate) async fn graph(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::deps::document(&hub.registry().all()))
+}
+
+/// The dependency graph as a picture: states coloured, unmet dependencies dashed red.
+#[utoipa::path(get, path = "/api/v1/modules/graph.svg", tag = "modules", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "An SVG image", content_type = "image/svg+xml", body = String),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+    ))]
+pub(crate) async fn graph_svg(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
+    let document = crate::deps::document(&hub.registry().all());
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .body(crate::deps::svg(&document))
+}
+
 /// One module.
 #[utoipa::path(get, path = "/api/v1/modules/{name}", tag = "modules", security(("admin_token" = [])),
     params(("name" = String, Path, description = "The module's name")),
@@ -187,15 +243,17 @@ pub(crate) async fn get(
 /// module object whenever the action was carried out, even if the module then failed to start
 /// (`state` and `error` say so).
 #[utoipa::path(post, path = "/api/v1/modules/{name}/{action}", tag = "modules", security(("admin_token" = [])),
-    params(
+        params(
         ("name" = String, Path, description = "The module's name"),
         ("action" = ModuleAction, Path, description = "enable, disable or reload"),
+        ActionQuery,
     ),
     responses(
         (status = 200, description = "The module after the action", body = ModuleObject),
         (status = 400, description = "The name breaks the name rule", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such module or action", body = ErrorBody),
+                (status = 409, description = "Dependencies not running (enable), or running dependents (disable); `details` names them", body = ErrorBody),
         (status = 422, description = "module.json cannot be read; nothing was written", body = ErrorBody),
     ))]
 pub(crate) async fn action(
@@ -203,6 +261,7 @@ pub(crate) async fn action(
     req: HttpRequest,
     hub: web::Data<Hub>,
     path: web::Path<(String, String)>,
+    options: web::Query<ActionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, action) = path.into_inner();
     if !matches!(action.as_str(), "enable" | "disable" | "reload") {
@@ -218,8 +277,14 @@ pub(crate) async fn action(
     }
     let name = valid_name(&name)?;
     let entry = match action.as_str() {
-        "enable" => hub.set_enabled(name, true).await,
-        "disable" => hub.set_enabled(name, false).await,
+        "enable" => {
+            hub.set_enabled(name, true, options.into_inner().into())
+                .await
+        }
+        "disable" => {
+            hub.set_enabled(name, false, options.into_inner().into())
+                .await
+        }
         _ => hub.reload(name).await,
     }
     .map_err(action_error)?;
@@ -296,6 +361,16 @@ fn action_error(error: ActionError) -> ApiError {
     match error {
         ActionError::NotInstalled(name) => ApiError::module_not_found(&name),
         ActionError::ModulesOff => ApiError::modules_off(),
+        ActionError::DependenciesNotRunning { ref missing, .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "dependencies_not_running",
+            error.to_string(),
+        )
+        .with_details(json!({"missing": missing})),
+        ActionError::HasDependents { ref dependents, .. } => {
+            ApiError::new(StatusCode::CONFLICT, "has_dependents", error.to_string())
+                .with_details(json!({"dependents": dependents}))
+        }
         ActionError::Manifest(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_manifest",

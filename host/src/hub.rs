@@ -3,7 +3,7 @@
 //! are serialized while different modules proceed independently; the result is swapped into the
 //! registry whole.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,6 +16,7 @@ use tracing::level_filters::LevelFilter;
 use crate::config::{Config, ModuleEnv, parse_bool};
 use crate::db::migrate::{self, MigrationSpec};
 use crate::db::{Access, Database};
+use crate::deps::{self, Graph};
 use crate::instance::{Instance, Reaper};
 use crate::loader::{InstanceArgs, Loader};
 use crate::manifest::{self, Manifest, ManifestError};
@@ -34,6 +35,22 @@ pub enum ActionError {
     ModulesOff,
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("module '{name}' needs {}, which {} not running: enable them first, or ask for ?with_dependencies=true", .missing.join(", "), if .missing.len() == 1 { "is" } else { "are" })]
+    DependenciesNotRunning { name: String, missing: Vec<String> },
+    #[error("{} needs module '{name}': disable {} first, or ask for ?cascade=true", .dependents.join(", "), if .dependents.len() == 1 { "it" } else { "them" })]
+    HasDependents {
+        name: String,
+        dependents: Vec<String>,
+    },
+}
+
+/// How enable and disable treat the graph.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GraphOptions {
+    /// Enabling: enable the dependencies that do not run first, in order.
+    pub with_dependencies: bool,
+    /// Disabling: disable the running dependents first, in reverse order.
+    pub cascade: bool,
 }
 
 /// The hub: configuration, loader, registry and the lifecycle operations on them.
@@ -45,6 +62,8 @@ pub struct Hub {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     max_log_level: LogLevel,
     database: Arc<Database>,
+    /// The hub itself, for work it starts in the background (retries of dependents).
+    me: std::sync::Weak<Hub>,
 }
 impl Hub {
     /// Make a hub with no module loaded yet. Call from within the runtime that will run
@@ -58,7 +77,7 @@ impl Hub {
         })?;
         let reaper = Reaper::new(config.shutdown_grace);
         let database = Arc::new(Database::new(&config)?);
-        Ok(Arc::new(Hub {
+        Ok(Arc::new_cyclic(|me| Hub {
             config,
             loader: Arc::new(loader),
             registry: Registry::default(),
@@ -66,6 +85,7 @@ impl Hub {
             locks: Mutex::default(),
             max_log_level: max_log_level(),
             database,
+            me: me.clone(),
         }))
     }
 
@@ -77,6 +97,23 @@ impl Hub {
     /// it answers within `HUB_DB_POOL_TIMEOUT_MS` (else those fields stay `null`).
     pub async fn describe(&self, entries: &[Arc<ModuleEntry>]) -> Vec<ModuleObject> {
         let mut objects: Vec<ModuleObject> = entries.iter().map(|e| e.to_object()).collect();
+        let all = self.registry.all();
+        for object in &mut objects {
+            for dependency in &mut object.dependencies {
+                let entry = all.get(&dependency.name).map(|e| e.as_ref());
+                dependency.satisfied =
+                    deps::unmet(&dependency.name, &dependency.range, entry).is_none();
+            }
+            object.dependents = all
+                .values()
+                .filter(|e| {
+                    e.manifest
+                        .as_ref()
+                        .is_some_and(|m| m.dependencies.contains_key(&object.name))
+                })
+                .map(|e| e.name.clone())
+                .collect();
+        }
         if !self.database.is_configured() || entries.is_empty() {
             return objects;
         }
@@ -252,13 +289,127 @@ impl Hub {
                 return;
             }
         };
+        // Dependencies first, ties by name; a folder whose manifest does not parse, by name.
+        let manifests = self.manifests_on_disk();
+        let mut order = Graph::new(manifests.iter().map(|(n, m)| (n.as_str(), m))).start_order();
         names.sort();
-        for name in names {
+        order.extend(names.into_iter().filter(|n| !manifests.contains_key(n)));
+        for name in order {
             let lock = self.lock_for(&name);
             let _guard = lock.lock().await;
             // An error here is NotInstalled, for a folder removed while we looked.
             let _ = self.apply(&name, Action::Start).await;
         }
+    }
+
+    /// The manifests of every module folder that parse, by name.
+    fn manifests_on_disk(&self) -> BTreeMap<String, Manifest> {
+        module_folders(&self.config.modules_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), Manifest::load(&self.folder(&name)).ok()?)))
+            .collect()
+    }
+
+    /// The modules that need `name`, directly or not, running ones only, dependents of
+    /// dependents first.
+    fn running_dependents(&self, name: &str) -> Vec<String> {
+        let all = self.registry.all();
+        let needs = |entry: &ModuleEntry, of: &str| {
+            entry.state == State::Running
+                && entry
+                    .manifest
+                    .as_ref()
+                    .is_some_and(|m| m.dependencies.contains_key(of))
+        };
+        let mut found: Vec<String> = Vec::new();
+        let mut frontier = vec![name.to_owned()];
+        while let Some(current) = frontier.pop() {
+            for entry in all.values().filter(|e| needs(e, &current)) {
+                if !found.contains(&entry.name) && entry.name != name {
+                    found.push(entry.name.clone());
+                    frontier.push(entry.name.clone());
+                }
+            }
+        }
+        // Reverse start order: a dependent before what it needs.
+        let manifests: Vec<(&str, &Manifest)> = all
+            .values()
+            .filter_map(|e| Some((e.name.as_str(), e.manifest.as_ref()?)))
+            .collect();
+        let order = Graph::new(manifests).start_order();
+        let mut ordered: Vec<String> = order
+            .into_iter()
+            .rev()
+            .filter(|n| found.contains(n))
+            .collect();
+        let rest: Vec<String> = found.into_iter().filter(|n| !ordered.contains(n)).collect();
+        ordered.extend(rest);
+        ordered
+    }
+
+    /// The dependencies of `name` (from the manifests on disk), transitively, that do not run,
+    /// in the order they must start.
+    fn missing_dependencies(&self, name: &str) -> Vec<String> {
+        let manifests = self.manifests_on_disk();
+        let all = self.registry.all();
+        let mut needed: Vec<String> = Vec::new();
+        let mut frontier = vec![name.to_owned()];
+        while let Some(current) = frontier.pop() {
+            let Some(manifest) = manifests.get(&current) else {
+                continue;
+            };
+            for dependency in manifest.dependencies.keys() {
+                if !needed.contains(dependency) && dependency != name {
+                    needed.push(dependency.clone());
+                    frontier.push(dependency.clone());
+                }
+            }
+        }
+        let running = |n: &String| all.get(n).is_some_and(|e| e.state == State::Running);
+        Graph::new(manifests.iter().map(|(n, m)| (n.as_str(), m)))
+            .start_order()
+            .into_iter()
+            .filter(|n| needed.contains(n) && !running(n))
+            .chain(
+                needed
+                    .iter()
+                    .filter(|n| !manifests.contains_key(*n))
+                    .cloned(),
+            )
+            .collect()
+    }
+
+    /// Start again, in the background, the failed modules that need `name` (it runs now).
+    fn retry_dependents_of(&self, name: &str) {
+        let waiting: Vec<String> = self
+            .registry
+            .all()
+            .values()
+            .filter(|e| e.state == State::Failed)
+            .filter(|e| {
+                e.manifest
+                    .as_ref()
+                    .is_some_and(|m| m.dependencies.contains_key(name))
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        self.apply_in_background(waiting, Action::Retry);
+    }
+
+    /// Apply `names` one after the other, each under its lock, on the runtime.
+    fn apply_in_background(&self, names: Vec<String>, action: Action) {
+        let Some(hub) = self.me.upgrade() else { return };
+        if names.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for name in names {
+                let lock = hub.lock_for(&name);
+                let _guard = lock.lock().await;
+                let _ = hub.apply(&name, action).await;
+            }
+        });
     }
 
     /// Read module `name` from disk again and apply it: start the new version (keeping the old
@@ -275,9 +426,36 @@ impl Hub {
         &self,
         name: &str,
         enabled: bool,
+        options: GraphOptions,
     ) -> Result<Arc<ModuleEntry>, ActionError> {
         if !self.config.modules_enabled {
             return Err(ActionError::ModulesOff);
+        }
+        if is_module_folder(&self.folder(name)) {
+            // The graph first, each module under its own lock, before this one's.
+            if enabled {
+                let missing = self.missing_dependencies(name);
+                if !missing.is_empty() && !options.with_dependencies {
+                    return Err(ActionError::DependenciesNotRunning {
+                        name: name.to_owned(),
+                        missing,
+                    });
+                }
+                for dependency in missing {
+                    Box::pin(self.set_enabled(&dependency, true, GraphOptions::default())).await?;
+                }
+            } else {
+                let dependents = self.running_dependents(name);
+                if !dependents.is_empty() && !options.cascade {
+                    return Err(ActionError::HasDependents {
+                        name: name.to_owned(),
+                        dependents,
+                    });
+                }
+                for dependent in dependents {
+                    Box::pin(self.set_enabled(&dependent, false, GraphOptions::default())).await?;
+                }
+            }
         }
         let lock = self.lock_for(name);
         let _guard = lock.lock().await;
@@ -363,6 +541,9 @@ impl Hub {
     fn forget(&self, name: &str) {
         if self.registry.remove(name).is_some() {
             tracing::info!(module = %name, "module folder removed: module unloaded");
+            // What needed it cannot run without it: applied again, they fail naming it.
+            let dependents = self.running_dependents(name);
+            self.apply_in_background(dependents, Action::Retry);
         }
     }
 
@@ -408,6 +589,9 @@ impl Hub {
             }
         }
         let entry = self.registry.insert(entry);
+        if outcome == Outcome::Running {
+            self.retry_dependents_of(name);
+        }
         log_action(
             action,
             &entry,
@@ -459,9 +643,65 @@ impl Hub {
             }
         };
         let safety = resolve_safety(&manifest, &self.config.module_env);
+        let dependents = self.running_dependents(name);
         if !manifest.enabled {
+            // An edit of module.json cannot be refused like an API call; it is reported instead.
+            if let (Some(running), false) = (&current, dependents.is_empty()) {
+                let error = format!(
+                    "module.json says disabled, but {} needs it: it keeps running; disable {} first, or POST /api/v1/modules/{name}/disable?cascade=true",
+                    dependents.join(", "),
+                    if dependents.len() == 1 { "it" } else { "them" }
+                );
+                return (keep(running, error), Outcome::Kept);
+            }
             let entry = entry(State::Disabled, Some(manifest), None, None, safety.ok());
             return (entry, Outcome::Disabled);
+        }
+        // Its dependencies: no cycle, each running in range. Unmet, it does not run.
+        let graph_failure = if manifest.dependencies.is_empty() {
+            None
+        } else {
+            let mut manifests = self.manifests_on_disk();
+            manifests.insert(name.to_owned(), manifest.clone());
+            Graph::new(manifests.iter().map(|(n, m)| (n.as_str(), m)))
+                .cycle_through(name)
+                .map(|cycle| format!("dependency cycle {cycle}"))
+                .or_else(|| deps::check(&manifest, &self.registry.all()))
+        };
+        if let Some(error) = graph_failure {
+            let entry = entry(
+                State::Failed,
+                Some(manifest),
+                Some(error),
+                None,
+                safety.ok(),
+            );
+            return (entry, Outcome::Failed);
+        }
+        // A new version must stay in the range of every module that needs it.
+        if current.is_some() {
+            let all = self.registry.all();
+            let broken: Vec<String> = dependents
+                .iter()
+                .filter_map(|d| {
+                    all.get(d)?
+                        .manifest
+                        .as_ref()?
+                        .dependencies
+                        .get(name)
+                        .map(|r| (d, r))
+                })
+                .filter(|(_, range)| !deps::satisfies(&manifest.version, range))
+                .map(|(d, range)| format!("{d} needs {name} {range}"))
+                .collect();
+            if let (false, Some(running)) = (broken.is_empty(), &current) {
+                let error = format!(
+                    "version {} is refused: {}; the running version keeps serving",
+                    manifest.version,
+                    broken.join(", ")
+                );
+                return (keep(running, error), Outcome::Kept);
+            }
         }
         if let (false, Some(running)) = (action.restarts(), &current) {
             return (ModuleEntry::clone(running), Outcome::Unchanged);
@@ -505,6 +745,15 @@ impl Hub {
         manifest: &Manifest,
         safety: Safety,
     ) -> Result<Arc<Instance>, StartFailure> {
+        if let Some(range) = &manifest.hub_api
+            && !deps::satisfies(plugin_api::API_VERSION, range)
+        {
+            return Err(format!(
+                "module.json accepts plugin-api {range} (hub_api), but this hub has plugin-api {}: rebuild the module against it and widen hub_api",
+                plugin_api::API_VERSION
+            )
+            .into());
+        }
         let library = folder.join(manifest.library_file());
         let args = InstanceArgs {
             module: name.to_owned(),
@@ -870,7 +1119,7 @@ mod tests {
 
     #[test]
     fn safety_defaults_on_and_the_environment_overrides_the_manifest() {
-        let m = manifest(r#"{"name": "m", "version": "1", "safety": {"dry_run": false}}"#);
+        let m = manifest(r#"{"name": "m", "version": "1.0.0", "safety": {"dry_run": false}}"#);
         let s = resolve_safety(&m, &env(&[])).unwrap();
         assert_eq!((s.read_only, s.dry_run), (true, false));
         assert_eq!(
@@ -890,7 +1139,8 @@ mod tests {
 
     #[test]
     fn config_overrides_match_keys_and_parse_json() {
-        let m = manifest(r#"{"name": "m", "version": "1", "config": {"Greeting": "Hi", "n": 1}}"#);
+        let m =
+            manifest(r#"{"name": "m", "version": "1.0.0", "config": {"Greeting": "Hi", "n": 1}}"#);
         let c = resolve_config(
             &m,
             &env(&[

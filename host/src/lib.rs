@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod deps;
 mod dispatch;
 pub mod error;
 pub mod hub;
@@ -67,6 +68,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         App::new()
             .app_data(data.clone())
             .app_data(token.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                crate::error::ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("invalid query string: {e}"),
+                )
+                .into()
+            }))
             .configure(api::configure)
             // Everything else: module routes, matched by the dispatcher without regexes.
             .default_service(web::to(dispatch::catch_all))

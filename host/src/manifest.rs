@@ -42,9 +42,15 @@ pub struct Manifest {
     /// The library's file name in the module's folder; default `lib<name>.so` (`.dylib`, `.dll`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
-    /// Other modules this one needs: name → semver range.
+    /// Other modules this one needs: name → semver range of their version (`"customers":
+    /// "^1.2"`). They start first; the module fails while one is missing, disabled, failed or out
+    /// of range.
     #[serde(default)]
     pub dependencies: BTreeMap<String, String>,
+    /// The plugin-api versions the module accepts, a semver range (`"^0.1"`); checked before the
+    /// library is opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_api: Option<String>,
     /// The module's settings; `MODULES__{NAME}__{KEY}` overrides a key.
     #[serde(default)]
     pub config: Map<String, Value>,
@@ -103,8 +109,29 @@ pub enum ManifestError {
     },
     #[error("{path}: \"library\" must be a file name in the module's folder, not {library:?}")]
     BadLibrary { path: PathBuf, library: String },
-    #[error("{path}: version {version:?} is empty: use the module crate's version, e.g. \"0.1.0\"")]
-    EmptyVersion { path: PathBuf, version: String },
+    #[error(
+        "{path}: version {version:?} is not a semantic version ({reason}): use the module crate's version, e.g. \"0.1.0\""
+    )]
+    BadVersion {
+        path: PathBuf,
+        version: String,
+        reason: String,
+    },
+    #[error("{path}: {what} {range:?} is not a semver range ({reason}): write e.g. \"^1.2\"")]
+    BadRange {
+        path: PathBuf,
+        what: String,
+        range: String,
+        reason: String,
+    },
+    #[error("{path}: dependency {name:?} is not a module name: {reason}")]
+    BadDependency {
+        path: PathBuf,
+        name: String,
+        reason: names::NameError,
+    },
+    #[error("{path}: module {name:?} depends on itself: remove it from \"dependencies\"")]
+    SelfDependency { path: PathBuf, name: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -155,11 +182,47 @@ impl Manifest {
                 folder: folder_name.to_owned(),
             });
         }
-        if manifest.version.trim().is_empty() {
-            return Err(ManifestError::EmptyVersion {
+        if let Err(e) = semver::Version::parse(&manifest.version) {
+            return Err(ManifestError::BadVersion {
                 path: path.to_owned(),
-                version: manifest.version,
+                version: manifest.version.clone(),
+                reason: e.to_string(),
             });
+        }
+        let bad_range = |what: String, range: &str| {
+            semver::VersionReq::parse(range)
+                .err()
+                .map(|e| ManifestError::BadRange {
+                    path: path.to_owned(),
+                    what,
+                    range: range.to_owned(),
+                    reason: e.to_string(),
+                })
+        };
+        for (dependency, range) in &manifest.dependencies {
+            if dependency == &manifest.name {
+                return Err(ManifestError::SelfDependency {
+                    path: path.to_owned(),
+                    name: manifest.name.clone(),
+                });
+            }
+            if let Err(reason) = names::validate(dependency) {
+                return Err(ManifestError::BadDependency {
+                    path: path.to_owned(),
+                    name: dependency.clone(),
+                    reason,
+                });
+            }
+            if let Some(error) = bad_range(format!("dependency {dependency}"), range) {
+                return Err(error);
+            }
+        }
+        if let Some(error) = manifest
+            .hub_api
+            .as_deref()
+            .and_then(|r| bad_range("hub_api".to_owned(), r))
+        {
+            return Err(error);
         }
         if let Some(library) = &manifest.library {
             let plain = Path::new(library).file_name().map(|n| n.to_string_lossy())
@@ -393,7 +456,7 @@ mod tests {
         );
         assert_eq!(
             parse("x", r#"{"name": "x", "version": "1.0.0", "colour": "red"}"#).unwrap_err(),
-            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `config`, `safety`, `table_prefix`"
+            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `hub_api`, `config`, `safety`, `table_prefix`"
         );
         assert_eq!(
             parse("x", r#"{"version": "1.0.0"}"#).unwrap_err(),
@@ -410,10 +473,46 @@ mod tests {
         assert_eq!(
             parse(
                 "x",
-                r#"{"name": "x", "version": "1", "library": "../evil.so"}"#
+                r#"{"name": "x", "version": "1.0.0", "library": "../evil.so"}"#
             )
             .unwrap_err(),
             "plugins/x/module.json: \"library\" must be a file name in the module's folder, not \"../evil.so\""
+        );
+        assert_eq!(
+            parse("x", r#"{"name": "x", "version": "one"}"#).unwrap_err(),
+            "plugins/x/module.json: version \"one\" is not a semantic version (unexpected character 'o' while parsing major version number): use the module crate's version, e.g. \"0.1.0\""
+        );
+        assert_eq!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1.0.0", "dependencies": {"x": "^1"}}"#
+            )
+            .unwrap_err(),
+            "plugins/x/module.json: module \"x\" depends on itself: remove it from \"dependencies\""
+        );
+        assert_eq!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1.0.0", "dependencies": {"crm": "one or two"}}"#
+            )
+            .unwrap_err(),
+            "plugins/x/module.json: dependency crm \"one or two\" is not a semver range (unexpected character 'o' while parsing major version number): write e.g. \"^1.2\""
+        );
+        assert_eq!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1.0.0", "dependencies": {"Crm": "^1"}}"#
+            )
+            .unwrap_err(),
+            "plugins/x/module.json: dependency \"Crm\" is not a module name: it must start with a lowercase letter a-z"
+        );
+        assert_eq!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1.0.0", "hub_api": "latest"}"#
+            )
+            .unwrap_err(),
+            "plugins/x/module.json: hub_api \"latest\" is not a semver range (unexpected character 'l' while parsing major version number): write e.g. \"^1.2\""
         );
     }
 

@@ -102,6 +102,19 @@ impl ModuleEntry {
             table_prefix: manifest.map(Manifest::table_prefix),
             migrations: None,
             tables: None,
+            dependencies: manifest
+                .map(|m| {
+                    m.dependencies
+                        .iter()
+                        .map(|(name, range)| DependencyStatus {
+                            name: name.clone(),
+                            range: range.clone(),
+                            satisfied: false,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dependents: Vec::new(),
         }
     }
 }
@@ -132,6 +145,19 @@ pub struct ModuleObject {
     /// The tables and views the module's migrations created, present or missing; `null` when
     /// the database cannot be asked.
     pub tables: Option<Vec<TableStatus>>,
+    /// What the module needs (`dependencies` of its manifest), each running in range or not.
+    pub dependencies: Vec<DependencyStatus>,
+    /// The modules whose manifests need this one.
+    pub dependents: Vec<String>,
+}
+
+/// One dependency of a module.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DependencyStatus {
+    pub name: String,
+    pub range: String,
+    /// The module runs, in a version within `range`.
+    pub satisfied: bool,
 }
 
 /// A module's migrations.

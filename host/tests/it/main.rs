@@ -31,3 +31,6 @@ mod reload;
 
 /// HTML views, the home page, static files (issue 6).
 mod views;
+
+/// Dependencies between modules: order, unmet and cyclic, enable/disable, graph (issue 7).
+mod dependencies;

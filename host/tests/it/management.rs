@@ -62,7 +62,9 @@ fn the_module_object_has_its_fields() {
             "last_reload",
             "table_prefix",
             "migrations",
-            "tables"
+            "tables",
+            "dependencies",
+            "dependents"
         ]
     );
     assert_eq!(module["name"], "hello");
@@ -96,6 +98,8 @@ fn the_module_object_has_its_fields() {
     assert_eq!(module["table_prefix"], "hello_");
     assert_eq!(module["migrations"], json!({"applied": [], "pending": []}));
     assert_eq!(module["tables"], json!([]));
+    assert_eq!(module["dependencies"], json!([]));
+    assert_eq!(module["dependents"], json!([]));
     assert_eq!(hub.admin_get("/api/v1/modules").json(), json!([module]));
 }
 
