@@ -1,5 +1,5 @@
 //! The example modules of `plugins/`, loaded as an operator would load them: `customers` keeps
-//! its data in PostgreSQL behind the safety switches.
+//! its data in PostgreSQL behind the safety switches, and `tickets` needs `customers`.
 
 use serde_json::json;
 
@@ -68,4 +68,66 @@ fn customers_creates_lists_and_validates_with_the_switches_off() {
     );
     let reply = hub.get("/api/v1/customers/?limit=1&offset=0");
     assert_eq!(reply.json()["customers"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn tickets_needs_customers_and_keeps_it_from_being_disabled() {
+    let hub = Setup::new()
+        .example("customers")
+        .example("tickets")
+        .env("MODULES__CUSTOMERS__READ_ONLY", "false")
+        .env("MODULES__CUSTOMERS__DRY_RUN", "false")
+        .env("MODULES__TICKETS__READ_ONLY", "false")
+        .env("MODULES__TICKETS__DRY_RUN", "false")
+        .start();
+    let tickets = hub.module("tickets");
+    assert_eq!(tickets["state"], "running");
+    assert_eq!(
+        tickets["dependencies"],
+        json!([{"name": "customers", "range": "^0.1", "satisfied": true}])
+    );
+    assert_eq!(hub.module("customers")["dependents"], json!(["tickets"]));
+
+    let reply = hub.request(
+        "POST",
+        "/api/v1/customers/",
+        None,
+        Some(r#"{"name": "Acme"}"#),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tickets/",
+        None,
+        Some(r#"{"customer_id": 7, "subject": ""}"#),
+    );
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "validation_failed", "message": "the ticket is invalid", "details": {
+            "customer_id": "no customer 7",
+            "subject": "must be 1 to 200 characters"
+        }}})
+    );
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tickets/",
+        None,
+        Some(r#"{"customer_id": 1, "subject": "Printer offline"}"#),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.json()["ticket"]["subject"], "Printer offline");
+    assert_eq!(reply.json()["ticket"]["status"], "open");
+
+    let reply = hub.admin_post("/api/v1/modules/customers/disable");
+    assert_eq!(reply.status, 409);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {
+            "code": "has_dependents",
+            "message": "tickets needs module 'customers': disable it first, or ask for ?cascade=true",
+            "details": {"dependents": ["tickets"]}
+        }})
+    );
+    assert_eq!(hub.get("/api/v1/tickets/1").status, 200, "still serving");
 }
