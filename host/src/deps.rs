@@ -254,7 +254,8 @@ pub fn svg(graph: &GraphDocument) -> String {
             place.insert(node.name.as_str(), (x, y));
         }
     }
-    let total_w = margin * 2.0 + columns.len().max(1) as f64 * (width + gap_x) - gap_x;
+    // At least as wide as the legend.
+    let total_w = (margin * 2.0 + columns.len().max(1) as f64 * (width + gap_x) - gap_x).max(560.0);
     let rows = columns.values().map(Vec::len).max().unwrap_or(1).max(1);
     let total_h = margin * 2.0 + rows as f64 * (height + gap_y) - gap_y + 20.0;
     let mut out = format!(

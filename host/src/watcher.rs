@@ -53,6 +53,9 @@ pub fn start(hub: Arc<Hub>) -> notify::Result<Watch> {
         "watching {} for changes (MODULES_AUTO_RELOAD=true)",
         dir.display()
     );
+    // Events name absolute paths (a relative MODULES_DIR joined to the working directory), so
+    // match them against the absolute form.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     tokio::spawn(run(hub, dir, rx));
     Ok(Watch {
         _debouncer: debouncer,

@@ -4,6 +4,10 @@
 //! - `dispatch`: the same trivial JSON handler served by a module through the ABI
 //!   (`GET /api/v1/hello/ping`) and by a route of the hub's own (`GET /ping`), in one release hub
 //!   process, driven by wrk over loopback.
+//! - `db`: one row by primary key through the gateway against a host route running the same
+//!   query on the same pool.
+//! - `reload`: a module swapped 100 times under load (see `bench/reload.rs`).
+//! - `scale`: fifty modules in chains and diamonds, from spawn until all serve (`bench/scale.rs`).
 //! - `abi`: criterion: one handler call through the ABI against the same body called directly.
 
 use std::io::{BufRead as _, BufReader};
@@ -16,6 +20,7 @@ use anyhow::{Context as _, bail};
 use crate::build::{self, Profile, root, target_dir};
 
 mod reload;
+mod scale;
 
 /// Pairs of interleaved runs (at least 3: two cores shared with the load generator make one pair
 /// noise).
@@ -34,6 +39,8 @@ pub enum Which {
     /// A module's library swapped 100 times under load: failed requests, time to the new
     /// version, reload duration, memory per reload.
     Reload,
+    /// Fifty modules in chains and diamonds: time from the hub's spawn until all of them serve.
+    Scale,
     /// All of them.
     All,
 }
@@ -49,6 +56,9 @@ pub fn bench(which: Which, seconds: u64) -> anyhow::Result<()> {
     }
     if matches!(which, Which::Reload | Which::All) {
         reload::run(&profile)?;
+    }
+    if matches!(which, Which::Scale | Which::All) {
+        scale::run(&profile)?;
     }
     if matches!(which, Which::Abi | Which::All) {
         abi()?;

@@ -43,7 +43,7 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// Measure: module vs native dispatch over HTTP, ABI call vs direct call (release builds).
+    /// Measure (release builds): dispatch, abi, db, reload, scale; see docs/PERFORMANCE.md.
     Bench {
         /// Which benchmark.
         #[arg(value_enum, default_value = "all")]

@@ -212,6 +212,27 @@ fn enabled_flipped_by_hand_disables_and_enables_without_an_api_call() {
 }
 
 #[test]
+fn a_relative_modules_dir_is_watched_too() {
+    // The default, MODULES_DIR=plugins, is relative to the hub's working directory (the
+    // temporary folder holding plugins/ here); file events name absolute paths.
+    let hub = Setup::new()
+        .fixture("fx", json!({}))
+        .env("MODULES_DIR", "plugins")
+        .start();
+    assert_eq!(build(&hub), "a");
+    swap(&hub, "fx", "fixture-b");
+    eventually("build b served", &hub, || build(&hub) == "b");
+    write_manifest(
+        &hub,
+        "fx",
+        json!({"name": "fx", "version": "0.1.0", "enabled": false}),
+    );
+    eventually("routes gone", &hub, || {
+        hub.get("/api/v1/fx/build").status == 404
+    });
+}
+
+#[test]
 fn invalid_json_keeps_the_running_version_and_shows_the_error() {
     let hub = Setup::new().fixture("fx", json!({})).start();
     std::fs::write(hub.modules_dir().join("fx/module.json"), "{ oops").expect("write");
