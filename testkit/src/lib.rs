@@ -364,6 +364,20 @@ impl Hub {
     }
 
     /// Wait for a log line containing `needle`; the line, or `None` after `timeout`.
+    /// Wait up to 5 s for `check` to hold (a reload applied, a state reached); panics naming
+    /// `what`, with the hub's log, when it does not.
+    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within 5 s:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {

@@ -2,8 +2,6 @@
 //! ranges, enable/disable following the graph, reloads that would break a dependent, removed
 //! dependencies, the graph's JSON and SVG. The fixture's version is 0.1.0 throughout.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::support::{Hub, Setup, TOKEN};
@@ -14,18 +12,6 @@ fn needs(deps: Value) -> Value {
 
 fn error(hub: &Hub, name: &str) -> Value {
     hub.module(name)["error"].clone()
-}
-
-fn eventually(what: &str, hub: &Hub, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 5 s:\n{}",
-            hub.logs()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 #[test]
@@ -260,7 +246,7 @@ fn the_watcher_reports_a_disable_it_cannot_apply_and_a_removed_dependency_fails_
         json!({"name": "base", "version": "0.1.0", "enabled": false}).to_string(),
     )
     .expect("write");
-    eventually("the refusal reported", &hub, || {
+    hub.eventually("the refusal reported", || {
         error(&hub, "base")
             .as_str()
             .is_some_and(|e| e.contains("app needs it"))
@@ -272,9 +258,7 @@ fn the_watcher_reports_a_disable_it_cannot_apply_and_a_removed_dependency_fails_
     assert_eq!(hub.module("base")["state"], "running");
 
     std::fs::remove_dir_all(dir.join("base")).expect("remove");
-    eventually("app failing", &hub, || {
-        hub.module("app")["state"] == "failed"
-    });
+    hub.eventually("app failing", || hub.module("app")["state"] == "failed");
     assert_eq!(
         error(&hub, "app"),
         "needs base ^0.1, which is not installed"
@@ -306,9 +290,7 @@ fn a_dependency_that_comes_later_starts_its_waiting_dependents() {
     )
     .expect("manifest");
     std::fs::rename(&staging, hub.modules_dir().join("late")).expect("appear");
-    eventually("app started", &hub, || {
-        hub.module("app")["state"] == "running"
-    });
+    hub.eventually("app started", || hub.module("app")["state"] == "running");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -30,19 +30,6 @@ fn swap(hub: &Hub, module: &str, artifact: &str) {
     std::fs::rename(&temp, folder.join(lib_file(module))).expect("rename into place");
 }
 
-/// Wait up to 5 s for `check` to hold.
-fn eventually(what: &str, hub: &Hub, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 5 s:\n{}",
-            hub.logs()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn build(hub: &Hub) -> Value {
     hub.get("/api/v1/fx/build").json()["build"].clone()
 }
@@ -58,7 +45,7 @@ fn write_manifest(hub: &Hub, module: &str, manifest: Value) {
 /// Wait for `module`'s last reload to have failed with an error containing `needle`.
 fn last_reload_failed_with(hub: &Hub, module: &str, needle: &str) -> Value {
     let mut last = Value::Null;
-    eventually("a failed reload", hub, || {
+    hub.eventually("a failed reload", || {
         last = hub.module(module)["last_reload"].clone();
         last["outcome"] == "failed" && last["error"].as_str().is_some_and(|e| e.contains(needle))
     });
@@ -71,7 +58,7 @@ fn replacing_the_library_changes_the_response_without_a_restart() {
     assert_eq!(build(&hub), "a");
     let before = hub.module("fx");
     swap(&hub, "fx", "fixture-b");
-    eventually("the new build serving", &hub, || build(&hub) == "b");
+    hub.eventually("the new build serving", || build(&hub) == "b");
     let after = hub.module("fx");
     assert_eq!(after["state"], "running");
     assert_eq!(after["reloads"], 1);
@@ -107,7 +94,7 @@ fn a_library_written_in_place_is_loaded_only_once_its_writer_is_done() {
     file.write_all(&bytes[bytes.len() / 2..])
         .expect("second half");
     drop(file);
-    eventually("the new build serving", &hub, || build(&hub) == "b");
+    hub.eventually("the new build serving", || build(&hub) == "b");
     assert_eq!(
         hub.module("fx")["last_reload"]["outcome"],
         "ok",
@@ -137,7 +124,7 @@ fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
     assert_eq!(build(&hub), "a");
 
     swap(&hub, "fx", "fixture");
-    eventually("the good build back", &hub, || {
+    hub.eventually("the good build back", || {
         hub.module("fx")["last_reload"]["outcome"] == "ok"
     });
 
@@ -201,14 +188,10 @@ fn enabled_flipped_by_hand_disables_and_enables_without_an_api_call() {
     let hub = Setup::new().fixture("fx", json!({})).start();
     let manifest = |enabled: bool| json!({"name": "fx", "version": "0.1.0", "enabled": enabled});
     write_manifest(&hub, "fx", manifest(false));
-    eventually("routes gone", &hub, || {
-        hub.get("/api/v1/fx/build").status == 404
-    });
+    hub.eventually("routes gone", || hub.get("/api/v1/fx/build").status == 404);
     assert_eq!(hub.module("fx")["state"], "disabled");
     write_manifest(&hub, "fx", manifest(true));
-    eventually("routes back", &hub, || {
-        hub.get("/api/v1/fx/build").status == 200
-    });
+    hub.eventually("routes back", || hub.get("/api/v1/fx/build").status == 200);
 }
 
 #[test]
@@ -221,22 +204,20 @@ fn a_relative_modules_dir_is_watched_too() {
         .start();
     assert_eq!(build(&hub), "a");
     swap(&hub, "fx", "fixture-b");
-    eventually("build b served", &hub, || build(&hub) == "b");
+    hub.eventually("build b served", || build(&hub) == "b");
     write_manifest(
         &hub,
         "fx",
         json!({"name": "fx", "version": "0.1.0", "enabled": false}),
     );
-    eventually("routes gone", &hub, || {
-        hub.get("/api/v1/fx/build").status == 404
-    });
+    hub.eventually("routes gone", || hub.get("/api/v1/fx/build").status == 404);
 }
 
 #[test]
 fn invalid_json_keeps_the_running_version_and_shows_the_error() {
     let hub = Setup::new().fixture("fx", json!({})).start();
     std::fs::write(hub.modules_dir().join("fx/module.json"), "{ oops").expect("write");
-    eventually("the error shown", &hub, || {
+    hub.eventually("the error shown", || {
         hub.module("fx")["error"]
             .as_str()
             .is_some_and(|e| e.contains("is not valid JSON"))
@@ -262,11 +243,11 @@ fn a_new_folder_is_served_and_a_removed_one_answers_404() {
     )
     .expect("manifest");
     std::fs::rename(&staging, &folder).expect("the folder appears at once");
-    eventually("the new module serving", &hub, || {
+    hub.eventually("the new module serving", || {
         hub.get("/api/v1/late/build").status == 200
     });
     std::fs::remove_dir_all(&folder).expect("remove");
-    eventually("the module gone", &hub, || {
+    hub.eventually("the module gone", || {
         hub.get("/api/v1/late/build").status == 404
     });
     assert_eq!(hub.admin_get("/api/v1/modules/late").status, 404);
@@ -282,7 +263,7 @@ fn a_folder_seen_before_its_library_is_loaded_when_the_library_appears() {
         json!({"name": "early", "version": "0.1.0", "enabled": true}).to_string(),
     )
     .expect("manifest");
-    eventually("the module failing for its missing library", &hub, || {
+    hub.eventually("the module failing for its missing library", || {
         hub.admin_get("/api/v1/modules/early").json()["state"] == "failed"
     });
     std::fs::copy(
@@ -291,7 +272,7 @@ fn a_folder_seen_before_its_library_is_loaded_when_the_library_appears() {
     )
     .expect("lib");
     std::fs::rename(folder.join(".lib.tmp"), folder.join(lib_file("early"))).expect("into place");
-    eventually("the module serving", &hub, || {
+    hub.eventually("the module serving", || {
         hub.get("/api/v1/early/build").status == 200
     });
 }
@@ -367,7 +348,7 @@ fn ten_reloads_under_concurrent_load_fail_no_request_and_serve_both_versions() {
             ("fixture", "a")
         };
         swap(&hub, "fx", artifact);
-        eventually("the swap", &hub, || build(&hub) == expected);
+        hub.eventually("the swap", || build(&hub) == expected);
     }
     stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -407,7 +388,7 @@ fn a_request_in_flight_finishes_on_its_version_whose_shutdown_hook_runs_after_it
             .is_some()
     );
     swap(&hub, "fx", "fixture-b");
-    eventually("the new build serving", &hub, || build(&hub) == "b");
+    hub.eventually("the new build serving", || build(&hub) == "b");
     assert!(
         !hub.logs().contains("fixture shut down cleanly"),
         "the old version is still answering a request: its shutdown hook must wait"
