@@ -146,3 +146,15 @@ impl ResponseError for ApiError {
         response.json(self.body())
     }
 }
+
+/// `error` followed by its causes, `: `-separated.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

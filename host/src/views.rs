@@ -218,14 +218,7 @@ pub fn static_file(instance: &Instance, path: &str) -> Option<HttpResponse> {
 
 /// A minijinja error with its cause and place, in one line.
 fn one_line(error: &minijinja::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.replace('\n', " ")
+    crate::error::with_causes(error).replace('\n', " ")
 }
 
 fn escape(text: &str) -> String {

@@ -411,6 +411,23 @@ impl Hub {
         self.request_with(method, path, &headers, body)
     }
 
+    /// `GET path` on a thread of its own, for a request that must be in flight while the test
+    /// acts (a reload, a signal); joining gives its status and body, or why it failed.
+    pub fn get_in_background(
+        &self,
+        path: &str,
+    ) -> std::thread::JoinHandle<Result<(u16, String), String>> {
+        let (agent, url) = (self.agent.clone(), format!("{}{path}", self.base));
+        std::thread::spawn(move || {
+            let mut response = agent.get(&url).call().map_err(|e| e.to_string())?;
+            let body = response
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| e.to_string())?;
+            Ok((response.status().as_u16(), body))
+        })
+    }
+
     /// `POST` an HTML form (`application/x-www-form-urlencoded`) to `path`.
     pub fn post_form(&self, path: &str, body: &str) -> Reply {
         let headers = [(

@@ -374,15 +374,7 @@ fn ten_reloads_under_concurrent_load_fail_no_request_and_serve_both_versions() {
 #[test]
 fn a_request_in_flight_finishes_on_its_version_whose_shutdown_hook_runs_after_it() {
     let mut hub = Setup::new().fixture("fx", json!({})).start();
-    let url = format!("{}/api/v1/fx/slow/1500", hub.base);
-    let slow = std::thread::spawn(move || {
-        let mut response = ureq::get(&url).call().map_err(|e| e.to_string())?;
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((response.status().as_u16(), body))
-    });
+    let slow = hub.get_in_background("/api/v1/fx/slow/1500");
     assert!(
         hub.wait_for_log("slow request started", Duration::from_secs(5))
             .is_some()

@@ -14,15 +14,7 @@ fn a_request_in_flight_at_sigterm_completes_and_the_hub_exits_0() {
         .fixture("fx", json!({}))
         .env("HUB_SHUTDOWN_GRACE_MS", "5000")
         .start();
-    let url = format!("{}/api/v1/fx/slow/800", hub.base);
-    let slow = std::thread::spawn(move || {
-        let mut response = ureq::get(&url).call().map_err(|e| e.to_string())?;
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((response.status().as_u16(), body))
-    });
+    let slow = hub.get_in_background("/api/v1/fx/slow/800");
     assert!(
         hub.wait_for_log("slow request started", Duration::from_secs(5))
             .is_some()
@@ -106,8 +98,7 @@ fn a_second_signal_exits_at_once() {
         .fixture("fx", json!({"config": {"shutdown": "hang"}}))
         .env("HUB_SHUTDOWN_GRACE_MS", "60000")
         .start();
-    let url = format!("{}/api/v1/fx/slow/60000", hub.base);
-    std::thread::spawn(move || ureq::get(&url).call().map(|r| r.status()));
+    let _slow = hub.get_in_background("/api/v1/fx/slow/60000");
     assert!(
         hub.wait_for_log("slow request started", Duration::from_secs(5))
             .is_some()
