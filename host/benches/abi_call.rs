@@ -16,7 +16,7 @@ use abi_stable::std_types::{RCowStr, RStr, RVec};
 use criterion::{Criterion, criterion_group, criterion_main};
 use host::config::Config;
 use host::db::Database;
-use host::loader::{InstanceArgs, Loader};
+use host::loader::{InstanceArgs, LibraryFile, Loader};
 use plugin_api::ffi::FfiRequest;
 use plugin_api::{IntoResponse, Json, LogLevel, json};
 
@@ -54,7 +54,7 @@ fn handler_call(c: &mut Criterion) {
     let loader = Loader::new(None).expect("runtime folder");
     let config = Config::from_vars(Vec::new()).expect("default config");
     let library = loader
-        .open("hello", std::path::Path::new(&library))
+        .open("hello", &LibraryFile::read(std::path::Path::new(&library)))
         .expect("open hello");
     let object = library
         .instantiate(InstanceArgs {

@@ -18,7 +18,7 @@ use crate::db::migrate::{self, MigrationSpec};
 use crate::db::{Access, Database};
 use crate::deps::{self, Graph};
 use crate::instance::{Instance, Reaper};
-use crate::loader::{InstanceArgs, Loader};
+use crate::loader::{InstanceArgs, LibraryFile, Loader};
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::names;
 use crate::registry::{
@@ -494,17 +494,19 @@ impl Hub {
         let lock = self.lock_for(name);
         let _guard = lock.lock().await;
         let folder = self.folder(name);
+        let mut read = None;
         if is_module_folder(&folder) {
-            let now = Fingerprint::read(&folder).await;
+            let (now, library) = Fingerprint::read(&folder).await;
             let known = self.registry.get(name).and_then(|e| e.fingerprint.clone());
             if known.as_ref() == Some(&now) {
                 return;
             }
+            read = Some((now, library));
         } else if self.registry.get(name).is_none() {
             return;
         }
         // A folder that is gone is forgotten; its routes answer 404.
-        let _ = self.apply(name, Action::FileChange).await;
+        let _ = self.apply_read(name, Action::FileChange, read).await;
     }
 
     /// Every module the hub knows and every module folder on disk.
@@ -549,6 +551,16 @@ impl Hub {
 
     /// Bring module `name` in line with its folder, and log one line saying what happened.
     async fn apply(&self, name: &str, action: Action) -> Result<Arc<ModuleEntry>, ActionError> {
+        self.apply_read(name, action, None).await
+    }
+
+    /// [`Hub::apply`] with the folder's files already read (by the watcher's comparison).
+    async fn apply_read(
+        &self,
+        name: &str,
+        action: Action,
+        read: Option<(Fingerprint, Arc<LibraryFile>)>,
+    ) -> Result<Arc<ModuleEntry>, ActionError> {
         if !self.config.modules_enabled {
             return Err(ActionError::ModulesOff);
         }
@@ -560,8 +572,13 @@ impl Hub {
         let started = Instant::now();
         let previous = self.registry.get(name);
         let current = previous.clone().filter(|e| e.state == State::Running);
-        let fingerprint = Fingerprint::read(&folder).await;
-        let (mut entry, outcome) = self.decide(name, &folder, current.clone(), action).await;
+        let (fingerprint, library) = match read {
+            Some(read) => read,
+            None => Fingerprint::read(&folder).await,
+        };
+        let (mut entry, outcome) = self
+            .decide(name, &folder, current.clone(), action, library)
+            .await;
         entry.fingerprint = Some(fingerprint);
         if let Some(previous) = &previous {
             entry.reloads = previous.reloads;
@@ -609,6 +626,7 @@ impl Hub {
         folder: &Path,
         current: Option<Arc<ModuleEntry>>,
         action: Action,
+        library: Arc<LibraryFile>,
     ) -> (ModuleEntry, Outcome) {
         let entry = |state, manifest, error, instance, safety| ModuleEntry {
             name: name.to_owned(),
@@ -661,12 +679,25 @@ impl Hub {
         let graph_failure = if manifest.dependencies.is_empty() {
             None
         } else {
-            let mut manifests = self.manifests_on_disk();
-            manifests.insert(name.to_owned(), manifest.clone());
-            Graph::new(manifests.iter().map(|(n, m)| (n.as_str(), m)))
+            let all = self.registry.all();
+            let unmet = deps::check(&manifest, &all);
+            // With every dependency running, a cycle through this module would run through
+            // what runs, so the registry's manifests tell; otherwise the files do (modules of a
+            // cycle never run), read only then.
+            let on_disk;
+            let mut manifests: BTreeMap<&str, &Manifest> = if unmet.is_none() {
+                all.values()
+                    .filter_map(|e| Some((e.name.as_str(), e.manifest.as_ref()?)))
+                    .collect()
+            } else {
+                on_disk = self.manifests_on_disk();
+                on_disk.iter().map(|(n, m)| (n.as_str(), m)).collect()
+            };
+            manifests.insert(name, &manifest);
+            Graph::new(manifests)
                 .cycle_through(name)
                 .map(|cycle| format!("dependency cycle {cycle}"))
-                .or_else(|| deps::check(&manifest, &self.registry.all()))
+                .or(unmet)
         };
         if let Some(error) = graph_failure {
             let entry = entry(
@@ -707,7 +738,7 @@ impl Hub {
             return (ModuleEntry::clone(running), Outcome::Unchanged);
         }
         let started = match (&safety, self.check_prefix(name, &manifest)) {
-            (Ok(safety), Ok(())) => self.start(name, folder, &manifest, *safety).await,
+            (Ok(safety), Ok(())) => self.start(name, folder, &manifest, *safety, library).await,
             (Err(error), _) => Err(StartFailure::from(error.clone())),
             (_, Err(error)) => Err(StartFailure::from(error)),
         };
@@ -744,6 +775,7 @@ impl Hub {
         folder: &Path,
         manifest: &Manifest,
         safety: Safety,
+        library: Arc<LibraryFile>,
     ) -> Result<Arc<Instance>, StartFailure> {
         if let Some(range) = &manifest.hub_api
             && !deps::satisfies(plugin_api::API_VERSION, range)
@@ -754,7 +786,7 @@ impl Hub {
             )
             .into());
         }
-        let library = folder.join(manifest.library_file());
+        let path = folder.join(manifest.library_file());
         let args = InstanceArgs {
             module: name.to_owned(),
             config: resolve_config(manifest, &self.config.module_env),
@@ -767,19 +799,29 @@ impl Hub {
         let manifest_version = manifest.version.clone();
         let name_owned = name.to_owned();
         // Reading, mapping and `init` block; keep them off the async threads.
-        let (info, migrations, assets, object) = tokio::task::spawn_blocking(move || {let library_file = loader.open(&name_owned, &library).map_err(|e| e.to_string())?;
+        let (info, migrations, assets, object) = tokio::task::spawn_blocking(move || {
+            // Read with the fingerprint, unless module.json changed its library since.
+            let library = if library.path == path {
+                library
+            } else {
+                Arc::new(LibraryFile::read(&path))
+            };
+            let library_file = loader
+                .open(&name_owned, &library)
+                .map_err(|e| e.to_string())?;
             let info = library_file.info();
             if info.version != manifest_version {
                 return Err(format!(
                     "module.json says version {manifest_version} but {} is version {}: make them equal (the library reports its crate's version)",
-                    library.display(),
+                    path.display(),
                     info.version
                 ));
             }
-                                    let migrations = library_file.migrations()?;
+            let migrations = library_file.migrations()?;
             let assets = library_file.assets()?;
             let object = library_file.instantiate(args)?;
-            Ok((info, migrations, assets, object))})
+            Ok((info, migrations, assets, object))
+        })
         .await
         .map_err(|e| format!("loading was interrupted: {e}"))??;
         let instance = Instance::new(name, info, object, migrations, assets, self.reaper.clone())?;
@@ -980,7 +1022,10 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    async fn read(folder: &Path) -> Fingerprint {
+    /// The fingerprint of `folder`'s files, and its library as read for it (blocking I/O, off
+    /// the async threads), so that a start loads the very bytes the fingerprint describes.
+    async fn read(folder: &Path) -> (Fingerprint, Arc<LibraryFile>) {
+        let unread = folder.to_owned();
         let folder = folder.to_owned();
         let read = move || {
             let hash = |path: &Path| std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
@@ -997,17 +1042,21 @@ impl Fingerprint {
                         std::env::consts::DLL_SUFFIX
                     )
                 });
-            Fingerprint {
+            let library = LibraryFile::read(&folder.join(library));
+            let fingerprint = Fingerprint {
                 manifest: hash(&folder.join(manifest::FILE_NAME)),
-                library: hash(&folder.join(library)),
-            }
+                library: library.digest(),
+            };
+            (fingerprint, Arc::new(library))
         };
-        tokio::task::spawn_blocking(read)
-            .await
-            .unwrap_or(Fingerprint {
+        tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| {
+            let fingerprint = Fingerprint {
                 manifest: None,
                 library: None,
-            })
+            };
+            let library = LibraryFile::failed(&unread, format!("reading was interrupted: {e}"));
+            (fingerprint, Arc::new(library))
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,55 @@ use crate::db::Database;
 use crate::db::gateway::{self, Caller};
 use crate::db::migrate::MigrationSpec;
 use crate::views::ModuleAssets;
+
+/// A library file read once, with the SHA-256 of its bytes: what the loader maps (and knows it
+/// by) and what the hub remembers as applied are the same bytes.
+#[derive(Debug)]
+pub struct LibraryFile {
+    pub path: PathBuf,
+    content: Result<(Vec<u8>, [u8; 32]), LoadError>,
+}
+
+impl LibraryFile {
+    /// Blocking: reads and hashes the file.
+    pub fn read(path: &Path) -> LibraryFile {
+        let shown = path.display().to_string();
+        let content = std::fs::read(path)
+            .map(|bytes| {
+                let digest = Sha256::digest(&bytes).into();
+                (bytes, digest)
+            })
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => LoadError::Missing {
+                    path: shown.clone(),
+                },
+                _ => LoadError::Read {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                },
+            });
+        LibraryFile {
+            path: path.to_owned(),
+            content,
+        }
+    }
+
+    /// A file that could not be read, for `reason`.
+    pub fn failed(path: &Path, reason: String) -> LibraryFile {
+        LibraryFile {
+            path: path.to_owned(),
+            content: Err(LoadError::Read {
+                path: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// The SHA-256 of the bytes read, if the file could be read.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        self.content.as_ref().ok().map(|(_, digest)| *digest)
+    }
+}
 
 /// Why a library could not be opened.
 #[derive(Debug, Clone, Error)]
@@ -206,23 +255,14 @@ impl Loader {
             .unwrap_or(0)
     }
 
-    /// Open `path` as module `module`'s library. Blocking: reads and maps the file.
-    pub fn open(&self, module: &str, path: &Path) -> Result<Library, LoadError> {
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => LoadError::Missing {
-                path: shown.clone(),
-            },
-            _ => LoadError::Read {
-                path: shown.clone(),
-                reason: e.to_string(),
-            },
-        })?;
-        let key = (module.to_owned(), Sha256::digest(&bytes).into());
+    /// Open `file` as module `module`'s library. Blocking: maps the file.
+    pub fn open(&self, module: &str, file: &LibraryFile) -> Result<Library, LoadError> {
+        let (bytes, digest) = file.content.as_ref().map_err(Clone::clone)?;
+        let key = (module.to_owned(), *digest);
         if let Some(opened) = self.opened.lock().ok().and_then(|o| o.get(&key).cloned()) {
             return opened.result;
         }
-        let opened = self.open_copy(module, &shown, &bytes);
+        let opened = self.open_copy(module, &file.path.display().to_string(), bytes);
         if let Ok(mut all) = self.opened.lock() {
             all.insert(key, opened.clone());
         }
@@ -463,7 +503,7 @@ mod tests {
         let path = dir.path().join("libjunk.so");
         std::fs::write(&path, b"this is not an ELF file").unwrap();
         let err = loader
-            .open("junk", &path)
+            .open("junk", &LibraryFile::read(&path))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
