@@ -29,5 +29,5 @@ fn try_main() -> anyhow::Result<()> {
     }
     let config = host::config::Config::from_env()?;
     host::logging::init(&config)?;
-    actix_web::rt::System::new().block_on(host::serve(config))
+    host::run(config)
 }

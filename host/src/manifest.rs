@@ -140,6 +140,20 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Read and validate the manifest of module `name` in `folder`: the folder's own name must
+    /// be a valid module name too, whatever its manifest says.
+    pub fn load_named(folder: &Path, name: &str) -> Result<Manifest, ManifestError> {
+        let manifest = Manifest::load(folder)?;
+        match names::validate(name) {
+            Ok(()) => Ok(manifest),
+            Err(reason) => Err(ManifestError::BadName {
+                path: PathBuf::from(name).join(FILE_NAME),
+                name: name.to_owned(),
+                reason,
+            }),
+        }
+    }
+
     /// Read and validate `<folder>/module.json`; the folder's name must be the module's name.
     pub fn load(folder: &Path) -> Result<Manifest, ManifestError> {
         let path = folder.join(FILE_NAME);
@@ -255,6 +269,24 @@ impl Manifest {
             )
         })
     }
+}
+
+/// Names of the folders of `dir` that hold a `module.json` and are not hidden (`_x`, `.x`).
+pub fn module_folders(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !names::is_hidden_folder(&name) && is_module_folder(&entry.path()) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Whether `folder` holds a `module.json`.
+pub fn is_module_folder(folder: &Path) -> bool {
+    folder.join(FILE_NAME).is_file()
 }
 
 /// Set `"enabled"` in the manifest at `path` to `enabled`, keeping every other key, its value and

@@ -1,9 +1,9 @@
-//! Graceful shutdown on SIGTERM or SIGINT: the first stops accepting connections and lets
-//! requests in flight finish (bounded by `HUB_SHUTDOWN_GRACE_MS`); a second exits at once.
+//! Graceful shutdown on SIGTERM or SIGINT: the first runs the stop the caller gives (the HTTP
+//! server stops accepting connections and lets requests in flight finish, bounded by
+//! `HUB_SHUTDOWN_GRACE_MS`); a second exits at once.
 
+use std::future::Future;
 use std::time::Duration;
-
-use actix_web::dev::ServerHandle;
 
 #[cfg(unix)]
 pub struct Signals {
@@ -47,14 +47,17 @@ impl Signals {
 }
 
 impl Signals {
-    /// On the first signal, stop the server gracefully; on a second, exit the process at once.
-    pub async fn stop_on_signal(mut self, server: ServerHandle, grace: Duration) {
+    /// On the first signal, spawn `stop` (a graceful stop); on a second, exit the process at once.
+    pub async fn stop_on_signal<F>(mut self, stop: F, grace: Duration)
+    where
+        F: Future<Output = ()> + 'static,
+    {
         let (name, _) = self.next().await;
         tracing::info!(
             "{name} received: no new connections; requests in flight have {} ms (send it again to exit at once)",
             grace.as_millis()
         );
-        actix_web::rt::spawn(server.stop(true));
+        tokio::task::spawn_local(stop);
         let (name, number) = self.next().await;
         tracing::warn!("{name} received again: exiting at once");
         std::process::exit(128 + number);

@@ -19,7 +19,7 @@ use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
-use crate::hub::Hub;
+use crate::lifecycle::Hub;
 use crate::names;
 
 /// The longest a module waits for a writer that modified its files to close them.

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::http::Error;
-use crate::module::Ctx;
+use crate::ctx::Ctx;
+use crate::error::Error;
 
 /// JSON parameters for a statement: `params![id, "text", 2.5]`.
 #[macro_export]

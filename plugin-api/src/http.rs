@@ -9,10 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use abi_stable::std_types::{RCowStr, ROption, RVec, Tuple2};
+use abi_stable::std_types::{RCowStr, ROption, RStr, RVec, Tuple2};
 
-use crate::ffi::{FfiRequest, FfiResponse, FfiTemplate, rcow};
-use crate::module::Ctx;
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::ffi::{FfiRequest, FfiResponse, FfiTemplate};
 
 /// An HTTP request routed to one of the module's handlers. It reads the hub's request in place:
 /// nothing is copied on the way in.
@@ -290,96 +291,9 @@ impl IntoResponse for () {
     }
 }
 
-/// An error a handler returns: an HTTP status, a stable machine-readable `code`, a message for
-/// people, and optional `details` (e.g. the invalid fields).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Error(Box<ErrorInner>);
-
-#[derive(Debug, Clone, PartialEq)]
-struct ErrorInner {
-    status: u16,
-    code: Cow<'static, str>,
-    message: String,
-    details: Option<Value>,
-}
-
-impl Error {
-    pub fn new(
-        status: u16,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Error {
-        Error(Box::new(ErrorInner {
-            status,
-            code: code.into(),
-            message: message.into(),
-            details: None,
-        }))
-    }
-
-    /// 400 `bad_request`.
-    pub fn bad_request(message: impl Into<String>) -> Error {
-        Error::new(400, "bad_request", message)
-    }
-
-    /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> Error {
-        Error::new(404, "not_found", message)
-    }
-
-    /// 409 `conflict`.
-    pub fn conflict(message: impl Into<String>) -> Error {
-        Error::new(409, "conflict", message)
-    }
-
-    /// 422 `validation_failed`; put the field errors in `details`.
-    pub fn validation(message: impl Into<String>) -> Error {
-        Error::new(422, "validation_failed", message)
-    }
-
-    /// 500 `internal`.
-    pub fn internal(message: impl Into<String>) -> Error {
-        Error::new(500, "internal", message)
-    }
-
-    pub fn with_details(mut self, details: Value) -> Error {
-        self.0.details = Some(details);
-        self
-    }
-
-    pub fn status(&self) -> u16 {
-        self.0.status
-    }
-
-    pub fn code(&self) -> &str {
-        &self.0.code
-    }
-
-    pub fn message(&self) -> &str {
-        &self.0.message
-    }
-
-    pub fn details(&self) -> Option<&Value> {
-        self.0.details.as_ref()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.code(), self.status(), self.message())
-    }
-}
-
-impl std::error::Error for Error {}
-
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let ErrorInner {
-            status,
-            code,
-            message,
-            details,
-        } = *self.0;
+        let (status, code, message, details) = self.into_parts();
         let mut error = serde_json::Map::new();
         error.insert("code".into(), Value::String(code.into_owned()));
         error.insert("message".into(), Value::String(message));
@@ -389,6 +303,14 @@ impl IntoResponse for Error {
         let mut body = serde_json::Map::new();
         body.insert("error".into(), Value::Object(error));
         Response::json(status, &body)
+    }
+}
+
+/// A `Cow` as the boundary's `RCow`: static text stays borrowed.
+fn rcow(text: Cow<'static, str>) -> RCowStr<'static> {
+    match text {
+        Cow::Borrowed(s) => RCowStr::Borrowed(RStr::from_str(s)),
+        Cow::Owned(s) => RCowStr::Owned(s.into()),
     }
 }
 

@@ -27,21 +27,36 @@
 //! plugin_api::export_module!(Hello);
 //! ```
 //!
-//! The crate must be a `cdylib`. Everything that crosses into the hub is in [`ffi`]; nothing
-//! else here knows about the ABI. Logging with `plugin_api::tracing` (or the `log` crate) shows
+//! The crate must be a `cdylib`. Logging with `plugin_api::tracing` (or the `log` crate) shows
 //! in the hub's output with `module=<name>`.
+//!
+//! The rooms, bottom up (a room uses only rooms below it; `cargo test -p xtask tidy` checks it):
+//! - [`ffi`]: every type that crosses the boundary, and nothing else; the hub reads these.
+//! - `panic`, `error`, `ctx`: panics as values; the one error shape; the module's context and
+//!   its calls into the hub.
+//! - `http`, `router`, `module`, `db`, `log`: what an author writes against. `http` reads the
+//!   hub's request in place (it wraps `ffi::FfiRequest`) and hands the response over as an
+//!   `ffi::FfiResponse`.
+//! - `glue`: `export_module!`, the root module's trampolines and the adapter from `Module` to the
+//!   ABI; the only file with `unsafe`.
 
+mod ctx;
 mod db;
+mod error;
 pub mod ffi;
+mod glue;
 mod http;
 mod log;
 mod module;
+mod panic;
 mod router;
 
+pub use ctx::Ctx;
 pub use db::{Db, DbError, DbErrorKind, Rows};
+pub use error::Error;
 pub use ffi::{HealthStatus, LogLevel};
-pub use http::{Error, IntoResponse, Json, Request, Response, View};
-pub use module::{Asset, Ctx, Health, InitContext, Migration, Module};
+pub use http::{IntoResponse, Json, Request, Response, View};
+pub use module::{Asset, Health, InitContext, Migration, Module};
 pub use router::Router;
 pub use serde_json::{Value, json};
 pub use tracing;
@@ -52,7 +67,7 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What [`export_module!`] expands to needs; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::ffi::{ModuleMeta, root_module};
+    pub use crate::glue::{ModuleMeta, root_module};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

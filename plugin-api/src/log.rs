@@ -15,7 +15,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 
-use crate::ffi::{HostBox, LogLevel, host_log};
+use crate::ffi::{HostBox, LogLevel};
 
 /// The host of the instance last initialised from this copy of the library.
 static HOST: RwLock<Option<Arc<HostBox>>> = RwLock::new(None);
@@ -47,7 +47,7 @@ pub(crate) fn install(host: Arc<HostBox>, max: LogLevel) {
 fn forward(level: LogLevel, target: &str, message: &str) {
     let host = HOST.read().ok().and_then(|h| h.clone());
     if let Some(host) = host {
-        host_log(&host, level, target, message);
+        host.log(level, target.into(), message.into());
     }
 }
 

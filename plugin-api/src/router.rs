@@ -4,9 +4,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::http::{IntoResponse, Request};
+use async_ffi::{FfiFuture, FutureExt as _};
 
-use crate::ffi::{Handler, erase_handler};
+use crate::ffi::FfiResponse;
+use crate::http::{IntoResponse, Request};
+use crate::panic::{caught, panicked};
 
 /// The routes of a module, each an HTTP method, a path pattern and an async handler: JSON API
 /// routes (`get`, `post`, …, mounted under `/api/v1/<name>`) and HTML views (`page`, `form`,
@@ -153,4 +155,28 @@ impl<M: Send + Sync + 'static> Router<M> {
     pub(crate) fn handler(&self, index: usize) -> Option<&Handler<M>> {
         self.routes.get(index).map(|r| &r.handler)
     }
+}
+
+/// A route handler as the router keeps it: called with the module and the request, it returns the
+/// future the hub polls, boxed once.
+pub(crate) type Handler<M> = Box<dyn Fn(Arc<M>, Request) -> FfiFuture<FfiResponse> + Send + Sync>;
+
+/// Erase an author's async handler into a [`Handler`]: its future's panics become a
+/// [`panicked`] response, its output an [`FfiResponse`].
+fn erase_handler<M, H, Fut, R>(handler: H) -> Handler<M>
+where
+    H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoResponse,
+{
+    Box::new(move |module, request| {
+        let fut = handler(module, request);
+        async move {
+            match caught(fut).await {
+                Ok(output) => output.into_response().into_ffi(),
+                Err(message) => panicked(message),
+            }
+        }
+        .into_ffi()
+    })
 }

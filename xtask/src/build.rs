@@ -1,4 +1,5 @@
-//! Building the hub, the modules and the test fixtures, and running the hub and the tests.
+//! Building: the workspace's folders, cargo, the hub and the modules (each built alone and its
+//! library renamed into place next to its `module.json`). The bottom room of xtask.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +17,7 @@ impl Profile {
         Profile { release }
     }
 
-    fn dir(&self) -> &'static str {
+    pub fn dir(&self) -> &'static str {
         if self.release { "release" } else { "debug" }
     }
 
@@ -192,66 +193,4 @@ pub fn build_with(profile: &Profile, features: &[&str]) -> anyhow::Result<Vec<Li
         install(&built, &module.folder.join(module.file_name()))?;
     }
     Ok(modules)
-}
-
-/// Build, then run the hub in the workspace root (so `plugins/` and `./.env` are found), with a
-/// persistent PostgreSQL cluster under `target/` unless `DATABASE_URL` is set.
-pub fn run(profile: &Profile) -> anyhow::Result<()> {
-    build(profile)?;
-    let (url, _cluster) = crate::pg::database_url(|| {
-        crate::pg::Cluster::persistent(&target_dir().join("pg-run"), RUN_PG_PORT)
-    })?;
-    crate::pg::ignore_ctrl_c();
-    let hub = target_dir().join(profile.dir()).join("hub");
-    run_command(
-        Command::new(hub)
-            .current_dir(root())
-            .env("DATABASE_URL", url),
-    )
-}
-
-/// The port of `cargo xtask run`'s own cluster.
-const RUN_PG_PORT: u16 = 54329;
-
-/// Build every test fixture twice, as build `a` into `out/<lib>/` and as build `b` into
-/// `out/<lib>-b/` (hot-reload tests swap one for the other).
-pub fn build_fixtures(profile: &Profile, out: &Path) -> anyhow::Result<()> {
-    for fixture in libraries_under("host/tests/fixtures")? {
-        for (variant, folder) in [
-            (None, fixture.lib.clone()),
-            (Some("b"), format!("{}-b", fixture.lib)),
-        ] {
-            let built = build_variant(&fixture, profile, variant)?;
-            let folder = out.join(folder);
-            std::fs::create_dir_all(&folder)?;
-            install(&built, &folder.join(fixture.file_name()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Build modules and fixtures, then run every test with the artifacts' locations exported.
-pub fn test(extra: &[String]) -> anyhow::Result<()> {
-    let profile = Profile::from_release(false);
-    build(&profile)?;
-    let artifacts = target_dir().join("test-artifacts");
-    if artifacts.exists() {
-        std::fs::remove_dir_all(&artifacts)
-            .with_context(|| format!("cannot clear {}", artifacts.display()))?;
-    }
-    crate::fixtures::build_incompatible(&artifacts.join("incompatible"))?;
-    build_fixtures(&profile, &artifacts)?;
-    let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
-    crate::pg::ignore_ctrl_c();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command
-        .env("DATABASE_URL", url)
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .args(extra)
-        .current_dir(root())
-        .env("HUB_TEST_ARTIFACTS", &artifacts)
-        .env("HUB_TEST_BIN", target_dir().join(profile.dir()).join("hub"))
-        .env("HUB_TEST_PLUGINS", root().join("plugins"));
-    run_command(&mut command)
 }

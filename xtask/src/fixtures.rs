@@ -1,12 +1,16 @@
-//! Test fixtures that cannot live in the workspace. The incompatible module is the fixture
-//! module built against a copy of plugin-api at another minor version: two plugin-api packages
-//! cannot share one workspace, so this writes a small workspace under `target/` and builds it.
+//! The test fixtures: each fixture crate of `host/tests/fixtures/` built twice (builds `a` and
+//! `b`, which hot-reload tests swap), and the one that cannot live in the workspace. The
+//! incompatible module is the fixture module built against a copy of plugin-api at another minor
+//! version: two plugin-api packages cannot share one workspace, so this writes a small workspace
+//! under `target/` and builds it.
 
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use crate::build::{install, root, run_command, target_dir};
+use crate::build::{
+    Profile, build_variant, install, libraries_under, root, run_command, target_dir,
+};
 
 /// The minor version the incompatible copy of plugin-api gets: the hub's minor plus one.
 fn bumped_version(cargo_toml: &str) -> anyhow::Result<(String, String)> {
@@ -101,4 +105,21 @@ pub fn build_incompatible(out: &Path) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(out)?;
     install(&target.join("debug").join(&file), &out.join(&file))
+}
+
+/// Build every test fixture twice, as build `a` into `out/<lib>/` and as build `b` into
+/// `out/<lib>-b/` (hot-reload tests swap one for the other).
+pub fn build_fixtures(profile: &Profile, out: &Path) -> anyhow::Result<()> {
+    for fixture in libraries_under("host/tests/fixtures")? {
+        for (variant, folder) in [
+            (None, fixture.lib.clone()),
+            (Some("b"), format!("{}-b", fixture.lib)),
+        ] {
+            let built = build_variant(&fixture, profile, variant)?;
+            let folder = out.join(folder);
+            std::fs::create_dir_all(&folder)?;
+            install(&built, &folder.join(fixture.file_name()))?;
+        }
+    }
+    Ok(())
 }

@@ -5,12 +5,18 @@
 //!   its `module.json` under a temporary name and renamed into place (atomic for the watcher).
 //! - `run`: build, then the hub on `plugins/`.
 //! - `test`: build modules and test fixtures, then every test of the workspace.
+//! - `new-module`: a new module from `plugins/_template`.
+//! - `bench`: performance as ratios against a baseline measured in the same run.
+//!
+//! Rooms, bottom up: `build` and `pg` (cargo, the workspace, a PostgreSQL cluster) → `fixtures`
+//! → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy tests.
 
 mod bench;
 mod build;
 mod fixtures;
 mod new_module;
 mod pg;
+mod run;
 mod tidy;
 
 use std::process::ExitCode;
@@ -73,8 +79,8 @@ fn main() -> ExitCode {
         Command::Build { release } => {
             build::build(&build::Profile::from_release(release)).map(drop)
         }
-        Command::Run { release } => build::run(&build::Profile::from_release(release)),
-        Command::Test { args } => build::test(&args),
+        Command::Run { release } => run::run(&build::Profile::from_release(release)),
+        Command::Test { args } => run::test(&args),
         Command::NewModule { name, description } => {
             new_module::new_module(&name, description.as_deref())
         }

@@ -322,7 +322,7 @@ fn sql_error(
     let Some(db) = error.as_db_error() else {
         return GatewayError::new(
             "unavailable",
-            format!("the database is unreachable: {}", super::describe(error)),
+            format!("the database is unreachable: {}", super::explain(error)),
         );
     };
     let code = db.code().code().to_owned();

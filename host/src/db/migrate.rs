@@ -109,7 +109,7 @@ const LOCK_NAMESPACE: i32 = 0x484d_4d47; // "HMMG"
 
 /// Apply the pending `migrations` of `module`. `prefix` is the module's table prefix, or `None`
 /// for the hub's own migrations (no prefix check).
-pub async fn apply(
+pub async fn apply_pending(
     client: &mut Client,
     module: &str,
     prefix: Option<&str>,
@@ -172,7 +172,7 @@ fn check_unchanged(module: &str, m: &MigrationSpec, applied: &str) -> Result<(),
 }
 
 fn unavailable(e: tokio_postgres::Error) -> MigrationError {
-    MigrationError::Unavailable(super::describe(&e))
+    MigrationError::Unavailable(super::explain(&e))
 }
 
 /// (version, checksum) of the module's applied migrations; none when the table does not exist.
@@ -239,9 +239,9 @@ async fn apply_one(
     };
     tx.batch_execute(&m.sql)
         .await
-        .map_err(|e| failed(super::describe(&e)))?;
+        .map_err(|e| failed(super::explain(&e)))?;
     let created = match prefix {
-        Some(prefix) => check_prefix(&tx, module, prefix, m, &before).await?,
+        Some(prefix) => objects_outside_prefix(&tx, module, prefix, m, &before).await?,
         None => Vec::new(),
     };
     let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
@@ -258,8 +258,8 @@ async fn apply_one(
         ],
     )
     .await
-    .map_err(|e| failed(super::describe(&e)))?;
-    tx.commit().await.map_err(|e| failed(super::describe(&e)))?;
+    .map_err(|e| failed(super::explain(&e)))?;
+    tx.commit().await.map_err(|e| failed(super::explain(&e)))?;
     Ok(true)
 }
 
@@ -312,7 +312,7 @@ async fn relations(tx: &Transaction<'_>) -> Result<Vec<(u32, String)>, Migration
 
 /// What this transaction touched that does not belong to `prefix`; the relations (tables, views)
 /// it created when everything belongs.
-async fn check_prefix(
+async fn objects_outside_prefix(
     tx: &Transaction<'_>,
     module: &str,
     prefix: &str,
@@ -326,7 +326,7 @@ async fn check_prefix(
         .map_err(|e| MigrationError::Failed {
             module: module.to_owned(),
             label: m.label(),
-            error: format!("the prefix check could not run: {}", super::describe(&e)),
+            error: format!("the prefix check could not run: {}", super::explain(&e)),
         })?;
     let mut violations = Vec::new();
     let mut created = Vec::new();

@@ -1,12 +1,17 @@
-//! The hub's PostgreSQL: two deadpool pools, read-only and read-write (timeouts on waiting for, creating and recycling a
-//! connection, so a hung or absent database gives an error, not a hang), the hub's own
-//! migrations, and whether the database is reachable. Modules reach it only through the gateway.
+//! The hub's PostgreSQL: two deadpool pools, read-only and read-write (timeouts on waiting for,
+//! creating and recycling a connection, so a hung or absent database gives an error, not a hang),
+//! the hub's own migrations, whether the database is reachable, and the loop that tries it again
+//! while it is not. Modules reach it only through the gateway. This room is the only one that
+//! names tokio-postgres or deadpool.
 
 pub mod convert;
 pub mod gateway;
+pub mod ledger;
 pub mod migrate;
 pub mod statement;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -23,6 +28,15 @@ pub enum DbUnavailable {
     NotConfigured,
     #[error("the database is unreachable: {0}")]
     Unreachable(String),
+}
+
+/// The hub's own migrations could not be applied.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Unavailable(#[from] DbUnavailable),
+    #[error(transparent)]
+    Migration(#[from] migrate::MigrationError),
 }
 
 /// Which pool a connection comes from.
@@ -121,17 +135,53 @@ impl Database {
     }
 
     /// Apply the hub's own migrations and mark the database ready; `Err` says why not.
-    pub async fn prepare(&self) -> Result<(), String> {
-        let mut client = self
-            .client(Access::ReadWrite)
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn prepare(&self) -> Result<(), PrepareError> {
+        let mut client = self.client(Access::ReadWrite).await?;
         let migrations = migrate::host_migrations();
-        migrate::apply(&mut client, "hub", None, &migrations)
-            .await
-            .map_err(|e| e.to_string())?;
+        migrate::apply_pending(&mut client, "hub", None, &migrations).await?;
         self.ready.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// While the database is configured but not ready, try it every `retry`; each time it answers
+    /// again, run `on_ready` (the lifecycle starts the modules that waited for it). Never returns
+    /// when a database is configured.
+    pub async fn watch<F, Fut>(self: Arc<Self>, retry: Duration, mut on_ready: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        if !self.is_configured() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(retry).await;
+            if self.is_ready() || self.prepare().await.is_err() {
+                continue;
+            }
+            tracing::info!("database reachable again");
+            on_ready().await;
+        }
+    }
+
+    /// `cargo xtask bench db`'s baseline: `sql` with one `int4` parameter, run by the hub itself on
+    /// a read-only connection; the first row as JSON, if any.
+    #[cfg(feature = "bench-routes")]
+    pub async fn bench_row(
+        &self,
+        sql: &str,
+        id: i32,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+        let client = self
+            .client(Access::ReadOnly)
+            .await
+            .map_err(|e| e.to_string())?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| explain(&e))?;
+        let rows = client
+            .query(&statement, &[&id])
+            .await
+            .map_err(|e| explain(&e))?;
+        rows.first().map(convert::row).transpose()
     }
 }
 
@@ -141,15 +191,15 @@ fn pool_error(error: &deadpool_postgres::PoolError) -> String {
         PoolError::Timeout(kind) => {
             format!("no connection within HUB_DB_POOL_TIMEOUT_MS ({kind:?})")
         }
-        PoolError::Backend(e) => describe(e),
+        PoolError::Backend(e) => explain(e),
         other => other.to_string(),
     }
 }
 
 /// A PostgreSQL error in one line: the server's message and SQLSTATE, or the connection's error.
-pub fn describe(error: &tokio_postgres::Error) -> String {
+pub fn explain(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => crate::error::with_causes(error),
+        None => crate::causes::with_causes(error),
     }
 }

@@ -76,7 +76,10 @@ fn replacing_the_library_changes_the_response_without_a_restart() {
 
 #[test]
 fn a_library_written_in_place_is_loaded_only_once_its_writer_is_done() {
-    let hub = Setup::new().fixture("fx", json!({})).start();
+    let mut hub = Setup::new()
+        .fixture("fx", json!({}))
+        .env("RUST_LOG", "info,host::watcher=debug")
+        .start();
     let bytes =
         std::fs::read(artifacts().join("fixture-b").join(lib_file("fixture"))).expect("build b");
     let target = hub.modules_dir().join("fx").join(lib_file("fx"));
@@ -84,8 +87,13 @@ fn a_library_written_in_place_is_loaded_only_once_its_writer_is_done() {
     file.write_all(&bytes[..bytes.len() / 2])
         .expect("first half");
     file.flush().expect("flush");
-    // Longer than the debounce: a watcher that did not wait for the writer would load half a file.
-    std::thread::sleep(Duration::from_millis(700));
+    // Waits for the watcher to have seen the write, its debounce passed, and held the module
+    // back: a watcher that did not wait for the writer would have loaded half a file by then.
+    let held = hub.wait_for_log(
+        "waiting for a writer to close its files",
+        Duration::from_secs(5),
+    );
+    assert!(held.is_some_and(|l| l.contains("fx")), "{}", hub.logs());
     assert_eq!(
         build(&hub),
         "a",
@@ -283,8 +291,16 @@ fn with_auto_reload_off_file_changes_do_nothing_until_asked() {
         .fixture("fx", json!({}))
         .env("MODULES_AUTO_RELOAD", "false")
         .start();
+    // No watcher runs (the hub says so at start), so nothing but the API applies a change; the
+    // negative rests on that line, not on a wait.
+    assert!(
+        hub.logs()
+            .contains("MODULES_AUTO_RELOAD=false: file changes apply only through POST"),
+        "{}",
+        hub.logs()
+    );
+    assert!(!hub.logs().contains("watching "), "{}", hub.logs());
     swap(&hub, "fx", "fixture-b");
-    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(build(&hub), "a");
     assert_eq!(hub.module("fx")["reloads"], 0);
     assert_eq!(hub.admin_post("/api/v1/modules/fx/reload").status, 200);
@@ -293,10 +309,16 @@ fn with_auto_reload_off_file_changes_do_nothing_until_asked() {
 
 #[test]
 fn the_hubs_own_writes_of_module_json_cause_no_reload() {
-    let mut hub = Setup::new().fixture("fx", json!({})).start();
+    let mut hub = Setup::new()
+        .fixture("fx", json!({}))
+        .env("RUST_LOG", "info,host::lifecycle=debug")
+        .start();
     assert_eq!(hub.admin_post("/api/v1/modules/fx/disable").status, 200);
     assert_eq!(hub.admin_post("/api/v1/modules/fx/enable").status, 200);
-    std::thread::sleep(Duration::from_millis(800));
+    // Waits for the watcher to have looked at fx's files after the hub's own writes and found
+    // them as applied; a reload would have been decided right there.
+    let looked = hub.wait_for_log("fx: its files are as last applied", Duration::from_secs(5));
+    assert!(looked.is_some(), "{}", hub.logs());
     assert!(
         hub.wait_for_log("file change fx", Duration::from_millis(10))
             .is_none(),

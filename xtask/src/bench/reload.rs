@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use super::{BenchHub, median};
-use crate::build::{self, Profile, target_dir};
+use crate::build::{Profile, target_dir};
 
 const SWAPS: usize = 100;
 /// The low 48 bits of `first_seen`: a time.
@@ -27,7 +27,7 @@ const CLIENTS: usize = 4;
 
 pub fn run(profile: &Profile) -> anyhow::Result<()> {
     let artifacts = target_dir().join("bench-artifacts");
-    build::build_fixtures(profile, &artifacts)?;
+    crate::fixtures::build_fixtures(profile, &artifacts)?;
     let lib = format!(
         "{}fixture{}",
         std::env::consts::DLL_PREFIX,

@@ -8,8 +8,9 @@ use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{OpenApi as Document, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::hub::Hub;
-use crate::registry::State;
+use actix_web::{HttpResponse, web};
+
+use crate::lifecycle::Hub;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,17 +20,17 @@ use crate::registry::State;
             routes are listed under one tag per module; they are not authenticated by the hub."
     ),
     paths(
-        crate::api::healthz,
-        crate::api::ping,
-        crate::api::openapi_json,
-                crate::api::list,
-        crate::api::graph,
-        crate::api::graph_svg,
-        crate::api::get,
-        crate::api::action,
-        crate::dispatch::module_health,
+        super::api::healthz,
+        super::api::ping,
+        openapi_json,
+        super::api::list,
+        super::api::graph,
+        super::api::graph_svg,
+        super::api::get,
+        super::api::action,
+        super::dispatch::module_health,
     ),
-    components(schemas(crate::api::ModuleAction)),
+    components(schemas(super::api::ModuleAction)),
     tags(
         (name = "hub", description = "The hub itself"),
         (name = "modules", description = "Managing modules; needs the admin token"),
@@ -55,13 +56,20 @@ impl Modify for AdminTokenScheme {
     }
 }
 
+/// This document: the hub's routes and each running module's routes under its own tag.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "hub",
+    responses((status = 200, description = "An OpenAPI 3.1 document", body = Object)))]
+pub(crate) async fn openapi_json(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok().json(document(&hub))
+}
+
 /// The document for the hub as it is now.
 pub fn document(hub: &Hub) -> Document {
     let mut doc = HubApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let modules = hub.registry().all();
-    for entry in modules.values().filter(|e| e.state == State::Running) {
-        let Some(instance) = &entry.instance else {
+    for entry in modules.values() {
+        let Some(instance) = entry.instance() else {
             continue;
         };
         let name = &entry.name;

@@ -16,10 +16,11 @@ use serde::Serialize;
 use tracing::Instrument as _;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::hub::Hub;
+use super::error::{ApiError, ErrorBody, not_found};
+use super::views;
 use crate::instance::{Instance, RouteMatch};
-use crate::registry::State;
+use crate::lifecycle::Hub;
+use crate::registry::ModuleState;
 
 /// A module's health report.
 #[derive(Serialize, ToSchema)]
@@ -39,7 +40,7 @@ pub async fn catch_all(
 ) -> Result<HttpResponse, ApiError> {
     let raw = req.path();
     if raw == "/" && req.method() == actix_web::http::Method::GET {
-        return Ok(crate::views::home(&hub));
+        return Ok(views::home(&hub));
     }
     if let Some(rest) = raw.strip_prefix("/modules/") {
         let (module, path) = split_module(rest);
@@ -55,13 +56,13 @@ pub async fn catch_all(
         }
     }
     let Some(rest) = raw.strip_prefix("/api/v1/") else {
-        return crate::api::not_found(req).await;
+        return not_found(req).await;
     };
     let (module, path) = split_module(rest);
     let path = if path.is_empty() { "/" } else { path };
     let name = percent_decode(module);
     if name.is_empty() {
-        return crate::api::not_found(req).await;
+        return not_found(req).await;
     }
     if path == "/health" && req.method() == actix_web::http::Method::GET {
         return module_health(&hub, &name).await;
@@ -151,7 +152,7 @@ async fn module_view(
     let method = req.method().as_str();
     let page_of = |error: ApiError, instance: Option<&Instance>| {
         let body = error.body();
-        crate::views::error_page(
+        views::error_page(
             hub,
             instance,
             error.status(),
@@ -164,7 +165,7 @@ async fn module_view(
         Err(error) => return page_of(error, None),
     };
     if let (Some(file), "GET") = (path.strip_prefix("/static/"), method) {
-        return crate::views::static_file(&instance, file).unwrap_or_else(|| {
+        return views::static_file(&instance, file).unwrap_or_else(|| {
             page_of(
                 ApiError::not_found(format!("module '{name}' has no static file {file}")),
                 Some(&instance),
@@ -188,7 +189,7 @@ async fn module_view(
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let ROption::RSome(template) = &response.template {
-        return crate::views::page(
+        return views::page(
             hub,
             &instance,
             template.name.as_str(),
@@ -198,7 +199,7 @@ async fn module_view(
     }
     if status.is_client_error() || status.is_server_error() {
         // A handler's error: shown as a page, with its code and message when it has them.
-        let error: Option<crate::error::ErrorBody> = serde_json::from_slice(&response.body).ok();
+        let error: Option<ErrorBody> = serde_json::from_slice(&response.body).ok();
         let (code, message) = error
             .map(|e| (e.error.code, e.error.message))
             .unwrap_or_else(|| {
@@ -207,7 +208,7 @@ async fn module_view(
                     String::from_utf8_lossy(&response.body).into_owned(),
                 )
             });
-        return crate::views::error_page(hub, Some(&instance), status, &code, &message);
+        return views::error_page(hub, Some(&instance), status, &code, &message);
     }
     let mut http = into_http(name, response);
     // A relative redirect is relative to the module's pages.
@@ -292,13 +293,10 @@ fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
         .registry()
         .get(name)
         .ok_or_else(|| ApiError::module_not_found(name))?;
-    match (entry.state, &entry.instance) {
-        (State::Running, Some(instance)) => Ok(instance.clone()),
-        (State::Failed, _) => Err(ApiError::module_failed(
-            name,
-            entry.error.as_deref().unwrap_or("unknown error"),
-        )),
-        _ => Err(ApiError::module_not_running(name)),
+    match &entry.state {
+        ModuleState::Running { instance, .. } => Ok(instance.clone()),
+        ModuleState::Failed { error, .. } => Err(ApiError::module_failed(name, &error.to_string())),
+        ModuleState::Disabled { .. } => Err(ApiError::module_not_running(name)),
     }
 }
 

@@ -2,13 +2,18 @@
 //!
 //! [`SETTINGS`] lists every variable with its default and one line of help; `.env.example` is
 //! rendered from it (a test keeps the file current). `MODULES__{NAME}__{KEY}` variables are kept
-//! aside and looked up per module (see [`ModuleEnv`]).
+//! aside and looked up per module (see [`module::ModuleEnv`], which also resolves a module's
+//! effective settings).
+
+pub mod module;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use self::module::ModuleEnv;
 
 /// One environment variable the hub reads.
 #[derive(Debug)]
@@ -265,50 +270,10 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// The `MODULES__{NAME}__{KEY}` variables, kept for lookup per module.
-#[derive(Debug, Clone, Default)]
-pub struct ModuleEnv {
-    /// (lowercased module name, key as written, raw value)
-    entries: Vec<(String, String, String)>,
-}
-
-impl ModuleEnv {
-    fn from_vars(vars: &[(String, String)]) -> ModuleEnv {
-        let entries = vars
-            .iter()
-            .filter_map(|(var, value)| {
-                let rest = strip_prefix_ignore_case(var, "MODULES__")?;
-                let (name, key) = rest.split_once("__")?;
-                (!name.is_empty() && !key.is_empty())
-                    .then(|| (name.to_ascii_lowercase(), key.to_owned(), value.clone()))
-            })
-            .collect();
-        ModuleEnv { entries }
-    }
-
-    /// The variables set for module `name`, as (key as written, raw value); `name` matched
-    /// case-insensitively.
-    pub fn for_module<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(n, _, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, k, v)| (k.as_str(), v.as_str()))
-    }
-}
-
-fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
-}
-
 /// `.env.example`, rendered from [`SETTINGS`].
 pub fn render_env_example() -> String {
     let mut out = String::from(
-        "# Generated from host/src/config.rs (SETTINGS); a test fails when it is stale.\n\
+        "# Generated from host/src/config/mod.rs (SETTINGS); a test fails when it is stale.\n\
          # Every setting of the hub, with its default. Copy to .env and change what you need.\n\
          # Module settings: MODULES__{NAME}__{KEY}=value (value parsed as JSON, else a string)\n\
          # overrides the key of the module's \"config\"; MODULES__{NAME}__READ_ONLY and\n\
@@ -364,21 +329,6 @@ mod tests {
             err.as_deref(),
             Some("MODULES_ENABLED=\"maybe\" is invalid: true or false")
         );
-    }
-
-    #[test]
-    fn module_variables_match_names_case_insensitively() -> Result<(), ConfigError> {
-        let config = Config::from_vars(vars(&[
-            ("MODULES__HELLO__GREETING", "Hej"),
-            ("modules__hello__Extra", "1"),
-            ("MODULES__OTHER__GREETING", "Hi"),
-            ("MODULES_DIR", "mods"),
-            ("MODULES____X", "ignored"),
-        ]))?;
-        let hello: Vec<_> = config.module_env.for_module("hello").collect();
-        assert_eq!(hello, vec![("GREETING", "Hej"), ("Extra", "1")]);
-        assert_eq!(config.modules_dir, PathBuf::from("mods"));
-        Ok(())
     }
 
     #[test]

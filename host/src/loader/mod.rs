@@ -1,5 +1,6 @@
-//! Opening module libraries, and the host side of the ABI. This is the only file of the host
-//! that touches abi_stable's loading API or implements a boundary trait.
+//! Opening module libraries. This room is the only one of the host that touches abi_stable's
+//! loading API (`file.rs` reads and hashes library files; `host.rs` is the hub's side of the ABI,
+//! the host object a module calls back into).
 //!
 //! Loading copies the library into the hub's private runtime folder (a fresh 0700 temporary
 //! folder, never a predictable path), opens the copy, checks its ABI and deletes the copy.
@@ -9,75 +10,26 @@
 //! distinct library (by module name and content hash) is therefore opened at most once and
 //! stays mapped; opening an identical file again reuses the mapping.
 
+mod file;
+mod host;
+
 use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
 use abi_stable::sabi_trait::prelude::TD_Opaque;
-use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
-use async_ffi::{FfiFuture, FutureExt as _};
-use futures_util::FutureExt as _;
-use plugin_api::ffi::{HostObj, HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
+use abi_stable::std_types::RString;
+use plugin_api::ffi::{HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use self::file::{Fingerprint, LibraryFile};
+use self::host::HostServices;
+use crate::assets::ModuleAssets;
 use crate::db::Database;
-use crate::db::gateway::{self, Caller};
+use crate::db::gateway::Caller;
 use crate::db::migrate::MigrationSpec;
-use crate::views::ModuleAssets;
-
-/// A library file read once, with the SHA-256 of its bytes: what the loader maps (and knows it
-/// by) and what the hub remembers as applied are the same bytes.
-#[derive(Debug)]
-pub struct LibraryFile {
-    pub path: PathBuf,
-    content: Result<(Vec<u8>, [u8; 32]), LoadError>,
-}
-
-impl LibraryFile {
-    /// Blocking: reads and hashes the file.
-    pub fn read(path: &Path) -> LibraryFile {
-        let shown = path.display().to_string();
-        let content = std::fs::read(path)
-            .map(|bytes| {
-                let digest = Sha256::digest(&bytes).into();
-                (bytes, digest)
-            })
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => LoadError::Missing {
-                    path: shown.clone(),
-                },
-                _ => LoadError::Read {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                },
-            });
-        LibraryFile {
-            path: path.to_owned(),
-            content,
-        }
-    }
-
-    /// A file that could not be read, for `reason`.
-    pub fn failed(path: &Path, reason: String) -> LibraryFile {
-        LibraryFile {
-            path: path.to_owned(),
-            content: Err(LoadError::Read {
-                path: path.display().to_string(),
-                reason,
-            }),
-        }
-    }
-
-    /// The SHA-256 of the bytes read, if the file could be read.
-    pub fn digest(&self) -> Option<[u8; 32]> {
-        self.content.as_ref().ok().map(|(_, digest)| *digest)
-    }
-}
 
 /// Why a library could not be opened.
 #[derive(Debug, Clone, Error)]
@@ -257,7 +209,7 @@ impl Loader {
 
     /// Open `file` as module `module`'s library. Blocking: maps the file.
     pub fn open(&self, module: &str, file: &LibraryFile) -> Result<Library, LoadError> {
-        let (bytes, digest) = file.content.as_ref().map_err(Clone::clone)?;
+        let (bytes, digest) = file.content()?;
         let key = (module.to_owned(), *digest);
         if let Some(opened) = self.opened.lock().ok().and_then(|o| o.get(&key).cloned()) {
             return opened.result;
@@ -292,7 +244,7 @@ impl Loader {
         // The copy is deleted when `copy` drops; the mapping stays.
         let header = match lib_header_from_path(copy.path()) {
             Ok(header) => header,
-            Err(e) => return not_opened(describe(shown, e)),
+            Err(e) => return not_opened(load_error(shown, e)),
         };
         // The plugin-api version is the ABI version: refuse another line (0.x minor, or major)
         // by name before abi_stable's layout check, whose report runs to thousands of lines.
@@ -313,14 +265,14 @@ impl Loader {
             result: header
                 .init_root_module::<PluginRootRef>()
                 .map(|root| Library { root })
-                .map_err(|e| describe(shown, e)),
+                .map_err(|e| load_error(shown, e)),
             mapped: true,
         }
     }
 }
 
 /// Turn abi_stable's error into a few lines that name the fix.
-fn describe(path: &str, error: LibraryError) -> LoadError {
+fn load_error(path: &str, error: LibraryError) -> LoadError {
     let path = path.to_owned();
     let expected = PluginRootRef::VERSION_STRINGS.version.to_string();
     let expected_line = api_line(&expected);
@@ -400,68 +352,6 @@ fn excerpt(text: &str, lines: usize) -> String {
         out.push_str(&format!("\n… ({} more lines)", all.len() - lines));
     }
     out
-}
-
-/// The host object a module instance calls back into.
-struct HostServices {
-    caller: Caller,
-    config: Map<String, Value>,
-    database: Arc<Database>,
-}
-
-impl HostObj for HostServices {
-    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-        let (module, source, message) = (&self.caller.module, target.as_str(), message.as_str());
-        let _ = catch_unwind(AssertUnwindSafe(|| match level {
-            LogLevel::Error => tracing::error!(module = %module, source = %source, "{message}"),
-            LogLevel::Warn => tracing::warn!(module = %module, source = %source, "{message}"),
-            LogLevel::Info => tracing::info!(module = %module, source = %source, "{message}"),
-            LogLevel::Debug => tracing::debug!(module = %module, source = %source, "{message}"),
-            LogLevel::Trace => tracing::trace!(module = %module, source = %source, "{message}"),
-        }));
-    }
-
-    fn config(&self, key: RStr<'_>) -> ROption<RString> {
-        let found = catch_unwind(AssertUnwindSafe(|| {
-            let key = key.as_str();
-            self.config
-                .get(key)
-                .or_else(|| {
-                    self.config
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                        .map(|(_, v)| v)
-                })
-                .map(|v| v.to_string())
-        }));
-        match found {
-            Ok(Some(text)) => RSome(text.into()),
-            _ => RNone,
-        }
-    }
-
-    fn sleep(&self, millis: u64) -> FfiFuture<()> {
-        // The timer is created when first polled, on the hub's runtime.
-        async move { tokio::time::sleep(Duration::from_millis(millis)).await }.into_ffi()
-    }
-
-    fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>> {
-        let (database, caller) = (self.database.clone(), self.caller.clone());
-        async move {
-            let call = gateway::call(&database, &caller, request.as_str());
-            let answer = AssertUnwindSafe(call)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(r#"{"kind":"database","message":"the gateway panicked"}"#.to_owned())
-                });
-            match answer {
-                Ok(result) => RResult::ROk(result.into()),
-                Err(error) => RResult::RErr(error.into()),
-            }
-        }
-        .into_ffi()
-    }
 }
 
 #[cfg(test)]

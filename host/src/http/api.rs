@@ -1,110 +1,20 @@
-//! The hub's own HTTP routes: the management API (`/api/v1/modules…`, admin token required) and
-//! `/healthz`. Names from URLs are validated before anything else uses them, so no request can
-//! name a path outside `MODULES_DIR`.
+//! The hub's own HTTP routes: the management API (`/api/v1/modules…`, admin token required),
+//! `/healthz` and `/ping`. Names from URLs are validated before anything else uses them, so no
+//! request can name a path outside `MODULES_DIR`.
 
-use std::future::{Ready, ready};
-
-use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq as _;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::hub::{ActionError, GraphOptions, Hub};
+use super::auth::Admin;
+use super::error::{ApiError, ErrorBody, not_found};
+use crate::deps::document::{GraphDocument, document, svg};
+use crate::lifecycle::{ActionError, GraphOptions, Hub};
 use crate::names;
-use crate::registry::{ModuleObject, State};
-
-/// Register the hub's routes. They come before the module catch-alls.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    #[cfg(feature = "bench-routes")]
-    cfg.service(web::resource("/bench/customer/{id}").route(web::get().to(bench_customer)));
-    cfg.service(
-        web::resource("/healthz")
-            .route(web::get().to(healthz))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/ping")
-            .route(web::get().to(ping))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/openapi.json")
-            .route(web::get().to(openapi_json))
-            .default_service(web::to(method_not_allowed)),
-    )
-    // A scope with a static prefix: requests for module routes skip it with one comparison.
-    .service(
-        web::scope("/api/v1/modules")
-            // Before /{name}: "graph" is a reserved name, never a module's.
-            .service(
-                web::resource("/graph")
-                    .route(web::get().to(graph))
-                    .default_service(web::to(admin_method_not_allowed)),
-            )
-            .service(
-                web::resource("/graph.svg")
-                    .route(web::get().to(graph_svg))
-                    .default_service(web::to(admin_method_not_allowed)),
-            )
-            .service(
-                web::resource("")
-                    .route(web::get().to(list))
-                    .default_service(web::to(admin_method_not_allowed)),
-            )
-            .service(
-                web::resource("/{name}")
-                    .route(web::get().to(get))
-                    .default_service(web::to(admin_method_not_allowed)),
-            )
-            .service(web::resource("/{name}/{action}").to(action))
-            .default_service(web::to(admin_not_found)),
-    );
-}
-
-/// The admin token, kept as its SHA-256 so comparisons take the same time whatever the input.
-pub struct AdminToken([u8; 32]);
-
-impl AdminToken {
-    pub fn new(token: &str) -> AdminToken {
-        AdminToken(Sha256::digest(token.as_bytes()).into())
-    }
-
-    fn accepts(&self, header: Option<&str>) -> bool {
-        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-        given.ct_eq(&self.0).into()
-    }
-}
-
-/// Proof that the request carries the admin token; an extractor, so a handler cannot forget it.
-pub struct Admin;
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Ready<Result<Admin, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let accepted = req
-            .app_data::<web::Data<AdminToken>>()
-            .is_some_and(|token| token.accepts(header));
-        ready(if accepted {
-            Ok(Admin)
-        } else {
-            Err(ApiError::unauthorized())
-        })
-    }
-}
+use crate::registry::{ModuleEntry, State};
+use crate::status::{self, ModuleObject};
 
 /// The hub's own health: it is up, and how many modules are in each state.
 #[derive(Serialize, ToSchema)]
@@ -160,7 +70,7 @@ pub enum ModuleAction {
     responses((status = 200, description = "The hub is up", body = HubHealth)))]
 pub(crate) async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
     let all = hub.registry().all();
-    let count = |state| all.values().filter(|e| e.state == state).count();
+    let count = |state| all.values().filter(|e| e.kind() == state).count();
     HttpResponse::Ok().json(HubHealth {
         status: "ok".to_owned(),
         modules: StateCounts {
@@ -178,13 +88,6 @@ pub(crate) async fn ping() -> HttpResponse {
     HttpResponse::Ok().json(json!({"pong": true}))
 }
 
-/// This document: the hub's routes and each running module's routes under its own tag.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "hub",
-    responses((status = 200, description = "An OpenAPI 3.1 document", body = Object)))]
-pub(crate) async fn openapi_json(hub: web::Data<Hub>) -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document(&hub))
-}
-
 /// Every module, by name.
 #[utoipa::path(get, path = "/api/v1/modules", tag = "modules", security(("admin_token" = [])),
     responses(
@@ -192,19 +95,20 @@ pub(crate) async fn openapi_json(hub: web::Data<Hub>) -> HttpResponse {
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
     ))]
 pub(crate) async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
-    let entries: Vec<_> = hub.registry().all().values().cloned().collect();
-    let objects: Vec<ModuleObject> = hub.describe(&entries).await;
+    let all = hub.registry().all();
+    let entries: Vec<_> = all.values().cloned().collect();
+    let objects: Vec<ModuleObject> = objects(&hub, &entries).await;
     HttpResponse::Ok().json(objects)
 }
 
 /// The dependency graph: every module, and an edge from each to what it needs.
 #[utoipa::path(get, path = "/api/v1/modules/graph", tag = "modules", security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Nodes and edges", body = crate::deps::GraphDocument),
+        (status = 200, description = "Nodes and edges", body = GraphDocument),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
     ))]
 pub(crate) async fn graph(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
-    HttpResponse::Ok().json(crate::deps::document(&hub.registry().all()))
+    HttpResponse::Ok().json(document(&hub.registry().all()))
 }
 
 /// The dependency graph as a picture: states coloured, unmet dependencies dashed red.
@@ -214,10 +118,10 @@ pub(crate) async fn graph(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
     ))]
 pub(crate) async fn graph_svg(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
-    let document = crate::deps::document(&hub.registry().all());
+    let document = document(&hub.registry().all());
     HttpResponse::Ok()
         .content_type("image/svg+xml")
-        .body(crate::deps::svg(&document))
+        .body(svg(&document))
 }
 
 /// One module.
@@ -291,15 +195,18 @@ pub(crate) async fn action(
     Ok(HttpResponse::Ok().json(one(&hub, entry).await))
 }
 
-async fn admin_not_found(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn admin_not_found(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     not_found(req).await
 }
 
-async fn admin_method_not_allowed(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn admin_method_not_allowed(
+    _: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     method_not_allowed(req).await
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::method_not_allowed(format!(
         "{} is not allowed on {}",
         req.method(),
@@ -310,41 +217,31 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
 /// `cargo xtask bench db`'s baseline: the customers module's lookup by primary key, run by the
 /// hub itself on the same pool, answered as the module answers it.
 #[cfg(feature = "bench-routes")]
-async fn bench_customer(hub: web::Data<Hub>, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
-    let fail = |e: String| ApiError::internal(e);
-    let client = hub
+pub(crate) async fn bench_customer(
+    hub: web::Data<Hub>,
+    id: web::Path<i32>,
+) -> Result<HttpResponse, ApiError> {
+    let sql = "SELECT id, name, email, created_at FROM customers_customers WHERE id = $1";
+    match hub
         .database()
-        .client(crate::db::Access::ReadOnly)
+        .bench_row(sql, id.into_inner())
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    let statement = client
-        .prepare_cached("SELECT id, name, email, created_at FROM customers_customers WHERE id = $1")
-        .await
-        .map_err(|e| fail(crate::db::describe(&e)))?;
-    let rows = client
-        .query(&statement, &[&id.into_inner()])
-        .await
-        .map_err(|e| fail(crate::db::describe(&e)))?;
-    match rows.first() {
-        Some(row) => Ok(HttpResponse::Ok().json(crate::db::convert::row(row).map_err(fail)?)),
+        .map_err(ApiError::internal)?
+    {
+        Some(row) => Ok(HttpResponse::Ok().json(row)),
         None => Err(ApiError::not_found("no customer")),
     }
 }
 
-/// Anything no route matched.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
+/// The module objects of `entries`, as the registry and the database have them now.
+async fn objects(hub: &Hub, entries: &[std::sync::Arc<ModuleEntry>]) -> Vec<ModuleObject> {
+    let all = hub.registry().all();
+    let timeout = hub.config().db_pool_timeout;
+    status::objects(entries, &all, hub.database(), timeout).await
 }
 
-async fn one(
-    hub: &Hub,
-    entry: std::sync::Arc<crate::registry::ModuleEntry>,
-) -> Option<ModuleObject> {
-    hub.describe(&[entry]).await.pop()
+async fn one(hub: &Hub, entry: std::sync::Arc<ModuleEntry>) -> Option<ModuleObject> {
+    objects(hub, &[entry]).await.pop()
 }
 
 fn valid_name(name: &str) -> Result<&str, ApiError> {
@@ -376,21 +273,5 @@ fn action_error(error: ActionError) -> ApiError {
             "invalid_manifest",
             e.to_string(),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_must_match_exactly() {
-        let token = AdminToken::new("s3cret");
-        assert!(token.accepts(Some("Bearer s3cret")));
-        assert!(!token.accepts(Some("Bearer s3cre")));
-        assert!(!token.accepts(Some("Bearer s3cret2")));
-        assert!(!token.accepts(Some("s3cret")));
-        assert!(!token.accepts(Some("Basic s3cret")));
-        assert!(!token.accepts(None));
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -47,10 +47,6 @@ impl ApiError {
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
     }
 
     pub fn status(&self) -> StatusCode {
@@ -147,14 +143,11 @@ impl ResponseError for ApiError {
     }
 }
 
-/// `error` followed by its causes, `: `-separated.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// Anything no route matched.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
 }

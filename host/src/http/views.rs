@@ -1,86 +1,26 @@
-//! HTML: the hub's own pages (home, errors) and the modules' views, rendered with minijinja
-//! inside the hub's layout (`templates/base.html`, whose navigation lists the running modules).
+//! HTML pages as HTTP answers: the hub's own (home, errors) and the modules' views, rendered by
+//! `templates` inside the hub's layout (`templates/base.html`, whose navigation lists the running
+//! modules), and a module's static files.
 //!
-//! A module's templates are compiled into its library and live in an environment of their own,
-//! built once per instance: `base.html` is the hub's layout, any other name is the module's
-//! (`index.html`, or `<module>/index.html`). Autoescaping is on for `.html`. The hub adds `hub`
-//! to every context: `hub.module` (`name`, `version`, `read_only`, `dry_run`), `hub.modules` (the
-//! running modules: `name`, `version`, `description`, `views`: whether it has a page at its root)
-//! and `hub.title`.
-
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+//! The hub adds `hub` to every context: `hub.module` (`name`, `version`, `read_only`,
+//! `dry_run`), `hub.modules` (the running modules: `name`, `version`, `description`, `views`:
+//! whether it has a page at its root) and `hub.title`.
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use minijinja::Environment;
 use serde_json::{Value, json};
 
-use crate::hub::Hub;
 use crate::instance::Instance;
-use crate::registry::State;
-
-const BASE: &str = include_str!("../../templates/base.html");
-const HOME: &str = include_str!("../../templates/home.html");
-const ERROR: &str = include_str!("../../templates/error.html");
-
-/// A module's templates and static files, by path.
-#[derive(Debug, Default, Clone)]
-pub struct ModuleAssets {
-    pub templates: HashMap<String, String>,
-    pub statics: HashMap<String, &'static [u8]>,
-}
-
-/// The environment of `module`'s templates; `Err` names the first template that does not parse.
-pub fn module_environment(
-    module: &str,
-    assets: &ModuleAssets,
-) -> Result<Environment<'static>, String> {
-    let templates = Arc::new(assets.templates.clone());
-    let prefix = format!("{module}/");
-    let mut env = Environment::new();
-    let lookup = templates.clone();
-    env.set_loader(move |name| {
-        if name == "base.html" {
-            return Ok(Some(BASE.to_owned()));
-        }
-        let local = name.strip_prefix(&prefix).unwrap_or(name);
-        Ok(lookup.get(local).cloned())
-    });
-    let mut names: Vec<&String> = templates.keys().collect();
-    names.sort();
-    for name in names {
-        env.get_template(name)
-            .map_err(|e| format!("template {name} does not parse: {}", one_line(&e)))?;
-    }
-    Ok(env)
-}
-
-fn host_environment() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in [
-            ("base.html", BASE),
-            ("home.html", HOME),
-            ("error.html", ERROR),
-        ] {
-            if let Err(e) = env.add_template(name, source) {
-                tracing::error!("the hub's template {name} does not parse: {e}");
-            }
-        }
-        env
-    })
-}
+use crate::lifecycle::Hub;
+use crate::templates;
 
 /// `hub` of a page's context.
 fn hub_context(hub: &Hub, module: Option<&Instance>) -> Value {
     let all = hub.registry().all();
     let modules: Vec<Value> = all
         .values()
-        .filter(|e| e.state == State::Running)
         .filter_map(|e| {
-            let instance = e.instance.as_ref()?;
+            let instance = e.instance()?;
             let views = instance.has_home_page();
             Some(json!({
                 "name": e.name,
@@ -92,7 +32,7 @@ fn hub_context(hub: &Hub, module: Option<&Instance>) -> Value {
         .collect();
     let current = module.map(|instance| {
         let entry = all.get(instance.name());
-        let safety = entry.and_then(|e| e.safety);
+        let safety = entry.and_then(|e| e.state.safety());
         json!({
             "name": instance.name(),
             "version": instance.info().version,
@@ -116,14 +56,11 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
 /// `GET /`: the running modules, with links to their views.
 pub fn home(hub: &Hub) -> HttpResponse {
     let context = json!({"hub": hub_context(hub, None)});
-    match host_environment()
-        .get_template("home.html")
-        .and_then(|t| t.render(context))
-    {
+    match templates::render_hub("home.html", context) {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => html(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("<h1>500</h1><p>{}</p>", escape(&e.to_string())),
+            format!("<h1>500</h1><p>{}</p>", escape(&e)),
         ),
     }
 }
@@ -143,10 +80,7 @@ pub fn error_page(
         "code": code,
         "message": message,
     });
-    match host_environment()
-        .get_template("error.html")
-        .and_then(|t| t.render(context))
-    {
+    match templates::render_hub("error.html", context) {
         Ok(body) => html(status, body),
         Err(_) => html(
             status,
@@ -177,13 +111,7 @@ pub fn page(
             }
             _ => Err("the context must be a JSON object".to_owned()),
         })
-        .and_then(|context| {
-            instance
-                .pages()
-                .get_template(template)
-                .and_then(|t| t.render(context))
-                .map_err(|e| one_line(&e))
-        });
+        .and_then(|context| instance.templates().render(template, context));
     match rendered {
         Ok(body) => html(status, body),
         Err(why) => {
@@ -214,11 +142,6 @@ pub fn static_file(instance: &Instance, path: &str) -> Option<HttpResponse> {
             .insert_header(("cache-control", "no-cache"))
             .body(bytes::Bytes::from_static(bytes)),
     )
-}
-
-/// A minijinja error with its cause and place, in one line.
-fn one_line(error: &minijinja::Error) -> String {
-    crate::error::with_causes(error).replace('\n', " ")
 }
 
 fn escape(text: &str) -> String {

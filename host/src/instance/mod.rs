@@ -1,8 +1,9 @@
-//! A running module instance as the hub sees it: its route table (matched with matchit), calls
-//! into its handlers and health check under a timeout with panics caught, and its shutdown hook,
-//! run once after its last request (when the last `Arc<Instance>` drops) or at hub exit.
+//! A running module instance as the hub sees it: its route table, calls into its handlers and
+//! health check under a timeout with panics caught, and its shutdown hook, run once after its
+//! last request (when the last `Arc<Instance>` drops) or at hub exit.
 
-use std::collections::BTreeMap;
+mod routes;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,20 +17,11 @@ use plugin_api::ffi::{FfiRequest, FfiResponse, ModuleBox};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+pub use self::routes::{RouteInfo, RouteMatch, RouteTable};
+use crate::assets::ModuleAssets;
 use crate::db::migrate::MigrationSpec;
 use crate::loader::LibraryInfo;
-use crate::views::ModuleAssets;
-/// Where a request's method and path lead within a module.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RouteMatch {
-    Found {
-        index: u32,
-        params: Vec<(String, String)>,
-    },
-    /// The path exists, with these methods only.
-    MethodNotAllowed(Vec<String>),
-    NotFound,
-}
+use crate::templates::ModuleTemplates;
 
 /// The last health report of a module.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -59,91 +51,45 @@ impl HealthReport {
     }
 }
 
-/// A route as the module object lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct RouteInfo {
-    pub method: String,
-    pub path: String,
-}
-
 /// One started module.
 pub struct Instance {
     name: String,
     info: LibraryInfo,
     object: ModuleBox,
-    router: matchit::Router<Vec<(String, u32)>>,
-    views: matchit::Router<Vec<(String, u32)>>,
-    routes: Vec<RouteInfo>,
+    routes: RouteTable,
     loaded_at: DateTime<Utc>,
     health: Mutex<Option<HealthReport>>,
     shutdown_started: AtomicBool,
     reaper: Reaper,
     migrations: Vec<MigrationSpec>,
     assets: ModuleAssets,
-    pages: minijinja::Environment<'static>,
+    templates: ModuleTemplates,
 }
+
+/// What a module library gave when its module was initialised.
+pub struct Started {
+    pub info: LibraryInfo,
+    pub object: ModuleBox,
+    pub migrations: Vec<MigrationSpec>,
+    pub assets: ModuleAssets,
+}
+
 impl Instance {
-    /// Wrap a freshly initialised module; `Err` when its route table is unusable.
-    pub fn new(
-        name: &str,
-        info: LibraryInfo,
-        object: ModuleBox,
-        migrations: Vec<MigrationSpec>,
-        assets: ModuleAssets,
-        reaper: Reaper,
-    ) -> Result<Instance, String> {
-        // (API, views): path → [(method, index)]
-        let mut by_path: [BTreeMap<String, Vec<(String, u32)>>; 2] = Default::default();
-        let mut routes = vec![RouteInfo {
-            method: "GET".to_owned(),
-            path: format!("/api/v1/{name}/health"),
-        }];
-        for (index, def) in object.routes().into_iter().enumerate() {
-            let method = def.method.as_str().to_ascii_uppercase();
-            let path = def.path.into_string();
-            let surface = if def.view { "view" } else { "route" };
-            if !def.view && method == "GET" && path == "/health" {
-                return Err("route GET /health is the hub's own (it calls the module's health hook): remove it from routes()".to_owned());
-            }
-            if def.view && (path == "/static" || path.starts_with("/static/")) {
-                return Err(format!(
-                    "view {method} {path} is the hub's: /static/… serves the module's static files"
-                ));
-            }
-            let methods = by_path[usize::from(def.view)]
-                .entry(path.clone())
-                .or_default();
-            if methods.iter().any(|(m, _)| *m == method) {
-                return Err(format!("{surface} {method} {path} is declared twice"));
-            }
-            let index = u32::try_from(index).map_err(|_| "too many routes".to_owned())?;
-            methods.push((method.clone(), index));
-            let mount = if def.view {
-                format!("/modules/{name}")
-            } else {
-                format!("/api/v1/{name}")
-            };
-            routes.push(RouteInfo {
-                method,
-                path: format!("{mount}{path}"),
-            });
-        }
-        let [api, views] = by_path.map(|paths| {
-            let mut router = matchit::Router::new();
-            for (path, methods) in paths {
-                router
-                    .insert(path.clone(), methods)
-                    .map_err(|e| format!("route {path} is invalid: {e}"))?;
-            }
-            Ok::<_, String>(router)
-        });
-        let pages = crate::views::module_environment(name, &assets)?;
+    /// Wrap a freshly initialised module; `Err` when its route table or its templates are
+    /// unusable.
+    pub fn new(name: &str, started: Started, reaper: Reaper) -> Result<Instance, String> {
+        let Started {
+            info,
+            object,
+            migrations,
+            assets,
+        } = started;
+        let routes = RouteTable::new(name, object.routes().into_iter().collect())?;
+        let templates = ModuleTemplates::new(name, &assets)?;
         Ok(Instance {
             name: name.to_owned(),
             info,
             object,
-            router: api?,
-            views: views?,
             routes,
             loaded_at: Utc::now(),
             health: Mutex::new(None),
@@ -151,7 +97,7 @@ impl Instance {
             reaper,
             migrations,
             assets,
-            pages,
+            templates,
         })
     }
 
@@ -163,8 +109,9 @@ impl Instance {
         &self.info
     }
 
+    /// Every route with its full path.
     pub fn routes(&self) -> &[RouteInfo] {
-        &self.routes
+        self.routes.listed()
     }
 
     /// The migrations this version declares.
@@ -178,12 +125,12 @@ impl Instance {
 
     /// Find the API handler for `method` and `path` (relative to `/api/v1/<name>`).
     pub fn route(&self, method: &str, path: &str) -> RouteMatch {
-        find(&self.router, method, path)
+        self.routes.route(method, path)
     }
 
     /// Find the view for `method` and `path` (relative to `/modules/<name>`).
     pub fn view(&self, method: &str, path: &str) -> RouteMatch {
-        find(&self.views, method, path)
+        self.routes.view(method, path)
     }
 
     /// Whether the module has a page at its root, for links to it.
@@ -197,29 +144,8 @@ impl Instance {
     }
 
     /// The module's templates, ready to render in the hub's layout.
-    pub fn pages(&self) -> &minijinja::Environment<'static> {
-        &self.pages
-    }
-}
-
-fn find(router: &matchit::Router<Vec<(String, u32)>>, method: &str, path: &str) -> RouteMatch {
-    {
-        let Ok(found) = router.at(path) else {
-            return RouteMatch::NotFound;
-        };
-        match found.value.iter().find(|(m, _)| m == method) {
-            Some((_, index)) => RouteMatch::Found {
-                index: *index,
-                params: found
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-            },
-            None => {
-                RouteMatch::MethodNotAllowed(found.value.iter().map(|(m, _)| m.clone()).collect())
-            }
-        }
+    pub fn templates(&self) -> &ModuleTemplates {
+        &self.templates
     }
 }
 

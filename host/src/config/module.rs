@@ -1,0 +1,213 @@
+//! A module's settings: the `MODULES__{NAME}__{KEY}` variables, and what a module runs with —
+//! its effective safety switches (manifest, default on, overridden by `MODULES__{NAME}__READ_ONLY`
+//! and `__DRY_RUN`) and its `config` (the manifest's, keys overridden by the environment).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use super::parse_bool;
+use crate::manifest::Manifest;
+
+/// A module setting that cannot be used; names the variable and says what it expects.
+#[derive(Debug, Clone, Error)]
+pub enum SettingsError {
+    #[error("{var}={value:?} is not a boolean: use true or false")]
+    NotABoolean { var: String, value: String },
+}
+
+/// Where an effective safety switch came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Default,
+    Manifest,
+    Environment,
+}
+
+/// The effective safety switches of a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Safety {
+    pub read_only: bool,
+    pub dry_run: bool,
+    pub source: SafetySources,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SafetySources {
+    pub read_only: Source,
+    pub dry_run: Source,
+}
+
+/// The `MODULES__{NAME}__{KEY}` variables, kept for lookup per module.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleEnv {
+    /// (lowercased module name, key as written, raw value)
+    entries: Vec<(String, String, String)>,
+}
+
+impl ModuleEnv {
+    pub(crate) fn from_vars(vars: &[(String, String)]) -> ModuleEnv {
+        let entries = vars
+            .iter()
+            .filter_map(|(var, value)| {
+                let rest = strip_prefix_ignore_case(var, "MODULES__")?;
+                let (name, key) = rest.split_once("__")?;
+                (!name.is_empty() && !key.is_empty())
+                    .then(|| (name.to_ascii_lowercase(), key.to_owned(), value.clone()))
+            })
+            .collect();
+        ModuleEnv { entries }
+    }
+
+    /// The variables set for module `name`, as (key as written, raw value); `name` matched
+    /// case-insensitively.
+    pub fn for_module<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// The effective safety switches: manifest (default on), overridden by
+/// `MODULES__{NAME}__READ_ONLY` / `__DRY_RUN`.
+pub fn resolve_safety(manifest: &Manifest, env: &ModuleEnv) -> Result<Safety, SettingsError> {
+    let from_manifest = |value: Option<bool>| match value {
+        Some(v) => (v, Source::Manifest),
+        None => (true, Source::Default),
+    };
+    let (mut read_only, mut read_only_source) = from_manifest(manifest.safety.read_only);
+    let (mut dry_run, mut dry_run_source) = from_manifest(manifest.safety.dry_run);
+    for (key, raw) in env.for_module(&manifest.name) {
+        let target = if key.eq_ignore_ascii_case("READ_ONLY") {
+            (&mut read_only, &mut read_only_source)
+        } else if key.eq_ignore_ascii_case("DRY_RUN") {
+            (&mut dry_run, &mut dry_run_source)
+        } else {
+            continue;
+        };
+        *target.0 = parse_bool(raw).ok_or_else(|| SettingsError::NotABoolean {
+            var: format!(
+                "MODULES__{}__{}",
+                manifest.name.to_ascii_uppercase(),
+                key.to_ascii_uppercase()
+            ),
+            value: raw.to_owned(),
+        })?;
+        *target.1 = Source::Environment;
+    }
+    Ok(Safety {
+        read_only,
+        dry_run,
+        source: SafetySources {
+            read_only: read_only_source,
+            dry_run: dry_run_source,
+        },
+    })
+}
+
+/// The manifest's `config`, with `MODULES__{NAME}__{KEY}` overriding keys (matched
+/// case-insensitively; a new key is lowercased). Values parse as JSON, else stay strings.
+pub fn resolve_config(manifest: &Manifest, env: &ModuleEnv) -> Map<String, Value> {
+    let mut config = manifest.config.clone();
+    for (key, raw) in env.for_module(&manifest.name) {
+        if key.eq_ignore_ascii_case("READ_ONLY") || key.eq_ignore_ascii_case("DRY_RUN") {
+            continue;
+        }
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        let existing = config.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
+        config.insert(existing.unwrap_or_else(|| key.to_ascii_lowercase()), value);
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn env(pairs: &[(&str, &str)]) -> ModuleEnv {
+        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap()
+            .module_env
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(Path::new("m/module.json"), "m", text).unwrap()
+    }
+
+    #[test]
+    fn safety_defaults_on_and_the_environment_overrides_the_manifest() {
+        let m = manifest(r#"{"name": "m", "version": "1.0.0", "safety": {"dry_run": false}}"#);
+        let s = resolve_safety(&m, &env(&[])).unwrap();
+        assert_eq!((s.read_only, s.dry_run), (true, false));
+        assert_eq!(
+            (s.source.read_only, s.source.dry_run),
+            (Source::Default, Source::Manifest)
+        );
+        let s = resolve_safety(&m, &env(&[("MODULES__M__READ_ONLY", "false")])).unwrap();
+        assert_eq!(
+            (s.read_only, s.source.read_only),
+            (false, Source::Environment)
+        );
+        assert_eq!(
+            resolve_safety(&m, &env(&[("MODULES__M__DRY_RUN", "perhaps")]))
+                .unwrap_err()
+                .to_string(),
+            "MODULES__M__DRY_RUN=\"perhaps\" is not a boolean: use true or false"
+        );
+    }
+
+    #[test]
+    fn config_overrides_match_keys_and_parse_json() {
+        let m =
+            manifest(r#"{"name": "m", "version": "1.0.0", "config": {"Greeting": "Hi", "n": 1}}"#);
+        let c = resolve_config(
+            &m,
+            &env(&[
+                ("MODULES__M__GREETING", "Hej"),
+                ("MODULES__M__N", "2"),
+                ("MODULES__M__NEW_KEY", "[1,2]"),
+                ("MODULES__M__READ_ONLY", "false"),
+            ]),
+        );
+        assert_eq!(
+            Value::Object(c),
+            serde_json::json!({"Greeting": "Hej", "n": 2, "new_key": [1, 2]})
+        );
+    }
+
+    #[test]
+    fn module_variables_match_names_case_insensitively() -> Result<(), crate::config::ConfigError> {
+        let config = Config::from_vars(vars(&[
+            ("MODULES__HELLO__GREETING", "Hej"),
+            ("modules__hello__Extra", "1"),
+            ("MODULES__OTHER__GREETING", "Hi"),
+            ("MODULES_DIR", "mods"),
+            ("MODULES____X", "ignored"),
+        ]))?;
+        let hello: Vec<_> = config.module_env.for_module("hello").collect();
+        assert_eq!(hello, vec![("GREETING", "Hej"), ("Extra", "1")]);
+        assert_eq!(config.modules_dir, std::path::PathBuf::from("mods"));
+        Ok(())
+    }
+}

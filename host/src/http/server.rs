@@ -1,0 +1,102 @@
+//! The HTTP server and the hub's run from start to stop: make the hub, reach the database,
+//! discover modules, start the watcher, serve until SIGINT/SIGTERM, then run the modules'
+//! shutdown hooks.
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use super::auth::AdminToken;
+use super::error::ApiError;
+use crate::config::Config;
+use crate::lifecycle::Hub;
+use crate::signals::Signals;
+use crate::{status, watcher};
+
+/// Run the hub on a runtime of its own until it stops.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(serve(config))
+}
+
+/// Run the hub until SIGINT/SIGTERM, then run module shutdown hooks and return.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let hub = Hub::new(config.clone())?;
+    let token = match &config.admin_token {
+        Some(token) => token.clone(),
+        None => {
+            let token = super::auth::random_token()?;
+            tracing::warn!("HUB_ADMIN_TOKEN is not set; the admin token of this run is {token}");
+            token
+        }
+    };
+    hub.prepare_database().await;
+    hub.discover().await;
+    if config.modules_enabled {
+        let report = status::startup_report(&config.modules_dir, &hub.registry().all());
+        tracing::info!("{report}");
+    } else {
+        tracing::info!("module system is off (MODULES_ENABLED=false)");
+    }
+    actix_web::rt::spawn(hub.clone().watch_database());
+    // Kept until the server stops: dropping it stops watching.
+    let _watch = if config.auto_reload && config.modules_enabled {
+        match watcher::start(hub.clone()) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} ({e}): changes apply only through POST /api/v1/modules/{{name}}/reload",
+                    config.modules_dir.display()
+                );
+                None
+            }
+        }
+    } else {
+        tracing::info!(
+            "MODULES_AUTO_RELOAD=false: file changes apply only through POST /api/v1/modules/{{name}}/reload"
+        );
+        None
+    };
+    let signals = Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
+    let data = web::Data::from(hub.clone());
+    let token = web::Data::new(AdminToken::new(&token));
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(token.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("invalid query string: {e}"),
+                )
+                .into()
+            }))
+            .configure(super::configure)
+            // Everything else: module routes, matched by the dispatcher without regexes.
+            .default_service(web::to(super::dispatch::catch_all))
+    })
+    // Signals are handled below: actix would stop at once on SIGINT.
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_grace.as_millis().div_ceil(1000).max(1) as u64);
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let server = server
+        .bind(config.bind)
+        .with_context(|| format!("cannot listen on HUB_BIND={}", config.bind))?;
+    for addr in server.addrs() {
+        tracing::info!("listening on http://{addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(signals.stop_on_signal(
+        async move { handle.stop(true).await },
+        config.shutdown_grace,
+    ));
+    server
+        .await
+        .context("the HTTP server stopped with an error")?;
+    tracing::info!("requests finished; running module shutdown hooks");
+    hub.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The hub's side of the ABI: the host object a module instance calls back into (logging,
+//! settings, the timer, the database gateway). Every method catches panics, so none crosses the
+//! boundary.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
+use async_ffi::{FfiFuture, FutureExt as _};
+use futures_util::FutureExt as _;
+use plugin_api::ffi::{HostObj, LogLevel};
+use serde_json::{Map, Value};
+
+use crate::db::Database;
+use crate::db::gateway::{self, Caller};
+
+/// The host object a module instance calls back into.
+pub(super) struct HostServices {
+    pub(super) caller: Caller,
+    pub(super) config: Map<String, Value>,
+    pub(super) database: Arc<Database>,
+}
+
+impl HostObj for HostServices {
+    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+        let (module, source, message) = (&self.caller.module, target.as_str(), message.as_str());
+        let _ = catch_unwind(AssertUnwindSafe(|| match level {
+            LogLevel::Error => tracing::error!(module = %module, source = %source, "{message}"),
+            LogLevel::Warn => tracing::warn!(module = %module, source = %source, "{message}"),
+            LogLevel::Info => tracing::info!(module = %module, source = %source, "{message}"),
+            LogLevel::Debug => tracing::debug!(module = %module, source = %source, "{message}"),
+            LogLevel::Trace => tracing::trace!(module = %module, source = %source, "{message}"),
+        }));
+    }
+
+    fn config(&self, key: RStr<'_>) -> ROption<RString> {
+        let found = catch_unwind(AssertUnwindSafe(|| {
+            let key = key.as_str();
+            self.config
+                .get(key)
+                .or_else(|| {
+                    self.config
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                        .map(|(_, v)| v)
+                })
+                .map(|v| v.to_string())
+        }));
+        match found {
+            Ok(Some(text)) => RSome(text.into()),
+            _ => RNone,
+        }
+    }
+
+    fn sleep(&self, millis: u64) -> FfiFuture<()> {
+        // The timer is created when first polled, on the hub's runtime.
+        async move { tokio::time::sleep(Duration::from_millis(millis)).await }.into_ffi()
+    }
+
+    fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>> {
+        let (database, caller) = (self.database.clone(), self.caller.clone());
+        async move {
+            let call = gateway::call(&database, &caller, request.as_str());
+            let answer = AssertUnwindSafe(call)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(r#"{"kind":"database","message":"the gateway panicked"}"#.to_owned())
+                });
+            match answer {
+                Ok(result) => RResult::ROk(result.into()),
+                Err(error) => RResult::RErr(error.into()),
+            }
+        }
+        .into_ffi()
+    }
+}

@@ -1,0 +1,260 @@
+//! The glue between an author's [`Module`] and the ABI of `ffi.rs`: `export_module!`, the root
+//! module's trampolines, and the adapter that turns a `Module` into a `ModuleObj`. This is the
+//! only file of plugin-api with `unsafe` or an `extern "C"` function body.
+//!
+//! Rules this file keeps (see `docs/architecture.md`):
+//! - A panic must never unwind across an `extern "C"` or `#[sabi_trait]` boundary: it aborts the
+//!   whole hub. Every function the hub calls wraps the author's code in `catch_unwind`, and every
+//!   future handed over is polled under `catch_unwind` too (`panic.rs`), so a panic becomes a
+//!   value (an error or a 500 response carrying the panic message).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::sabi_trait::prelude::TD_Opaque;
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use async_ffi::{FfiFuture, FutureExt as _};
+
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::ffi::{
+    FfiAsset, FfiHealth, FfiMigration, FfiRequest, FfiResponse, InitArgs, ModuleBox, ModuleInfo,
+    ModuleObj, ModuleObj_TO, PluginRoot, PluginRootRef, RouteDef,
+};
+use crate::http::{IntoResponse, Request};
+use crate::module::{Health, InitContext, Module};
+use crate::panic::{caught, panic_message, panicked};
+use crate::router::Router;
+
+/// Compile-time facts about a module crate, implemented by [`export_module!`](crate::export_module).
+#[doc(hidden)]
+pub trait ModuleMeta {
+    const CRATE_NAME: &'static str;
+    const VERSION: &'static str;
+}
+
+/// The symbol abi_stable looks up in a library (`abi_stable::library::ROOT_MODULE_LOADER_NAME`);
+/// a test keeps the two equal.
+#[cfg(test)]
+const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// Export `$module` (a type implementing [`Module`](crate::Module)) as this library's module.
+///
+/// Use it once, at the root of a `cdylib` crate:
+///
+/// ```
+/// # use plugin_api::{Error, InitContext, Module, Router};
+/// struct Items;
+/// impl Module for Items {
+///     fn init(_: &InitContext) -> Result<Self, Error> { Ok(Items) }
+///     fn routes(_: &mut Router<Self>) {}
+/// }
+/// plugin_api::export_module!(Items);
+/// ```
+#[macro_export]
+macro_rules! export_module {
+    ($module:ty) => {
+        impl $crate::__private::ModuleMeta for $module {
+            const CRATE_NAME: &'static str = ::core::env!("CARGO_CRATE_NAME");
+            const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");
+        }
+
+        /// The root module of this library, looked up by the hub when it loads the library.
+        // The name must equal `abi_stable::library::ROOT_MODULE_LOADER_NAME` (plugin-api tests it).
+        #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+        pub static __BMC_HUB_ROOT_MODULE: $crate::__private::LibHeader = {
+            extern "C" fn load() -> $crate::__private::RootModuleResult {
+                $crate::__private::__call_root_module_loader(
+                    $crate::__private::root_module::<$module>,
+                )
+            }
+            // SAFETY: `load` returns the `PluginRootRef` built by `root_module`, the type the
+            // header is declared with; abi_stable checks its layout when the hub loads it.
+            unsafe {
+                $crate::__private::LibHeader::from_constructor::<$crate::ffi::PluginRootRef>(
+                    load,
+                    $crate::__private::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+/// Build the root module of module type `M`. Called once per loaded copy of the library.
+#[doc(hidden)]
+pub fn root_module<M: Module + ModuleMeta>() -> PluginRootRef {
+    PluginRoot {
+        info: info::<M>,
+        init: init::<M>,
+        migrations: migrations::<M>,
+        assets: assets::<M>,
+    }
+    .leak_into_prefix()
+}
+
+extern "C" fn info<M: ModuleMeta>() -> ModuleInfo {
+    ModuleInfo {
+        name: M::CRATE_NAME.into(),
+        version: M::VERSION.into(),
+        api_version: crate::API_VERSION.into(),
+    }
+}
+
+extern "C" fn migrations<M: Module>() -> RResult<RVec<FfiMigration>, RString> {
+    match catch_unwind(M::migrations) {
+        Ok(list) => RResult::ROk(
+            list.iter()
+                .map(|m| FfiMigration {
+                    version: m.version,
+                    name: RStr::from_str(m.name),
+                    sql: RStr::from_str(m.sql),
+                })
+                .collect(),
+        ),
+        Err(panic) => {
+            RResult::RErr(format!("migrations() panicked: {}", panic_message(&*panic)).into())
+        }
+    }
+}
+
+extern "C" fn assets<M: Module>() -> RResult<RVec<FfiAsset>, RString> {
+    let collect = || {
+        let asset = |template: bool| {
+            move |a: &crate::Asset| FfiAsset {
+                template,
+                path: RStr::from_str(a.path),
+                bytes: RSlice::from_slice(a.bytes),
+            }
+        };
+        M::templates()
+            .iter()
+            .map(asset(true))
+            .chain(M::static_files().iter().map(asset(false)))
+            .collect::<RVec<_>>()
+    };
+    match catch_unwind(collect) {
+        Ok(list) => RResult::ROk(list),
+        Err(panic) => RResult::RErr(
+            format!(
+                "templates() or static_files() panicked: {}",
+                panic_message(&*panic)
+            )
+            .into(),
+        ),
+    }
+}
+
+extern "C" fn init<M: Module>(args: InitArgs) -> RResult<ModuleBox, RString> {
+    match catch_unwind(AssertUnwindSafe(|| init_inner::<M>(args))) {
+        Ok(Ok(module)) => RResult::ROk(module),
+        Ok(Err(reason)) => RResult::RErr(reason.into()),
+        Err(panic) => RResult::RErr(format!("init panicked: {}", panic_message(&*panic)).into()),
+    }
+}
+
+fn init_inner<M: Module>(args: InitArgs) -> Result<ModuleBox, String> {
+    let host = Arc::new(args.host);
+    crate::log::install(host.clone(), args.max_log_level);
+    let ctx = Ctx::new(args.module.to_string(), host, args.read_only, args.dry_run);
+    let module = M::init(&InitContext::new(ctx.clone()))
+        .map_err(|e| format!("init failed: {}", e.message()))?;
+    let mut router = Router::new();
+    M::routes(&mut router);
+    let adapter = Adapter {
+        module: Arc::new(module),
+        router,
+        ctx,
+    };
+    Ok(ModuleObj_TO::from_value(adapter, TD_Opaque))
+}
+
+/// Adapts an author's module to [`ModuleObj`].
+struct Adapter<M> {
+    module: Arc<M>,
+    router: Router<M>,
+    ctx: Ctx,
+}
+
+impl<M: Module> ModuleObj for Adapter<M> {
+    fn routes(&self) -> RVec<RouteDef> {
+        self.router
+            .routes()
+            .map(|(method, path, view)| RouteDef {
+                method: method.into(),
+                path: path.into(),
+                view,
+            })
+            .collect()
+    }
+
+    fn call(&self, route: u32, request: FfiRequest) -> FfiFuture<FfiResponse> {
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            let handler = self.router.handler(route as usize)?;
+            Some(handler(
+                self.module.clone(),
+                Request::new(request, self.ctx.clone()),
+            ))
+        }));
+        match started {
+            Ok(Some(fut)) => fut,
+            Ok(None) => {
+                let error = Error::internal(format!("the module has no route #{route}"));
+                std::future::ready(error.into_response().into_ffi()).into_ffi()
+            }
+            Err(panic) => std::future::ready(panicked(panic_message(&*panic))).into_ffi(),
+        }
+    }
+
+    fn health(&self) -> FfiFuture<FfiHealth> {
+        let module = self.module.clone();
+        let ctx = self.ctx.clone();
+        let started = catch_unwind(AssertUnwindSafe(|| M::health(module, ctx)));
+        async move {
+            let health = match started {
+                Ok(fut) => caught(fut)
+                    .await
+                    .unwrap_or_else(|m| Health::unhealthy(format!("health check panicked: {m}"))),
+                Err(panic) => {
+                    Health::unhealthy(format!("health check panicked: {}", panic_message(&*panic)))
+                }
+            };
+            FfiHealth {
+                status: health.status,
+                detail: health.detail.into(),
+            }
+        }
+        .into_ffi()
+    }
+
+    fn shutdown(&self) -> FfiFuture<()> {
+        let module = self.module.clone();
+        let name = self.ctx.module_name().to_owned();
+        let started = catch_unwind(AssertUnwindSafe(|| M::shutdown(module)));
+        async move {
+            let outcome = match started {
+                Ok(fut) => caught(fut).await,
+                Err(panic) => Err(panic_message(&*panic)),
+            };
+            if let Err(message) = outcome {
+                tracing::error!("module '{name}' panicked in its shutdown hook: {message}");
+            }
+        }
+        .into_ffi()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_symbol_is_the_one_abi_stable_looks_up() {
+        assert_eq!(
+            ROOT_MODULE_SYMBOL,
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+        let macro_source = include_str!("glue.rs");
+        assert!(macro_source.contains(&format!("export_name = \"{ROOT_MODULE_SYMBOL}\"")));
+    }
+}
