@@ -220,3 +220,19 @@ impl RootModule for PluginRootRef {
     // minor (0.x) or major version.
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
+
+/// The name under which the hub binary exports its allocator ([`HostAllocator`]), for modules to
+/// find with `dlsym` before their first allocation (see `glue.rs`). The version is in the name:
+/// a module that does not find it keeps the system allocator.
+pub const HOST_ALLOCATOR_SYMBOL: &std::ffi::CStr = c"bmc_hub_allocator_v1";
+
+/// The hub's allocator as a module calls it: every allocation a module makes (requests it
+/// builds, responses it hands over) comes from, and returns to, the hub's allocator.
+#[repr(C)]
+pub struct HostAllocator {
+    pub alloc: unsafe extern "C" fn(size: usize, align: usize) -> *mut u8,
+    pub alloc_zeroed: unsafe extern "C" fn(size: usize, align: usize) -> *mut u8,
+    pub dealloc: unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize),
+    pub realloc:
+        unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize, new_size: usize) -> *mut u8,
+}

@@ -2,14 +2,21 @@
 //! module's trampolines, and the adapter that turns a `Module` into a `ModuleObj`. This is the
 //! only file of plugin-api with `unsafe` or an `extern "C"` function body.
 //!
+//! It also holds the module's global allocator (`HubAllocator`, installed by `export_module!`):
+//! it forwards to the hub's allocator, found by name in the hub binary before the module's first
+//! allocation, so values that cross the boundary are made and freed by one allocator; a library
+//! loaded elsewhere (a test binary) keeps the system allocator.
+//!
 //! Rules this file keeps (see `docs/architecture.md`):
 //! - A panic must never unwind across an `extern "C"` or `#[sabi_trait]` boundary: it aborts the
 //!   whole hub. Every function the hub calls wraps the author's code in `catch_unwind`, and every
 //!   future handed over is polled under `catch_unwind` too (`panic.rs`), so a panic becomes a
 //!   value (an error or a 500 response carrying the panic message).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::prelude::TD_Opaque;
@@ -19,8 +26,9 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::ffi::{
-    FfiAsset, FfiHealth, FfiMigration, FfiRequest, FfiResponse, InitArgs, ModuleBox, ModuleInfo,
-    ModuleObj, ModuleObj_TO, PluginRoot, PluginRootRef, RouteDef,
+    FfiAsset, FfiHealth, FfiMigration, FfiRequest, FfiResponse, HOST_ALLOCATOR_SYMBOL,
+    HostAllocator, InitArgs, ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot,
+    PluginRootRef, RouteDef,
 };
 use crate::http::{IntoResponse, Request};
 use crate::module::{Health, InitContext, Module};
@@ -36,6 +44,110 @@ pub trait ModuleMeta {
 
 /// The symbol abi_stable looks up in a library (`abi_stable::library::ROOT_MODULE_LOADER_NAME`);
 /// a test keeps the two equal.
+/// A module's global allocator: the hub's, when the library runs in a hub (found once, before
+/// the first allocation, so every allocation of this copy of the library uses the same one), else
+/// the system allocator.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct HubAllocator;
+
+/// The allocator this copy of the library uses, once chosen.
+static CHOSEN: AtomicPtr<HostAllocator> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The system allocator behind the same table, for a library loaded outside a hub.
+static SYSTEM: HostAllocator = HostAllocator {
+    alloc: system_alloc,
+    alloc_zeroed: system_alloc_zeroed,
+    dealloc: system_dealloc,
+    realloc: system_realloc,
+};
+
+fn chosen() -> &'static HostAllocator {
+    let chosen = CHOSEN.load(Ordering::Acquire);
+    if !chosen.is_null() {
+        // SAFETY: CHOSEN only ever holds a pointer to a `'static` HostAllocator (the hub's
+        // exported one, or SYSTEM).
+        return unsafe { &*chosen };
+    }
+    let found = find_host_allocator();
+    let pick = if found.is_null() {
+        (&raw const SYSTEM).cast_mut()
+    } else {
+        found
+    };
+    // Two threads racing here find the same symbol: they store the same pointer.
+    CHOSEN.store(pick, Ordering::Release);
+    // SAFETY: as above.
+    unsafe { &*pick }
+}
+
+#[cfg(target_os = "linux")]
+fn find_host_allocator() -> *mut HostAllocator {
+    unsafe extern "C" {
+        fn dlsym(
+            handle: *mut std::ffi::c_void,
+            symbol: *const std::ffi::c_char,
+        ) -> *mut std::ffi::c_void;
+    }
+    // SAFETY: dlsym with RTLD_DEFAULT (a null handle on Linux) and a NUL-terminated name only
+    // looks the name up; the hub exports a `HostAllocator` under it, never another type.
+    unsafe { dlsym(std::ptr::null_mut(), HOST_ALLOCATOR_SYMBOL.as_ptr()) }.cast()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn find_host_allocator() -> *mut HostAllocator {
+    std::ptr::null_mut()
+}
+
+// SAFETY: every method forwards the caller's layout unchanged to one allocator, chosen once per
+// copy of the library, so memory is always freed by the allocator that made it.
+unsafe impl GlobalAlloc for HubAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is the allocator's.
+        unsafe { (chosen().alloc)(layout.size(), layout.align()) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        unsafe { (chosen().alloc_zeroed)(layout.size(), layout.align()) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by the same chosen allocator with `layout`.
+        unsafe { (chosen().dealloc)(ptr, layout.size(), layout.align()) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `dealloc`; `new_size` is the caller's.
+        unsafe { (chosen().realloc)(ptr, layout.size(), layout.align(), new_size) }
+    }
+}
+
+unsafe extern "C" fn system_alloc(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: size and align come from a valid Layout (see `HubAllocator`).
+    unsafe { System.alloc(Layout::from_size_align_unchecked(size, align)) }
+}
+
+unsafe extern "C" fn system_alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: as in `system_alloc`.
+    unsafe { System.alloc_zeroed(Layout::from_size_align_unchecked(size, align)) }
+}
+
+unsafe extern "C" fn system_dealloc(ptr: *mut u8, size: usize, align: usize) {
+    // SAFETY: as in `system_alloc`; `ptr` came from `System` with this layout.
+    unsafe { System.dealloc(ptr, Layout::from_size_align_unchecked(size, align)) }
+}
+
+unsafe extern "C" fn system_realloc(
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+    new: usize,
+) -> *mut u8 {
+    // SAFETY: as in `system_dealloc`.
+    unsafe { System.realloc(ptr, Layout::from_size_align_unchecked(size, align), new) }
+}
+
 #[cfg(test)]
 const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
@@ -55,6 +167,11 @@ const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 #[macro_export]
 macro_rules! export_module {
     ($module:ty) => {
+        /// Every allocation of this library goes to the hub's allocator (see plugin-api's glue).
+        #[global_allocator]
+        static __BMC_HUB_ALLOCATOR: $crate::__private::HubAllocator =
+            $crate::__private::HubAllocator;
+
         impl $crate::__private::ModuleMeta for $module {
             const CRATE_NAME: &'static str = ::core::env!("CARGO_CRATE_NAME");
             const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");

@@ -67,7 +67,7 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What [`export_module!`] expands to needs; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::glue::{ModuleMeta, root_module};
+    pub use crate::glue::{HubAllocator, ModuleMeta, root_module};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

@@ -1,35 +1,47 @@
 //! `cargo xtask bench`: performance numbers as ratios against a baseline measured in the same
-//! run, interleaved (A B A B …) and reported as medians.
+//! run, interleaved (A B A B …) and reported as medians, beside counts noise cannot move.
 //!
-//! - `dispatch`: the same trivial JSON handler served by a module through the ABI
-//!   (`GET /api/v1/hello/ping`) and by a route of the hub's own (`GET /ping`), in one release hub
-//!   process, driven by wrk over loopback.
+//! - `dispatch`: the same trivial JSON handler (`json!({"pong": true})`, serialized) served by a
+//!   module through the ABI (`GET /api/v1/hello/ping`) and by a route of the hub's own
+//!   (`GET /ping`), in one release hub process: instructions per request under callgrind (and
+//!   the functions the module route adds), then wrk over loopback, with the hub's CPU time per
+//!   request from `/proc`.
 //! - `db`: one row by primary key through the gateway against a host route running the same
 //!   query on the same pool.
 //! - `reload`: a module swapped 100 times under load (see `bench/reload.rs`).
 //! - `scale`: fifty modules in chains and diamonds, from spawn until all serve (`bench/scale.rs`).
 //! - `abi`: criterion: one handler call through the ABI against the same body called directly.
+//!
+//! `--against <checkout>` measures another build (a checkout of another commit, built with
+//! `cargo xtask build --release`) in the same run: `dispatch` counts and times both, `scale`
+//! interleaves both.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::build::{self, Profile, root, target_dir};
+use crate::build::{self, Profile, root};
 
+mod count;
+mod hub;
 mod reload;
 mod scale;
+
+pub use self::hub::{BenchHub, Build};
 
 /// Pairs of interleaved runs (at least 3: two cores shared with the load generator make one pair
 /// noise).
 const PAIRS: usize = 5;
 
+/// Pairs of the dispatch benchmark, whose CPU time per request is reported as a median.
+const DISPATCH_PAIRS: usize = 10;
+
 /// Which benchmark to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Which {
-    /// Module route vs native route over HTTP (wrk).
+    /// Module route vs native route: instructions per request (callgrind), CPU time per request
+    /// and throughput (wrk).
     Dispatch,
     /// One handler call through the ABI vs direct (criterion).
     Abi,
@@ -45,20 +57,34 @@ pub enum Which {
     All,
 }
 
-pub fn bench(which: Which, seconds: u64) -> anyhow::Result<()> {
+/// How a benchmark runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seconds per wrk run.
+    pub seconds: u64,
+    /// Another build to measure beside this one.
+    pub against: Option<PathBuf>,
+    /// Let callgrind simulate the caches too (misses per request).
+    pub cache_sim: bool,
+    /// Dispatch: only the counts, not the timed runs.
+    pub counted_only: bool,
+}
+
+pub fn bench(which: Which, options: &Options) -> anyhow::Result<()> {
     let profile = Profile::from_release(true);
     build::build_with(&profile, &["bench-routes"])?;
+    let against = options.against.as_deref().map(Build::other).transpose()?;
     if matches!(which, Which::Dispatch | Which::All) {
-        dispatch(seconds)?;
+        dispatch(options, against.as_ref())?;
     }
     if matches!(which, Which::Db | Which::All) {
-        db(seconds)?;
+        db(options.seconds)?;
     }
     if matches!(which, Which::Reload | Which::All) {
         reload::run(&profile)?;
     }
     if matches!(which, Which::Scale | Which::All) {
-        scale::run(&profile)?;
+        scale::run(&profile, against.as_ref())?;
     }
     if matches!(which, Which::Abi | Which::All) {
         abi()?;
@@ -66,110 +92,35 @@ pub fn bench(which: Which, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A release hub serving a temporary `MODULES_DIR` holding copies of the given example modules.
-pub struct BenchHub {
-    child: Child,
-    pub base: String,
-    _dir: tempfile::TempDir,
-    /// The hub's output lines, as they come.
-    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl BenchHub {
-    pub fn start(modules: &[&str], env: &[(&str, &str)]) -> anyhow::Result<BenchHub> {
-        let dir = tempfile::tempdir()?;
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins)?;
-        for module in modules {
-            let from = root().join("plugins").join(module);
-            let to = plugins.join(module);
-            std::fs::create_dir_all(&to)?;
-            let lib = format!(
-                "{}{module}{}",
-                std::env::consts::DLL_PREFIX,
-                std::env::consts::DLL_SUFFIX
-            );
-            for file in ["module.json", lib.as_str()] {
-                std::fs::copy(from.join(file), to.join(file))
-                    .with_context(|| format!("copy {}/{file}", from.display()))?;
-            }
-        }
-        BenchHub::start_in(dir, env)
-    }
-
-    /// A release hub on `dir/plugins`, prepared by the caller.
-    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<BenchHub> {
-        let plugins = dir.path().join("plugins");
-        let mut child = Command::new(target_dir().join("release").join("hub"))
-            .current_dir(dir.path())
-            .env("HUB_BIND", "127.0.0.1:0")
-            .env("HUB_ADMIN_TOKEN", "bench")
-            .env("MODULES_DIR", &plugins)
-            .env("RUST_LOG", "warn,host=info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("start the release hub")?;
-        let stdout = child.stdout.take().context("hub stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base = loop {
-            let Some(Ok(line)) = lines.next() else {
-                bail!("the hub exited before listening")
-            };
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split([' ', '"']).next().unwrap_or_default().to_owned();
-            }
-            if Instant::now() > deadline {
-                bail!("the hub did not start within 30 s");
-            }
-        };
-        // Keep draining the hub's output so it never blocks on a full pipe.
-        let kept: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-        let sink = kept.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Ok(mut sink) = sink.lock() {
-                    sink.push(line);
-                }
-            }
-        });
-        Ok(BenchHub {
-            child,
-            base,
-            _dir: dir,
-            lines: kept,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for BenchHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One wrk run: requests/s and latency percentiles.
+/// One wrk run: requests/s and latency percentiles, and how many requests it made.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    requests: f64,
+}
+
+/// Install wrk when it is missing and this is root (Debian), else say how.
+fn ensure_wrk() -> anyhow::Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    build::apt_install(&["wrk"]).context("wrk drives the HTTP benchmarks")
 }
 
 fn wrk(url: &str, seconds: u64, connections: u32) -> anyhow::Result<Run> {
+    ensure_wrk()?;
     let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", url])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
         .output()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot run wrk ({e}): install it with `apt-get install wrk` (Debian) and run the bench again")
-        })?;
+        .context("run wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!("wrk failed: {text}");
@@ -189,10 +140,17 @@ fn wrk(url: &str, seconds: u64, connections: u32) -> anyhow::Result<Run> {
             .with_context(|| format!("no {p} latency in wrk output:\n{text}"))?;
         parse_duration_us(line.trim_start().trim_start_matches(p).trim())
     };
+    // "  123456 requests in 5.00s, 12.34MB read"
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .with_context(|| format!("no request count in wrk output:\n{text}"))?;
     Ok(Run {
         rps,
         p50_us: percentile("50%")?,
         p99_us: percentile("99%")?,
+        requests,
     })
 }
 
@@ -226,12 +184,86 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn dispatch(seconds: u64) -> anyhow::Result<()> {
-    let hub = BenchHub::start(&["hello"], &[("HUB_WORKERS", "1")])?;
-    let module = format!("{}/api/v1/hello/ping", hub.base);
-    let native = format!("{}/ping", hub.base);
-    println!("dispatch: module {module} vs native {native}");
-    compare(&module, &native, seconds, 0.95)
+/// The routes the dispatch benchmark compares: the module's and the hub's own, answering the
+/// same JSON built the same way.
+const MODULE_PING: &str = "/api/v1/hello/ping";
+const NATIVE_PING: &str = "/ping";
+
+fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
+    println!("dispatch on {}", count::machine());
+    let mut builds = vec![("this build", Build::current())];
+    if let Some(other) = against {
+        builds.push(("--against", other.clone()));
+    }
+    // Counted: instructions per request, the same on every machine.
+    let mut counted = Vec::new();
+    for (label, build) in &builds {
+        let paths = [(NATIVE_PING, Vec::new()), (MODULE_PING, Vec::new())];
+        let out = count::out_dir(&format!("dispatch-{}", label.trim_start_matches('-')));
+        let counts = count::callgrind(build, &["hello"], &paths, options.cache_sim, &out)?;
+        counted.push((*label, counts));
+    }
+    println!();
+    println!("| build | route | instructions/request (callgrind) | from a run with no requests |");
+    println!("|---|---|---:|---:|");
+    for (label, counts) in &counted {
+        for (route, count) in [NATIVE_PING, MODULE_PING].iter().zip(counts) {
+            println!(
+                "| {label} | `GET {route}` | {:.0} | {:.0} |",
+                count.per_request, count.per_request_from_zero
+            );
+        }
+    }
+    for (label, counts) in &counted {
+        let (native, module) = (&counts[0], &counts[1]);
+        println!(
+            "\n{label}: module/native instructions per request {:.3} (target ≤ 1.06; module ≤ 23000: {})",
+            module.per_request / native.per_request,
+            if module.per_request <= 23_000.0 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        println!("what the module route adds, per request, by function (self cost):");
+        for (function, cost) in count::added(module, native, 20) {
+            println!("  {cost:>+8.1}  {function}");
+        }
+    }
+    if let [(_, this), (_, other)] = counted.as_slice() {
+        println!("\nthis build against --against, per request:");
+        for (i, route) in [NATIVE_PING, MODULE_PING].iter().enumerate() {
+            println!(
+                "  GET {route}: {:.0} vs {:.0} instructions ({:+.1} %)",
+                this[i].per_request,
+                other[i].per_request,
+                (this[i].per_request / other[i].per_request - 1.0) * 100.0
+            );
+        }
+        println!("functions that changed on the module route (this build − --against):");
+        for (function, cost) in count::added(&this[1], &other[1], 20) {
+            println!("  {cost:>+8.1}  {function}");
+        }
+    }
+    if options.counted_only {
+        return Ok(());
+    }
+    // Timed: throughput and CPU time per request, interleaved.
+    for (label, build) in &builds {
+        let hub = BenchHub::start_build(build, &["hello"], &[("HUB_WORKERS", "1")], &[])?;
+        let module = format!("{}{MODULE_PING}", hub.base);
+        let native = format!("{}{NATIVE_PING}", hub.base);
+        println!("\n{label}: module {module} vs native {native}");
+        compare(
+            &module,
+            &native,
+            options.seconds,
+            0.95,
+            DISPATCH_PAIRS,
+            Some(hub.pid()),
+        )?;
+    }
+    Ok(())
 }
 
 fn db(seconds: u64) -> anyhow::Result<()> {
@@ -255,20 +287,42 @@ fn db(seconds: u64) -> anyhow::Result<()> {
     println!(
         "db: module {module} (READ_ONLY on, through the gateway) vs native {native} (same query, same pool)"
     );
-    compare(&module, &native, seconds, 0.83)
+    compare(&module, &native, seconds, 0.83, PAIRS, None)
 }
 
-/// Interleaved wrk runs of `module` and `native`; the table of medians and the ratio.
-fn compare(module: &str, native: &str, seconds: u64, target: f64) -> anyhow::Result<()> {
+/// Interleaved wrk runs of `module` and `native` (`pairs` of them); the table of medians and the
+/// ratio. With the hub's `pid`, also its CPU time per request.
+fn compare(
+    module: &str,
+    native: &str,
+    seconds: u64,
+    target: f64,
+    pairs: usize,
+    pid: Option<u32>,
+) -> anyhow::Result<()> {
     println!("warming up…");
     wrk(module, 2, 32)?;
     wrk(native, 2, 32)?;
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for pair in 1..=PAIRS {
-        let ra = wrk(module, seconds, 32)?;
-        let rb = wrk(native, seconds, 32)?;
+    let (mut cpu_a, mut cpu_b) = (Vec::new(), Vec::new());
+    // The hub's CPU time per request during one wrk run.
+    let timed = |url: &str, cpu: &mut Vec<f64>| -> anyhow::Result<Run> {
+        let before = pid.map(count::cpu_micros).transpose()?;
+        let run = wrk(url, seconds, 32)?;
+        if let (Some(pid), Some(before)) = (pid, before) {
+            cpu.push((count::cpu_micros(pid)? - before) / run.requests);
+        }
+        Ok(run)
+    };
+    for pair in 1..=pairs {
+        let ra = timed(module, &mut cpu_a)?;
+        let rb = timed(native, &mut cpu_b)?;
+        let cpu = match (cpu_a.last(), cpu_b.last()) {
+            (Some(ca), Some(cb)) => format!(" | CPU µs/request module {ca:.2} native {cb:.2}"),
+            _ => String::new(),
+        };
         println!(
-            "pair {pair}: module {:>9.0} req/s p50 {:>6.0} µs p99 {:>6.0} µs | native {:>9.0} req/s p50 {:>6.0} µs p99 {:>6.0} µs | ratio {:.3}",
+            "pair {pair}: module {:>9.0} req/s p50 {:>6.0} µs p99 {:>6.0} µs | native {:>9.0} req/s p50 {:>6.0} µs p99 {:>6.0} µs | ratio {:.3}{cpu}",
             ra.rps,
             ra.p50_us,
             ra.p99_us,
@@ -313,8 +367,21 @@ fn compare(module: &str, native: &str, seconds: u64, target: f64) -> anyhow::Res
             .collect::<Vec<_>>(),
     );
     println!();
+    if !cpu_a.is_empty() {
+        let (ca, cb) = (median(&mut cpu_a.clone()), median(&mut cpu_b.clone()));
+        let per_pair = median(
+            &mut cpu_b
+                .iter()
+                .zip(&cpu_a)
+                .map(|(n, m)| n / m)
+                .collect::<Vec<_>>(),
+        );
+        println!(
+            "hub CPU time per request (utime + stime from /proc, median of {pairs}): module {ca:.2} µs, native {cb:.2} µs; native/module {per_pair:.3}"
+        );
+    }
     println!(
-        "module/native throughput: {ratio:.3} (median of per-pair ratios; ratio of medians {:.3}; target ≥ {target}: {}); {PAIRS} interleaved pairs of {seconds} s, wrk -t1 -c32, hub with 1 worker, {} cores",
+        "module/native throughput: {ratio:.3} (median of per-pair ratios; ratio of medians {:.3}; target ≥ {target}: {}); {pairs} interleaved pairs of {seconds} s, wrk -t1 -c32, hub with 1 worker, {} cores",
         ma / mb,
         if ratio >= target { "met" } else { "NOT met" },
         std::thread::available_parallelism()

@@ -194,3 +194,32 @@ pub fn build_with(profile: &Profile, features: &[&str]) -> anyhow::Result<Vec<Li
     }
     Ok(modules)
 }
+
+/// Install Debian `packages` with apt-get when running as root; otherwise fail with the exact
+/// command to run.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let list = packages.join(" ");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        bail!("{list} is missing: install it with `sudo apt-get install -y {list}` and run again");
+    }
+    eprintln!("xtask: installing {list} (apt-get)");
+    let install = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let mut args = vec!["install", "-y", "-q"];
+    args.extend(packages);
+    if install(&args) || (install(&["update", "-q"]) && install(&args)) {
+        return Ok(());
+    }
+    bail!("`apt-get install -y {list}` failed: run it by hand and run again")
+}

@@ -57,6 +57,16 @@ enum Command {
         /// Seconds per wrk run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Also measure another build in the same run: a checkout of another commit built with
+        /// `cargo xtask build --release` (dispatch and scale).
+        #[arg(long, value_name = "CHECKOUT")]
+        against: Option<std::path::PathBuf>,
+        /// Let callgrind simulate the caches (dispatch: misses per request; slower).
+        #[arg(long)]
+        cache_sim: bool,
+        /// Dispatch: only the counts (callgrind), not the timed runs.
+        #[arg(long)]
+        counted_only: bool,
     },
     /// Start a new module from plugins/_template: plugins/<name>, enabled, a workspace member.
     NewModule {
@@ -84,7 +94,21 @@ fn main() -> ExitCode {
         Command::NewModule { name, description } => {
             new_module::new_module(&name, description.as_deref())
         }
-        Command::Bench { which, seconds } => bench::bench(which, seconds),
+        Command::Bench {
+            which,
+            seconds,
+            against,
+            cache_sim,
+            counted_only,
+        } => bench::bench(
+            which,
+            &bench::Options {
+                seconds,
+                against,
+                cache_sim,
+                counted_only,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

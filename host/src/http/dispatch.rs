@@ -1,14 +1,23 @@
-//! The catch-all for module routes: `/api/v1/{module}` and `/api/v1/{module}/{tail}`. Looks the
-//! module up in the registry, matches the tail against its route table, and calls the handler
-//! under the request timeout. Also serves every module's `GET /api/v1/{module}/health`.
+//! The catch-all for module routes: `/api/v1/{module}` and `/api/v1/{module}/{tail}` (and the
+//! views under `/modules/{module}`). Looks the module up in the registry, matches the tail against
+//! its route table, and calls the handler under the request timeout. Also serves every module's
+//! `GET /api/v1/{module}/health`.
+//!
+//! This is the hot path of every module request, counted in instructions by `cargo xtask bench
+//! dispatch` (docs/PERFORMANCE.md). It is actix's default service as a plain service function (no
+//! extractors), reads a body only when the request has one, copies the headers without re-checking
+//! ASCII text, decodes percent-escapes only where there are some, converts the common response
+//! headers without parsing them, and keeps its future small (the timer of a slow call is boxed
+//! apart).
 
+use std::borrow::Cow;
 use std::sync::Arc;
-
 use std::task::Poll;
 
 use abi_stable::std_types::{RCowStr, ROption, RStr, RString, Tuple2};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use plugin_api::ffi::{FfiRequest, FfiResponse};
@@ -30,17 +39,32 @@ pub struct HealthBody {
     detail: String,
 }
 
-/// Everything the hub's own routes did not take: `/api/v1/{module}[/{tail}]` goes to the module
-/// (and `GET /api/v1/{module}/health` to its health check); anything else is 404. Matched by hand,
-/// not by actix patterns: those are regexes, tried one after another on every request.
-pub async fn catch_all(
-    req: HttpRequest,
-    payload: web::Payload,
-    hub: web::Data<Hub>,
+/// actix's default service: everything the hub's own routes did not take.
+pub async fn service(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    let (req, payload) = req.into_parts();
+    let response = match req.app_data::<web::Data<Hub>>() {
+        Some(hub) => catch_all(&req, payload, hub)
+            .await
+            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e)),
+        None => actix_web::ResponseError::error_response(&ApiError::internal(
+            "the hub is not registered with the server",
+        )),
+    };
+    Ok(ServiceResponse::new(req, response))
+}
+
+/// `/api/v1/{module}[/{tail}]` goes to the module (and `GET /api/v1/{module}/health` to its health
+/// check), `/modules/{module}[/{tail}]` to its views, `GET /` is the home page; anything else is
+/// 404. Matched by hand, not by actix patterns: those are regexes, tried one after another on
+/// every request.
+async fn catch_all(
+    req: &HttpRequest,
+    payload: Payload,
+    hub: &Hub,
 ) -> Result<HttpResponse, ApiError> {
     let raw = req.path();
     if raw == "/" && req.method() == actix_web::http::Method::GET {
-        return Ok(views::home(&hub));
+        return Ok(views::home(hub));
     }
     if let Some(rest) = raw.strip_prefix("/modules/") {
         let (module, path) = split_module(rest);
@@ -52,22 +76,22 @@ pub async fn catch_all(
                     .insert_header(("location", format!("/modules/{module}/")))
                     .finish());
             }
-            return Ok(module_view(&req, payload, &hub, &name, path).await);
+            return Ok(module_view(req, payload, hub, &name, path).await);
         }
     }
     let Some(rest) = raw.strip_prefix("/api/v1/") else {
-        return not_found(req).await;
+        return not_found(req.clone()).await;
     };
     let (module, path) = split_module(rest);
     let path = if path.is_empty() { "/" } else { path };
     let name = percent_decode(module);
     if name.is_empty() {
-        return not_found(req).await;
+        return not_found(req.clone()).await;
     }
     if path == "/health" && req.method() == actix_web::http::Method::GET {
-        return module_health(&hub, &name).await;
+        return module_health(hub, &name).await;
     }
-    module_api(&req, payload, &hub, &name, path).await
+    module_api(req, payload, hub, &name, path).await
 }
 
 /// `{module}` or `{module}/{tail}` → (module, `/tail` or empty); the module's path keeps its
@@ -104,7 +128,7 @@ pub(crate) async fn module_health(hub: &Hub, name: &str) -> Result<HttpResponse,
 /// A request for one of module `name`'s JSON API routes; `path` is relative to its mount point.
 async fn module_api(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: Payload,
     hub: &Hub,
     name: &str,
     path: &str,
@@ -144,7 +168,7 @@ fn no_route(name: &str, method: &str, path: &str) -> ApiError {
 /// error page (never JSON: a browser asked).
 async fn module_view(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: Payload,
     hub: &Hub,
     name: &str,
     path: &str,
@@ -229,7 +253,7 @@ async fn module_view(
 /// request timeout; a panic or a timeout as the error the client should see.
 async fn call_route(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: Payload,
     hub: &Hub,
     instance: &Instance,
     path: &str,
@@ -237,7 +261,11 @@ async fn call_route(
     params: Vec<(String, String)>,
 ) -> Result<FfiResponse, ApiError> {
     let (name, method) = (instance.name(), req.method().as_str());
-    let body = read_body(payload, hub.config().body_limit).await?;
+    let body = match payload {
+        // No body (a GET, or no Content-Length and no chunked encoding): nothing to read.
+        Payload::None => Vec::new(),
+        payload => read_body(payload, hub.config().body_limit).await?,
+    };
     let request = FfiRequest {
         method: static_method(req.method()),
         path: path.into(),
@@ -250,14 +278,12 @@ async fn call_route(
         body: body.into(),
     };
     let timeout = hub.config().request_timeout;
+    let call = instance.call(index, request);
     let span = tracing::debug_span!("module_call", module = %name);
-    let outcome = async {
-        // Most handlers answer on their first poll: only a call that has to wait gets a timer.
-        let mut call = std::pin::pin!(instance.call(index, request));
-        match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-            Poll::Ready(response) => Ok(response),
-            Poll::Pending => tokio::time::timeout(timeout, call).await,
-        }
+    let outcome = if span.is_disabled() {
+        answer_within(call, timeout).await
+    } else {
+        answer_within(call, timeout).instrument(span).await
     };
     let panicked = |message: &str| {
         ApiError::new(
@@ -266,7 +292,7 @@ async fn call_route(
             format!("module '{name}' panicked in {method} {path}: {message}"),
         )
     };
-    match outcome.instrument(span).await {
+    match outcome {
         Ok(Ok(FfiResponse {
             panic: ROption::RSome(message),
             ..
@@ -287,6 +313,18 @@ async fn call_route(
     }
 }
 
+/// Poll `call` once; most handlers answer on their first poll. Only a call that has to wait gets
+/// a timer, boxed, so that the common path's future stays small.
+async fn answer_within<F: std::future::Future + Unpin>(
+    mut call: F,
+    timeout: std::time::Duration,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut call).poll(cx))).await {
+        Poll::Ready(response) => Ok(response),
+        Poll::Pending => Box::pin(tokio::time::timeout(timeout, call)).await,
+    }
+}
+
 /// The instance serving module `name`, or the error a client should see.
 fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
     let entry = hub
@@ -300,7 +338,7 @@ fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
     }
 }
 
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
@@ -322,7 +360,8 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
     Ok(body)
 }
 
-/// The request's headers as `name: value` lines, one allocation for all of them.
+/// The request's headers as `name: value` lines, one allocation for all of them. Values are
+/// nearly always ASCII, which `from_utf8` checks a word at a time; others are converted lossily.
 fn header_lines(headers: &actix_web::http::header::HeaderMap) -> RString {
     let size = headers
         .iter()
@@ -332,7 +371,10 @@ fn header_lines(headers: &actix_web::http::header::HeaderMap) -> RString {
     for (name, value) in headers {
         lines.push_str(name.as_str());
         lines.push_str(": ");
-        lines.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => lines.push_str(text),
+            Err(_) => lines.push_str(&String::from_utf8_lossy(value.as_bytes())),
+        }
         lines.push('\n');
     }
     lines.into()
@@ -354,11 +396,16 @@ fn static_method(method: &actix_web::http::Method) -> RCowStr<'static> {
     RCowStr::Borrowed(RStr::from_str(known))
 }
 
-/// `%xx` sequences decoded; invalid UTF-8 replaced.
-fn percent_decode(text: &str) -> std::borrow::Cow<'_, str> {
+/// `%xx` sequences decoded; invalid UTF-8 replaced. Text without `%` is returned as it is.
+fn percent_decode(text: &str) -> Cow<'_, str> {
+    if !text.contains('%') {
+        return Cow::Borrowed(text);
+    }
     percent_encoding::percent_decode_str(text).decode_utf8_lossy()
 }
 
+/// The module's response as actix's: status, headers (the common ones without parsing), and the
+/// body where the module allocated it.
 fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         return actix_web::ResponseError::error_response(&ApiError::internal(format!(
@@ -366,22 +413,43 @@ fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
             response.status
         )));
     };
-    let mut builder = HttpResponse::build(status);
+    // The body stays where the module allocated it; no copy.
+    let mut http = HttpResponse::with_body(status, bytes::Bytes::from_owner(response.body));
+    let headers = http.headers_mut();
     for Tuple2(name, value) in response.headers {
-        let value = match &value {
-            // A module's static text lives as long as the hub (libraries are never unloaded).
-            RCowStr::Borrowed(text) => {
-                HeaderValue::from_maybe_shared(bytes::Bytes::from_static(text.as_str().as_bytes()))
-            }
-            RCowStr::Owned(text) => HeaderValue::from_str(text.as_str()),
-        };
-        match (HeaderName::from_bytes(name.as_bytes()), value) {
-            (Ok(name), Ok(value)) => {
-                builder.append_header((name, value));
-            }
+        match (header_name(&name), header_value(&value)) {
+            (Some(name), Some(value)) => headers.append(name, value),
             _ => tracing::warn!(module = %module, "dropped invalid response header {name:?}"),
         }
     }
-    // The body stays where the module allocated it; no copy.
-    builder.body(bytes::Bytes::from_owner(response.body))
+    http.map_into_boxed_body()
+}
+
+/// A response header's name; the common ones without parsing.
+fn header_name(name: &str) -> Option<HeaderName> {
+    match name {
+        "content-type" => Some(header::CONTENT_TYPE),
+        "location" => Some(header::LOCATION),
+        "cache-control" => Some(header::CACHE_CONTROL),
+        other => HeaderName::from_bytes(other.as_bytes()).ok(),
+    }
+}
+
+/// A response header's value; the common content types without checking them again.
+fn header_value(value: &RCowStr<'static>) -> Option<HeaderValue> {
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+    const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+    const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+    match value {
+        RCowStr::Borrowed(text) => match text.as_str() {
+            "application/json" => Some(JSON),
+            "text/html; charset=utf-8" => Some(HTML),
+            "text/plain; charset=utf-8" => Some(TEXT),
+            // A module's static text lives as long as the hub (libraries are never unloaded).
+            other => {
+                HeaderValue::from_maybe_shared(bytes::Bytes::from_static(other.as_bytes())).ok()
+            }
+        },
+        RCowStr::Owned(text) => HeaderValue::from_str(text.as_str()).ok(),
+    }
 }

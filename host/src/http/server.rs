@@ -72,7 +72,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }))
             .configure(super::configure)
             // Everything else: module routes, matched by the dispatcher without regexes.
-            .default_service(web::to(super::dispatch::catch_all))
+            .default_service(actix_web::dev::fn_service(super::dispatch::service))
     })
     // Signals are handled below: actix would stop at once on SIGINT.
     .disable_signals()

@@ -4,6 +4,7 @@
 
 mod routes;
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -150,13 +151,18 @@ impl Instance {
 }
 
 impl Instance {
-    /// Run handler `index`. `Err(message)` when it panicked past plugin-api's own guard.
-    pub async fn call(&self, index: u32, request: FfiRequest) -> Result<FfiResponse, String> {
+    /// Run handler `index`: a future of its response, `Err(message)` when it panicked past
+    /// plugin-api's own guard. `Unpin`, so the caller may poll it once in place and box it only
+    /// if it has to wait.
+    pub fn call(
+        &self,
+        index: u32,
+        request: FfiRequest,
+    ) -> impl Future<Output = Result<FfiResponse, String>> + Unpin + use<> {
         let fut = self.object.call(index, request);
         AssertUnwindSafe(fut)
             .catch_unwind()
-            .await
-            .map_err(|panic| panic_text(&*panic))
+            .map(|result| result.map_err(|panic| panic_text(&*panic)))
     }
 
     /// Run the health check, bounded by `timeout`; remember and return the report.

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
 use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::std_types::RString;
-use plugin_api::ffi::{HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
+use plugin_api::ffi::{HostAllocator, HostObj_TO, InitArgs, LogLevel, ModuleBox, PluginRootRef};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -184,6 +184,8 @@ impl Loader {
             Some(parent) => builder.tempdir_in(parent)?,
             None => builder.tempdir()?,
         };
+        // Keep the exported allocator in the binary (it is found by name only).
+        std::hint::black_box(&bmc_hub_allocator_v1);
         Ok(Loader {
             runtime_dir,
             opened: Mutex::new(HashMap::new()),
@@ -352,6 +354,50 @@ fn excerpt(text: &str, lines: usize) -> String {
         out.push_str(&format!("\n… ({} more lines)", all.len() - lines));
     }
     out
+}
+
+/// The hub's allocator, exported by name (`plugin_api::ffi::HOST_ALLOCATOR_SYMBOL`; `build.rs`
+/// puts it in the binary's dynamic symbol table) for modules to allocate with: values crossing the
+/// boundary are then made and freed by one allocator, the hub's.
+#[unsafe(no_mangle)]
+#[used]
+#[allow(non_upper_case_globals)]
+pub static bmc_hub_allocator_v1: HostAllocator = HostAllocator {
+    alloc: hub_alloc,
+    alloc_zeroed: hub_alloc_zeroed,
+    dealloc: hub_dealloc,
+    realloc: hub_realloc,
+};
+
+unsafe extern "C" fn hub_alloc(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: a module's GlobalAlloc passes the size and alignment of a valid Layout.
+    unsafe { std::alloc::alloc(std::alloc::Layout::from_size_align_unchecked(size, align)) }
+}
+
+unsafe extern "C" fn hub_alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: as in `hub_alloc`.
+    unsafe { std::alloc::alloc_zeroed(std::alloc::Layout::from_size_align_unchecked(size, align)) }
+}
+
+unsafe extern "C" fn hub_dealloc(ptr: *mut u8, size: usize, align: usize) {
+    // SAFETY: as in `hub_alloc`; `ptr` was allocated here with this layout.
+    unsafe {
+        std::alloc::dealloc(
+            ptr,
+            std::alloc::Layout::from_size_align_unchecked(size, align),
+        )
+    }
+}
+
+unsafe extern "C" fn hub_realloc(ptr: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
+    // SAFETY: as in `hub_dealloc`.
+    unsafe {
+        std::alloc::realloc(
+            ptr,
+            std::alloc::Layout::from_size_align_unchecked(size, align),
+            new,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! loader ignores) so that every reload maps a library the hub has not seen: the hub reuses the
 //! mapping of a file it already loaded, which would hide the cost.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufReader, Write as _};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use super::hub::read_response;
 use super::{BenchHub, median};
 use crate::build::{Profile, target_dir};
 
@@ -212,24 +213,10 @@ fn get_build(mut stream: TcpStream, addr: &str) -> anyhow::Result<(TcpStream, u8
     let request = format!("GET /api/v1/fx/build HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
+    let (status, body) = read_response(&mut reader)?;
     if !status.starts_with("HTTP/1.1 200") {
         bail!("status {status:?}");
     }
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().context("content-length")?;
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
     // {"build":"a"}
     let build = body.get(10).copied().context("short body")?;
     Ok((stream, build))

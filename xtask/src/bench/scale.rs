@@ -6,7 +6,9 @@
 //! base needing the previous group's tail, so the longest chain is forty dependencies deep. The
 //! names run against the dependency order (`m49` needs nothing), so the load order cannot come
 //! from sorting names. The same fifty without dependencies and a hub with no modules are
-//! measured in the same rounds, interleaved; the target is all fifty serving within 1 s.
+//! measured in the same rounds, interleaved; the target is all fifty serving within 1 s. With
+//! `--against`, the other build (its hub, and the fixture built in its checkout) runs the same
+//! layouts in the same rounds.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::{BenchHub, median};
+use super::{BenchHub, Build, median};
 use crate::build::{self, Profile};
 
 const MODULES: usize = 50;
@@ -29,53 +31,88 @@ enum Layout {
     Graph,
 }
 
-pub fn run(profile: &Profile) -> anyhow::Result<()> {
+pub fn run(profile: &Profile, against: Option<&Build>) -> anyhow::Result<()> {
     let libraries = build::libraries_under("host/tests/fixtures")?;
     let fixture = libraries
         .iter()
         .find(|l| l.lib == "fixture")
         .context("no fixture library under host/tests/fixtures")?;
     let built = build::build_variant(fixture, profile, Some("m"))?;
-    let library = std::fs::read(&built)?;
+    let mut builds = vec![("this build", Build::current(), std::fs::read(&built)?)];
+    if let Some(other) = against {
+        builds.push(("--against", other.clone(), other_fixture(other)?));
+    }
     let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
     let env = [("DATABASE_URL", url.as_str())];
 
     // Warm-up: applies the fifty migrations, so the measured starts find them applied.
-    let warm = start(Layout::Graph, &library, &env)?;
-    drop(warm);
+    for (_, build, library) in &builds {
+        drop(start(build, Layout::Graph, library, &env)?);
+    }
 
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let layouts = [Layout::Empty, Layout::Flat, Layout::Graph];
+    let mut times: Vec<[Vec<f64>; 3]> = builds.iter().map(|_| Default::default()).collect();
     for round in 1..=ROUNDS {
-        let mut row = Vec::new();
-        for (i, layout) in [Layout::Empty, Layout::Flat, Layout::Graph]
-            .into_iter()
-            .enumerate()
-        {
-            let started = Instant::now();
-            let hub = start(layout, &library, &env)?;
-            let elapsed = serve_all(&hub, layout, started)?;
-            times[i].push(elapsed);
-            row.push(format!("{elapsed:.1}"));
+        for ((label, build, library), times) in builds.iter().zip(times.iter_mut()) {
+            let mut row = Vec::new();
+            for (i, layout) in layouts.into_iter().enumerate() {
+                let started = Instant::now();
+                let hub = start(build, layout, library, &env)?;
+                let elapsed = serve_all(&hub, layout, started)?;
+                times[i].push(elapsed);
+                row.push(format!("{elapsed:.1}"));
+            }
+            println!(
+                "scale round {round} ({label}): empty {} ms, 50 flat {} ms, 50 in a graph {} ms",
+                row[0], row[1], row[2]
+            );
         }
+    }
+    let mut medians = Vec::new();
+    for ((label, _, _), times) in builds.iter().zip(times.iter_mut()) {
+        let [empty, flat, graph] = times.each_mut().map(|t| median(t));
+        println!("\nscale ({label}): from spawn until every module answers (median of {ROUNDS})");
+        println!("  hub without modules            {empty:>8.1} ms");
+        println!("  50 modules, no dependencies    {flat:>8.1} ms");
+        println!("  50 modules, chains + diamonds  {graph:>8.1} ms   (target ≤ 1000 ms)");
         println!(
-            "scale round {round}: empty {} ms, 50 flat {} ms, 50 in a graph {} ms",
-            row[0], row[1], row[2]
+            "  graph/flat {:.3}, per module {:.2} ms above the empty hub",
+            graph / flat,
+            (graph - empty) / MODULES as f64
+        );
+        if graph > 1000.0 {
+            println!("  ABOVE TARGET");
+        }
+        medians.push([empty, flat, graph]);
+    }
+    if let [this, other] = medians.as_slice() {
+        println!(
+            "\nthis build / --against (medians): empty {:.3}, flat {:.3}, graph {:.3}",
+            this[0] / other[0],
+            this[1] / other[1],
+            this[2] / other[2]
         );
     }
-    let [empty, flat, graph] = times.each_mut().map(|t| median(t));
-    println!("\nscale: from spawn until every module answers (median of {ROUNDS})");
-    println!("  hub without modules            {empty:>8.1} ms");
-    println!("  50 modules, no dependencies    {flat:>8.1} ms");
-    println!("  50 modules, chains + diamonds  {graph:>8.1} ms   (target ≤ 1000 ms)");
-    println!(
-        "  graph/flat {:.3}, per module {:.2} ms above the empty hub",
-        graph / flat,
-        (graph - empty) / MODULES as f64
-    );
-    if graph > 1000.0 {
-        println!("  ABOVE TARGET");
-    }
     Ok(())
+}
+
+/// The fixture library (build `m`) of another checkout, built there in release.
+fn other_fixture(other: &Build) -> anyhow::Result<Vec<u8>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    build::run_command(
+        std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "fixture-module"])
+            .current_dir(&other.checkout)
+            .env("HUB_FIXTURE_BUILD", "m")
+            .env_remove("CARGO_TARGET_DIR"),
+    )?;
+    let file = format!(
+        "{}fixture{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = other.checkout.join("target/release").join(file);
+    std::fs::read(&path).with_context(|| format!("read {}", path.display()))
 }
 
 fn name(i: usize) -> String {
@@ -102,7 +139,12 @@ fn needs(i: usize) -> Value {
         .into()
 }
 
-fn start(layout: Layout, library: &[u8], env: &[(&str, &str)]) -> anyhow::Result<BenchHub> {
+fn start(
+    build: &Build,
+    layout: Layout,
+    library: &[u8],
+    env: &[(&str, &str)],
+) -> anyhow::Result<BenchHub> {
     let dir = tempfile::tempdir()?;
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -115,7 +157,7 @@ fn start(layout: Layout, library: &[u8], env: &[(&str, &str)]) -> anyhow::Result
             install(&plugins.join(name(i)), &name(i), library, &manifest)?;
         }
     }
-    BenchHub::start_in(dir, env)
+    BenchHub::launch(&build.binary, dir, env, &[])
 }
 
 fn install(folder: &Path, name: &str, library: &[u8], manifest: &Value) -> anyhow::Result<()> {
