@@ -1,7 +1,7 @@
 //! One call of a trivial JSON handler through the ABI, against the same handler body called
-//! directly. The ABI path is what the hub does per request after routing: build the `FfiRequest`,
-//! cross into the module library (`ModuleObj::call`), convert to the author's `Request`, run the
-//! handler, convert the `Response` back and poll the `FfiFuture`.
+//! directly. The ABI path is what the hub does per request after routing: make the request object
+//! (`RequestObj`), cross into the module library (`ModuleObj::call`), wrap it as the author's
+//! `Request`, run the handler, convert the `Response` back and poll the `FfiFuture`.
 //!
 //! Run with `cargo xtask bench abi`, which builds `hello` in release mode and sets
 //! `HUB_BENCH_LIBRARY` to it.
@@ -12,12 +12,13 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use abi_stable::std_types::{RCowStr, RStr, RVec};
+use abi_stable::sabi_trait::prelude::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RSlice, RStr, RVec, Tuple2};
 use criterion::{Criterion, criterion_group, criterion_main};
 use host::config::Config;
 use host::db::Database;
 use host::loader::{InstanceArgs, LibraryFile, Loader};
-use plugin_api::ffi::FfiRequest;
+use plugin_api::ffi::{RequestBox, RequestObj, RequestObj_TO};
 use plugin_api::{IntoResponse, Json, LogLevel, json};
 
 /// Poll a future that completes without waiting (both paths do) to its end.
@@ -36,15 +37,35 @@ async fn ping_direct() -> plugin_api::Response {
     Json(json!({"pong": true})).into_response()
 }
 
-fn request() -> FfiRequest {
-    FfiRequest {
-        method: RCowStr::Borrowed(RStr::from_str("GET")),
-        path: "/ping".into(),
-        params: RVec::new(),
-        query: "".into(),
-        headers: "host: 127.0.0.1\n".into(),
-        body: RVec::new(),
+/// `GET /ping` with no header, parameter or body.
+struct Ping;
+
+impl RequestObj for Ping {
+    fn method(&self) -> RStr<'_> {
+        "GET".into()
     }
+    fn path(&self) -> RStr<'_> {
+        "/ping".into()
+    }
+    fn param(&self, _: RStr<'_>) -> ROption<RStr<'_>> {
+        RNone
+    }
+    fn query(&self) -> RStr<'_> {
+        "".into()
+    }
+    fn header(&self, _: RStr<'_>) -> ROption<RStr<'_>> {
+        RNone
+    }
+    fn headers(&self) -> RVec<Tuple2<RStr<'_>, RStr<'_>>> {
+        RVec::new()
+    }
+    fn body(&self) -> RSlice<'_, u8> {
+        RSlice::EMPTY
+    }
+}
+
+fn request() -> RequestBox {
+    RequestObj_TO::from_value(Ping, TD_Opaque)
 }
 
 fn handler_call(c: &mut Criterion) {

@@ -47,7 +47,7 @@ pub struct Manifest {
     /// of range.
     #[serde(default)]
     pub dependencies: BTreeMap<String, String>,
-    /// The plugin-api versions the module accepts, a semver range (`"^0.1"`); checked before the
+    /// The plugin-api versions the module accepts, a semver range (`"^0.2"`); checked before the
     /// library is opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_api: Option<String>,

@@ -38,20 +38,6 @@ pub struct RouteDef {
     pub view: bool,
 }
 
-/// A request as it crosses the boundary. `path` is relative to the module's mount point.
-#[repr(C)]
-#[derive(StableAbi, Debug)]
-pub struct FfiRequest {
-    /// Borrowed (static) for the standard methods.
-    pub method: RCowStr<'static>,
-    pub path: RString,
-    pub params: RVec<Tuple2<RString, RString>>,
-    pub query: RString,
-    /// Every header as a `name: value` line (names lowercase), in one allocation.
-    pub headers: RString,
-    pub body: RVec<u8>,
-}
-
 /// A response as it crosses the boundary.
 #[repr(C)]
 #[derive(StableAbi, Debug)]
@@ -61,12 +47,21 @@ pub struct FfiResponse {
     /// statics outlive every response): the common headers cross without a copy.
     pub headers: RVec<Tuple2<RCowStr<'static>, RCowStr<'static>>>,
     pub body: RVec<u8>,
-    /// Set when the handler panicked: the panic message. The hub then answers 500
-    /// `handler_panicked` naming the module, the route and this message.
-    pub panic: ROption<RString>,
-    /// Set by a view that asks the hub to render a template of the module with a JSON context;
-    /// `body` is then empty.
-    pub template: ROption<FfiTemplate>,
+    /// What few responses carry: a panic, a template to render. Boxed, because most responses
+    /// carry neither and a response is moved several times on its way out.
+    pub special: ROption<RBox<FfiSpecial>>,
+}
+
+/// The rare part of a response.
+#[repr(u8)]
+#[derive(StableAbi, Debug)]
+pub enum FfiSpecial {
+    /// The handler panicked, with this message. The hub answers 500 `handler_panicked` naming
+    /// the module, the route and the message.
+    Panic(RString),
+    /// A view asks the hub to render a template of the module with a JSON context; `body` is
+    /// then empty.
+    Template(FfiTemplate),
 }
 
 /// A template to render: its name among the module's templates and the context, as JSON.
@@ -163,6 +158,38 @@ mod objects {
     /// The host object as the module holds it.
     pub type HostBox = HostObj_TO<RBox<()>>;
 
+    /// A request routed to a module, as an object of the hub's: the module reads it through
+    /// these methods, so nothing is copied that the handler does not ask for (a handler that
+    /// never reads a header costs no header). Implemented by the hub; every method catches
+    /// panics on the hub's side.
+    #[sabi_trait]
+    pub trait RequestObj: Send + Sync + 'static {
+        /// The HTTP method, upper case.
+        fn method(&self) -> RStr<'_>;
+
+        /// The path relative to the module's mount point, as sent (percent-encoded).
+        fn path(&self) -> RStr<'_>;
+
+        /// The path parameter `name` of the matched route, percent-decoded.
+        fn param(&self, name: RStr<'_>) -> ROption<RStr<'_>>;
+
+        /// The query string, without `?`.
+        fn query(&self) -> RStr<'_>;
+
+        /// The first value of header `name` (case-insensitive), if it is UTF-8.
+        fn header(&self, name: RStr<'_>) -> ROption<RStr<'_>>;
+
+        /// Every header whose value is UTF-8, as (lowercase name, value).
+        fn headers(&self) -> RVec<Tuple2<RStr<'_>, RStr<'_>>>;
+
+        /// The body.
+        #[sabi(last_prefix_field)]
+        fn body(&self) -> RSlice<'_, u8>;
+    }
+
+    /// A request as the module holds it.
+    pub type RequestBox = RequestObj_TO<RBox<()>>;
+
     /// A module instance as the hub holds it. Implemented by plugin-api for every `Module`.
     #[sabi_trait]
     pub trait ModuleObj: Send + Sync + 'static {
@@ -170,7 +197,7 @@ mod objects {
         fn routes(&self) -> RVec<RouteDef>;
 
         /// Run the handler of route `route` on `request`.
-        fn call(&self, route: u32, request: FfiRequest) -> FfiFuture<FfiResponse>;
+        fn call(&self, route: u32, request: RequestBox) -> FfiFuture<FfiResponse>;
 
         /// Run the module's health check.
         fn health(&self) -> FfiFuture<FfiHealth>;

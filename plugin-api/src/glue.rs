@@ -26,9 +26,9 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::ffi::{
-    FfiAsset, FfiHealth, FfiMigration, FfiRequest, FfiResponse, HOST_ALLOCATOR_SYMBOL,
-    HostAllocator, InitArgs, ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot,
-    PluginRootRef, RouteDef,
+    FfiAsset, FfiHealth, FfiMigration, FfiResponse, HOST_ALLOCATOR_SYMBOL, HostAllocator, InitArgs,
+    ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot, PluginRootRef, RequestBox,
+    RouteDef,
 };
 use crate::http::{IntoResponse, Request};
 use crate::module::{Health, InitContext, Module};
@@ -305,7 +305,7 @@ impl<M: Module> ModuleObj for Adapter<M> {
             .collect()
     }
 
-    fn call(&self, route: u32, request: FfiRequest) -> FfiFuture<FfiResponse> {
+    fn call(&self, route: u32, request: RequestBox) -> FfiFuture<FfiResponse> {
         let started = catch_unwind(AssertUnwindSafe(|| {
             let handler = self.router.handler(route as usize)?;
             Some(handler(

@@ -9,42 +9,50 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use abi_stable::std_types::{RCowStr, ROption, RStr, RVec, Tuple2};
+use abi_stable::std_types::{RBox, RCowStr, ROption, RStr, RVec, Tuple2};
 
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::ffi::{FfiRequest, FfiResponse, FfiTemplate};
+use crate::ffi::{FfiResponse, FfiSpecial, FfiTemplate, RequestBox};
 
-/// An HTTP request routed to one of the module's handlers. It reads the hub's request in place:
-/// nothing is copied on the way in.
-#[derive(Debug)]
+/// An HTTP request routed to one of the module's handlers. It reads the hub's request through
+/// the ABI: nothing is copied on the way in.
 pub struct Request {
-    inner: FfiRequest,
+    inner: RequestBox,
     ctx: Ctx,
 }
 
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method())
+            .field("path", &self.path())
+            .field("query", &self.query_string())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Request {
-    pub(crate) fn new(inner: FfiRequest, ctx: Ctx) -> Request {
+    pub(crate) fn new(inner: RequestBox, ctx: Ctx) -> Request {
         Request { inner, ctx }
     }
 
     /// The HTTP method, upper case.
     pub fn method(&self) -> &str {
-        &self.inner.method
+        self.inner.method().as_str()
     }
 
     /// The path relative to the module's mount point, e.g. `/items/42`.
     pub fn path(&self) -> &str {
-        &self.inner.path
+        self.inner.path().as_str()
     }
 
     /// The path parameter `name` (`{name}` in the route), percent-decoded.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.inner
-            .params
-            .iter()
-            .find(|Tuple2(k, _)| k == name)
-            .map(|Tuple2(_, v)| v.as_str())
+            .param(name.into())
+            .into_option()
+            .map(|v| v.as_str())
     }
 
     /// The path parameter `name` parsed as `T`; a 400 `bad_parameter` naming it otherwise.
@@ -67,38 +75,40 @@ impl Request {
 
     /// The raw query string, without `?`.
     pub fn query_string(&self) -> &str {
-        &self.inner.query
+        self.inner.query().as_str()
     }
 
     /// The query string deserialized into `T`; a 400 `bad_query` otherwise.
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_urlencoded::from_str(&self.inner.query)
+        serde_urlencoded::from_str(self.query_string())
             .map_err(|e| Error::new(400, "bad_query", format!("invalid query string: {e}")))
     }
 
-    /// The first header called `name` (case-insensitive).
+    /// The first header called `name` (case-insensitive); `None` also when its value is not
+    /// UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.inner
+            .header(name.into())
+            .into_option()
+            .map(|v| v.as_str())
     }
 
-    /// Every header as (lowercase name, value), in the order received.
+    /// Every header whose value is UTF-8, as (lowercase name, value), in no particular order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.inner
-            .headers
-            .lines()
-            .filter_map(|line| line.split_once(": "))
+            .headers()
+            .into_iter()
+            .map(|Tuple2(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The raw body.
     pub fn body(&self) -> &[u8] {
-        &self.inner.body
+        self.inner.body().as_slice()
     }
 
     /// The body deserialized from JSON into `T`; a 400 `invalid_json` saying why otherwise.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.inner.body).map_err(|e| {
+        serde_json::from_slice(self.body()).map_err(|e| {
             Error::new(
                 400,
                 "invalid_json",
@@ -110,7 +120,7 @@ impl Request {
     /// The body of a submitted HTML form (`application/x-www-form-urlencoded`) deserialized
     /// into `T`; a 400 `bad_form` saying why otherwise.
     pub fn form<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_urlencoded::from_bytes(&self.inner.body)
+        serde_urlencoded::from_bytes(self.body())
             .map_err(|e| Error::new(400, "bad_form", format!("the form is invalid: {e}")))
     }
 
@@ -199,12 +209,13 @@ impl Response {
             status: self.status,
             headers: self.headers,
             body: self.body.into(),
-            panic: ROption::RNone,
-            template: match self.template {
-                Some((name, context)) => ROption::RSome(FfiTemplate {
-                    name: name.into(),
-                    context: context.to_string().into(),
-                }),
+            special: match self.template {
+                Some((name, context)) => {
+                    ROption::RSome(RBox::new(FfiSpecial::Template(FfiTemplate {
+                        name: name.into(),
+                        context: context.to_string().into(),
+                    })))
+                }
                 None => ROption::RNone,
             },
         }

@@ -35,7 +35,7 @@
 //! - `panic`, `error`, `ctx`: panics as values; the one error shape; the module's context and
 //!   its calls into the hub.
 //! - `http`, `router`, `module`, `db`, `log`: what an author writes against. `http` reads the
-//!   hub's request in place (it wraps `ffi::FfiRequest`) and hands the response over as an
+//!   hub's request through its object (`ffi::RequestObj`) and hands the response over as an
 //!   `ffi::FfiResponse`.
 //! - `glue`: `export_module!`, the root module's trampolines and the adapter from `Module` to the
 //!   ABI; the only file with `unsafe`.

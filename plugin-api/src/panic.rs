@@ -6,9 +6,9 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Poll;
 
-use abi_stable::std_types::{ROption, RVec};
+use abi_stable::std_types::{RBox, ROption, RVec};
 
-use crate::ffi::FfiResponse;
+use crate::ffi::{FfiResponse, FfiSpecial};
 
 /// Poll `fut` to completion, turning a panic while polling into `Err(message)`.
 pub(crate) async fn caught<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
@@ -29,8 +29,7 @@ pub(crate) fn panicked(message: String) -> FfiResponse {
         status: 500,
         headers: RVec::new(),
         body: RVec::new(),
-        panic: ROption::RSome(message.into()),
-        template: ROption::RNone,
+        special: ROption::RSome(RBox::new(FfiSpecial::Panic(message.into()))),
     }
 }
 

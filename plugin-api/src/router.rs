@@ -4,11 +4,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use async_ffi::{FfiFuture, FutureExt as _};
 
 use crate::ffi::FfiResponse;
 use crate::http::{IntoResponse, Request};
-use crate::panic::{caught, panicked};
+use crate::panic::{panic_message, panicked};
 
 /// The routes of a module, each an HTTP method, a path pattern and an async handler: JSON API
 /// routes (`get`, `post`, …, mounted under `/api/v1/<name>`) and HTML views (`page`, `form`,
@@ -170,13 +173,33 @@ where
     R: IntoResponse,
 {
     Box::new(move |module, request| {
-        let fut = handler(module, request);
-        async move {
-            match caught(fut).await {
-                Ok(output) => output.into_response().into_ffi(),
-                Err(message) => panicked(message),
-            }
+        Guarded {
+            handler: handler(module, request),
         }
         .into_ffi()
     })
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future, each poll guarded: a panic becomes the [`panicked`] response, the
+    /// output an [`FfiResponse`]. One struct, not async blocks around the author's future, so it
+    /// is moved once on its way into the hub's hands.
+    struct Guarded<F> {
+        #[pin]
+        handler: F,
+    }
+}
+
+impl<F: Future<Output = R>, R: IntoResponse> Future for Guarded<F> {
+    type Output = FfiResponse;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<FfiResponse> {
+        let handler = self.project().handler;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler
+                .poll(cx)
+                .map(|output| output.into_response().into_ffi())
+        }));
+        polled.unwrap_or_else(|panic| Poll::Ready(panicked(panic_message(&*panic))))
+    }
 }

@@ -11,21 +11,23 @@
 //! apart).
 
 use std::borrow::Cow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use abi_stable::std_types::{RCowStr, ROption, RStr, RString, Tuple2};
+use abi_stable::std_types::{RCowStr, ROption, Tuple2};
+use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
-use plugin_api::ffi::{FfiRequest, FfiResponse};
+use plugin_api::ffi::{FfiResponse, FfiSpecial};
 use serde::Serialize;
-use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, not_found};
+use super::request::ModuleRequest;
 use super::views;
 use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
@@ -39,11 +41,22 @@ pub struct HealthBody {
     detail: String,
 }
 
+/// What a module call takes from actix's request besides the request itself: its body and its
+/// headers (taken out of the request's head: after routing nothing else reads them).
+struct Parts {
+    payload: Payload,
+    headers: HeaderMap,
+}
+
 /// actix's default service: everything the hub's own routes did not take.
-pub async fn service(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
-    let (req, payload) = req.into_parts();
+pub async fn service(mut req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    let parts = Parts {
+        headers: std::mem::take(&mut req.head_mut().headers),
+        payload: req.take_payload(),
+    };
+    let (req, _) = req.into_parts();
     let response = match req.app_data::<web::Data<Hub>>() {
-        Some(hub) => catch_all(&req, payload, hub)
+        Some(hub) => catch_all(&req, parts, hub)
             .await
             .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e)),
         None => actix_web::ResponseError::error_response(&ApiError::internal(
@@ -57,11 +70,7 @@ pub async fn service(req: ServiceRequest) -> Result<ServiceResponse, actix_web::
 /// check), `/modules/{module}[/{tail}]` to its views, `GET /` is the home page; anything else is
 /// 404. Matched by hand, not by actix patterns: those are regexes, tried one after another on
 /// every request.
-async fn catch_all(
-    req: &HttpRequest,
-    payload: Payload,
-    hub: &Hub,
-) -> Result<HttpResponse, ApiError> {
+async fn catch_all(req: &HttpRequest, parts: Parts, hub: &Hub) -> Result<HttpResponse, ApiError> {
     let raw = req.path();
     if raw == "/" && req.method() == actix_web::http::Method::GET {
         return Ok(views::home(hub));
@@ -76,7 +85,7 @@ async fn catch_all(
                     .insert_header(("location", format!("/modules/{module}/")))
                     .finish());
             }
-            return Ok(module_view(req, payload, hub, &name, path).await);
+            return Ok(module_view(req, parts, hub, &name, path).await);
         }
     }
     let Some(rest) = raw.strip_prefix("/api/v1/") else {
@@ -91,14 +100,15 @@ async fn catch_all(
     if path == "/health" && req.method() == actix_web::http::Method::GET {
         return module_health(hub, &name).await;
     }
-    module_api(req, payload, hub, &name, path).await
+    module_api(req, parts, hub, &name, path).await
 }
 
 /// `{module}` or `{module}/{tail}` → (module, `/tail` or empty); the module's path keeps its
 /// slash.
 fn split_module(rest: &str) -> (&str, &str) {
-    match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
+    // A byte search: names are short, and a `char` searcher costs more than the whole scan.
+    match rest.bytes().position(|b| b == b'/') {
+        Some(slash) => rest.split_at(slash),
         None => (rest, ""),
     }
 }
@@ -128,7 +138,7 @@ pub(crate) async fn module_health(hub: &Hub, name: &str) -> Result<HttpResponse,
 /// A request for one of module `name`'s JSON API routes; `path` is relative to its mount point.
 async fn module_api(
     req: &HttpRequest,
-    payload: Payload,
+    parts: Parts,
     hub: &Hub,
     name: &str,
     path: &str,
@@ -152,7 +162,7 @@ async fn module_api(
             return Ok(response);
         }
     };
-    let response = call_route(req, payload, hub, &instance, path, index, params).await?;
+    let response = call_route(req, parts, hub, &instance, path, index, params).await?;
     Ok(into_http(name, response))
 }
 
@@ -168,7 +178,7 @@ fn no_route(name: &str, method: &str, path: &str) -> ApiError {
 /// error page (never JSON: a browser asked).
 async fn module_view(
     req: &HttpRequest,
-    payload: Payload,
+    parts: Parts,
     hub: &Hub,
     name: &str,
     path: &str,
@@ -207,12 +217,12 @@ async fn module_view(
             return page_of(error, Some(&instance));
         }
     };
-    let response = match call_route(req, payload, hub, &instance, path, index, params).await {
+    let response = match call_route(req, parts, hub, &instance, path, index, params).await {
         Ok(response) => response,
         Err(error) => return page_of(error, Some(&instance)),
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if let ROption::RSome(template) = &response.template {
+    if let ROption::RSome(FfiSpecial::Template(template)) = response.special.as_deref() {
         return views::page(
             hub,
             &instance,
@@ -253,7 +263,7 @@ async fn module_view(
 /// request timeout; a panic or a timeout as the error the client should see.
 async fn call_route(
     req: &HttpRequest,
-    payload: Payload,
+    parts: Parts,
     hub: &Hub,
     instance: &Instance,
     path: &str,
@@ -261,29 +271,35 @@ async fn call_route(
     params: Vec<(String, String)>,
 ) -> Result<FfiResponse, ApiError> {
     let (name, method) = (instance.name(), req.method().as_str());
-    let body = match payload {
+    let body = match parts.payload {
         // No body (a GET, or no Content-Length and no chunked encoding): nothing to read.
-        Payload::None => Vec::new(),
+        Payload::None => bytes::Bytes::new(),
         payload => read_body(payload, hub.config().body_limit).await?,
     };
-    let request = FfiRequest {
-        method: static_method(req.method()),
-        path: path.into(),
+    let request = ModuleRequest {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        path_from: suffix_at(req.path(), path),
         params: params
             .into_iter()
-            .map(|(k, v)| Tuple2(k.into(), percent_decode(&v).as_ref().into()))
+            .map(|(k, v)| {
+                let v = match percent_decode(&v) {
+                    Cow::Borrowed(_) => v,
+                    Cow::Owned(decoded) => decoded,
+                };
+                (k, v)
+            })
             .collect(),
-        query: req.query_string().into(),
-        headers: header_lines(req.headers()),
-        body: body.into(),
+        headers: parts.headers,
+        body,
     };
     let timeout = hub.config().request_timeout;
-    let call = instance.call(index, request);
-    let span = tracing::debug_span!("module_call", module = %name);
-    let outcome = if span.is_disabled() {
-        answer_within(call, timeout).await
-    } else {
-        answer_within(call, timeout).instrument(span).await
+    let mut call = instance.call(index, request.into_object());
+    // Most handlers answer on their first poll: only a call that has to wait gets a timer, boxed,
+    // so that the common path's future stays small.
+    let outcome = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
+        Poll::Ready(response) => Ok(response),
+        Poll::Pending => Box::pin(tokio::time::timeout(timeout, call)).await,
     };
     let panicked = |message: &str| {
         ApiError::new(
@@ -293,11 +309,10 @@ async fn call_route(
         )
     };
     match outcome {
-        Ok(Ok(FfiResponse {
-            panic: ROption::RSome(message),
-            ..
-        })) => Err(panicked(message.as_str())),
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => match response.special.as_deref() {
+            ROption::RSome(FfiSpecial::Panic(message)) => Err(panicked(message.as_str())),
+            _ => Ok(response),
+        },
         Ok(Err(panic)) => Err(panicked(&panic)),
         Err(_) => {
             tracing::warn!(module = %name, "{method} {path} cancelled after {} ms", timeout.as_millis());
@@ -313,33 +328,23 @@ async fn call_route(
     }
 }
 
-/// Poll `call` once; most handlers answer on their first poll. Only a call that has to wait gets
-/// a timer, boxed, so that the common path's future stays small.
-async fn answer_within<F: std::future::Future + Unpin>(
-    mut call: F,
-    timeout: std::time::Duration,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
-    match std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut call).poll(cx))).await {
-        Poll::Ready(response) => Ok(response),
-        Poll::Pending => Box::pin(tokio::time::timeout(timeout, call)).await,
-    }
-}
-
 /// The instance serving module `name`, or the error a client should see.
 fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
-    let entry = hub
-        .registry()
-        .get(name)
-        .ok_or_else(|| ApiError::module_not_found(name))?;
-    match &entry.state {
-        ModuleState::Running { instance, .. } => Ok(instance.clone()),
-        ModuleState::Failed { error, .. } => Err(ApiError::module_failed(name, &error.to_string())),
-        ModuleState::Disabled { .. } => Err(ApiError::module_not_running(name)),
-    }
+    hub.registry()
+        .with(name, |entry| match entry.map(|e| &e.state) {
+            Some(ModuleState::Running { instance, .. }) => Ok(instance.clone()),
+            Some(ModuleState::Failed { error, .. }) => {
+                Err(ApiError::module_failed(name, &error.to_string()))
+            }
+            Some(ModuleState::Disabled { .. }) => Err(ApiError::module_not_running(name)),
+            None => Err(ApiError::module_not_found(name)),
+        })
 }
 
-async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
+/// The body, within `limit`: one chunk as it came, several joined.
+async fn read_body(mut payload: Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let mut chunks: Vec<bytes::Bytes> = Vec::new();
+    let mut size = 0;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
@@ -348,52 +353,28 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiErr
                 format!("cannot read the request body: {e}"),
             )
         })?;
-        if body.len() + chunk.len() > limit {
+        size += chunk.len();
+        if size > limit {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("request body is larger than {limit} bytes (HUB_BODY_LIMIT_BYTES)"),
             ));
         }
-        body.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
-    Ok(body)
+    Ok(match chunks.len() {
+        0 => bytes::Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
+    })
 }
 
-/// The request's headers as `name: value` lines, one allocation for all of them. Values are
-/// nearly always ASCII, which `from_utf8` checks a word at a time; others are converted lossily.
-fn header_lines(headers: &actix_web::http::header::HeaderMap) -> RString {
-    let size = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 3)
-        .sum();
-    let mut lines = String::with_capacity(size);
-    for (name, value) in headers {
-        lines.push_str(name.as_str());
-        lines.push_str(": ");
-        match std::str::from_utf8(value.as_bytes()) {
-            Ok(text) => lines.push_str(text),
-            Err(_) => lines.push_str(&String::from_utf8_lossy(value.as_bytes())),
-        }
-        lines.push('\n');
-    }
-    lines.into()
-}
-
-/// The method as the module sees it; the standard ones without an allocation.
-fn static_method(method: &actix_web::http::Method) -> RCowStr<'static> {
-    use actix_web::http::Method;
-    let known = match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => return RCowStr::Owned(method.as_str().into()),
-    };
-    RCowStr::Borrowed(RStr::from_str(known))
+/// Where `part` starts in `whole`, when it is a slice of `whole`'s end (the module's path is cut
+/// from the request's path; its root `/` is not).
+fn suffix_at(whole: &str, part: &str) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (start + part.len() == whole.len()).then_some(start)
 }
 
 /// `%xx` sequences decoded; invalid UTF-8 replaced. Text without `%` is returned as it is.
@@ -414,7 +395,8 @@ fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
         )));
     };
     // The body stays where the module allocated it; no copy.
-    let mut http = HttpResponse::with_body(status, bytes::Bytes::from_owner(response.body));
+    let body = BoxBody::new(bytes::Bytes::from_owner(response.body));
+    let mut http = HttpResponse::with_body(status, body);
     let headers = http.headers_mut();
     for Tuple2(name, value) in response.headers {
         match (header_name(&name), header_value(&value)) {
@@ -422,7 +404,7 @@ fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
             _ => tracing::warn!(module = %module, "dropped invalid response header {name:?}"),
         }
     }
-    http.map_into_boxed_body()
+    http
 }
 
 /// A response header's name; the common ones without parsing.

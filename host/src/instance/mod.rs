@@ -14,7 +14,7 @@ use async_ffi::FfiFuture;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt as _;
 use plugin_api::HealthStatus;
-use plugin_api::ffi::{FfiRequest, FfiResponse, ModuleBox};
+use plugin_api::ffi::{FfiResponse, ModuleBox, RequestBox};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -154,15 +154,8 @@ impl Instance {
     /// Run handler `index`: a future of its response, `Err(message)` when it panicked past
     /// plugin-api's own guard. `Unpin`, so the caller may poll it once in place and box it only
     /// if it has to wait.
-    pub fn call(
-        &self,
-        index: u32,
-        request: FfiRequest,
-    ) -> impl Future<Output = Result<FfiResponse, String>> + Unpin + use<> {
-        let fut = self.object.call(index, request);
-        AssertUnwindSafe(fut)
-            .catch_unwind()
-            .map(|result| result.map_err(|panic| panic_text(&*panic)))
+    pub fn call(&self, index: u32, request: RequestBox) -> Call {
+        Call(self.object.call(index, request))
     }
 
     /// Run the health check, bounded by `timeout`; remember and return the report.
@@ -205,6 +198,26 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.begin_shutdown();
+    }
+}
+
+/// A call into a module's handler: its response, or the message of a panic that escaped
+/// plugin-api's own guard (each poll is guarded).
+pub struct Call(FfiFuture<FfiResponse>);
+
+impl Future for Call {
+    type Output = Result<FfiResponse, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| std::pin::Pin::new(fut).poll(cx))) {
+            Ok(std::task::Poll::Ready(response)) => std::task::Poll::Ready(Ok(response)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic_text(&*panic))),
+        }
     }
 }
 

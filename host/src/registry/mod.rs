@@ -69,6 +69,13 @@ impl Registry {
         self.modules.load().get(name).cloned()
     }
 
+    /// `read` of module `name`'s entry (`None` when unknown), without taking a reference to the
+    /// entry: the request path's lookup.
+    pub fn with<T>(&self, name: &str, read: impl FnOnce(Option<&ModuleEntry>) -> T) -> T {
+        let modules = self.modules.load();
+        read(modules.get(name).map(Arc::as_ref))
+    }
+
     /// Every entry, by name.
     pub fn all(&self) -> Snapshot {
         self.modules.load_full()

@@ -297,11 +297,17 @@ fn a_dependency_that_comes_later_starts_its_waiting_dependents() {
 fn a_hub_api_range_the_hub_does_not_meet_fails_the_module() {
     let hub = Setup::new()
         .fixture("future", json!({"hub_api": "^0.9"}))
-        .fixture("now", json!({"hub_api": "^0.1"}))
+        .fixture(
+            "now",
+            json!({"hub_api": format!("^{}", plugin_api::API_VERSION)}),
+        )
         .start();
     assert_eq!(
         error(&hub, "future"),
-        "module.json accepts plugin-api ^0.9 (hub_api), but this hub has plugin-api 0.1.0: rebuild the module against it and widen hub_api"
+        format!(
+            "module.json accepts plugin-api ^0.9 (hub_api), but this hub has plugin-api {}: rebuild the module against it and widen hub_api",
+            plugin_api::API_VERSION
+        )
     );
     assert_eq!(hub.module("now")["state"], "running");
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{Hub, Setup, lib_file};
+use crate::support::{Hub, Setup, api_versions, lib_file};
 
 /// `name` is `failed` with exactly `error`, its routes answer 503 saying so, and `hello` still
 /// serves.
@@ -220,9 +220,11 @@ fn a_library_built_against_another_plugin_api_fails_in_a_few_lines() {
         .join("incompat")
         .join(lib_file("incompat"));
     let hub = setup.start();
+    let (next, line) = api_versions();
     let error = format!(
-        "{} was built against plugin-api 0.2.0, but this hub has plugin-api 0.1.0: rebuild the module against plugin-api 0.1",
-        lib.display()
+        "{} was built against plugin-api {next}, but this hub has plugin-api {}: rebuild the module against plugin-api {line}",
+        lib.display(),
+        plugin_api::API_VERSION
     );
     assert_failed(&hub, "incompat", &error);
     let logs = hub.logs();

@@ -91,7 +91,7 @@ fn the_module_object_has_its_fields() {
         json!({"read_only": true, "dry_run": true, "source": {"read_only": "default", "dry_run": "default"}})
     );
     assert_eq!(module["library"], lib_file("hello"));
-    assert_eq!(module["api_version"], "0.1.0");
+    assert_eq!(module["api_version"], plugin_api::API_VERSION);
     assert_eq!(module["mapped_libraries"], 1);
     assert_eq!(module["reloads"], 0);
     assert_eq!(module["last_reload"], json!(null));

@@ -116,10 +116,14 @@ fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
     let fx = |config: Value| json!({"name": "fx", "version": "0.1.0", "enabled": true, "config": config});
 
     swap(&hub, "fx", "incompatible");
+    let (next, _) = crate::support::api_versions();
     last_reload_failed_with(
         &hub,
         "fx",
-        "was built against plugin-api 0.2.0, but this hub has plugin-api 0.1.0",
+        &format!(
+            "was built against plugin-api {next}, but this hub has plugin-api {}",
+            plugin_api::API_VERSION
+        ),
     );
     assert_eq!(build(&hub), "a");
 
