@@ -43,6 +43,8 @@ pub struct RouteDef {
 #[derive(StableAbi, Debug)]
 pub struct FfiResponse {
     pub status: u16,
+    /// `Content-Type`, apart from the other headers (nearly every response has one).
+    pub content_type: ROption<RCowStr<'static>>,
     /// Borrowed when the module wrote a `&'static str` (the library is never unloaded, so its
     /// statics outlive every response): the common headers cross without a copy.
     pub headers: RVec<Tuple2<RCowStr<'static>, RCowStr<'static>>>,

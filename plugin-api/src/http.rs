@@ -134,6 +134,9 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
+    /// `Content-Type`, apart from the other headers: nearly every response has one, and this
+    /// way it needs no allocation.
+    content_type: Option<Cow<'static, str>>,
     // Kept in the boundary's own type, so that handing the response over moves it.
     headers: RVec<Tuple2<RCowStr<'static>, RCowStr<'static>>>,
     body: Vec<u8>,
@@ -146,6 +149,7 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
+            content_type: None,
             headers: RVec::new(),
             body: Vec::new(),
             template: None,
@@ -179,8 +183,12 @@ impl Response {
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Response {
-        self.headers
-            .push(Tuple2(rcow(name.into()), rcow(value.into())));
+        let name = name.into();
+        if name.eq_ignore_ascii_case("content-type") {
+            self.content_type = Some(value.into());
+        } else {
+            self.headers.push(Tuple2(rcow(name), rcow(value.into())));
+        }
         self
     }
 
@@ -193,11 +201,17 @@ impl Response {
         self.status
     }
 
-    /// The headers as (name, value).
+    /// The headers as (name, value), `content-type` first.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .map(|Tuple2(k, v)| (k.as_ref(), v.as_ref()))
+        self.content_type
+            .as_deref()
+            .map(|v| ("content-type", v))
+            .into_iter()
+            .chain(
+                self.headers
+                    .iter()
+                    .map(|Tuple2(k, v)| (k.as_ref(), v.as_ref())),
+            )
     }
 
     pub fn body(&self) -> &[u8] {
@@ -207,6 +221,10 @@ impl Response {
     pub(crate) fn into_ffi(self) -> FfiResponse {
         FfiResponse {
             status: self.status,
+            content_type: match self.content_type {
+                Some(value) => ROption::RSome(rcow(value)),
+                None => ROption::RNone,
+            },
             headers: self.headers,
             body: self.body.into(),
             special: match self.template {

@@ -27,6 +27,7 @@ pub(crate) async fn caught<F: std::future::Future>(fut: F) -> Result<F::Output, 
 pub(crate) fn panicked(message: String) -> FfiResponse {
     FfiResponse {
         status: 500,
+        content_type: ROption::RNone,
         headers: RVec::new(),
         body: RVec::new(),
         special: ROption::RSome(RBox::new(FfiSpecial::Panic(message.into()))),

@@ -280,16 +280,7 @@ async fn call_route(
         method: req.method().clone(),
         uri: req.uri().clone(),
         path_from: suffix_at(req.path(), path),
-        params: params
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match percent_decode(&v) {
-                    Cow::Borrowed(_) => v,
-                    Cow::Owned(decoded) => decoded,
-                };
-                (k, v)
-            })
-            .collect(),
+        params: decoded(params),
         headers: parts.headers,
         body,
     };
@@ -370,6 +361,16 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<bytes::Bytes, A
     })
 }
 
+/// The path parameters with their values percent-decoded (in place: most have no `%`).
+fn decoded(mut params: Vec<(String, String)>) -> Vec<(String, String)> {
+    for (_, value) in &mut params {
+        if let Cow::Owned(decoded) = percent_decode(value) {
+            *value = decoded;
+        }
+    }
+    params
+}
+
 /// Where `part` starts in `whole`, when it is a slice of `whole`'s end (the module's path is cut
 /// from the request's path; its root `/` is not).
 fn suffix_at(whole: &str, part: &str) -> Option<usize> {
@@ -398,6 +399,12 @@ fn into_http(module: &str, response: FfiResponse) -> HttpResponse {
     let body = BoxBody::new(bytes::Bytes::from_owner(response.body));
     let mut http = HttpResponse::with_body(status, body);
     let headers = http.headers_mut();
+    if let ROption::RSome(value) = &response.content_type {
+        match header_value(value) {
+            Some(value) => drop(headers.insert(header::CONTENT_TYPE, value)),
+            None => tracing::warn!(module = %module, "dropped invalid content type {value:?}"),
+        }
+    }
     for Tuple2(name, value) in response.headers {
         match (header_name(&name), header_value(&value)) {
             (Some(name), Some(value)) => headers.append(name, value),

@@ -104,7 +104,10 @@ impl Guard for NotTheHubs {
         let Some(rest) = path.strip_prefix("/api/v1/") else {
             return true;
         };
-        let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
-        !HUB_API_SEGMENTS.contains(&&rest[..end])
+        let rest = rest.as_bytes();
+        !HUB_API_SEGMENTS.iter().any(|segment| {
+            rest.starts_with(segment.as_bytes())
+                && matches!(rest.get(segment.len()), None | Some(b'/'))
+        })
     }
 }

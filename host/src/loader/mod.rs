@@ -358,7 +358,9 @@ fn excerpt(text: &str, lines: usize) -> String {
 
 /// The hub's allocator, exported by name (`plugin_api::ffi::HOST_ALLOCATOR_SYMBOL`; `build.rs`
 /// puts it in the binary's dynamic symbol table) for modules to allocate with: values crossing the
-/// boundary are then made and freed by one allocator, the hub's.
+/// boundary are then made and freed by one allocator. It is mimalloc, called directly (the hub's
+/// global allocator is mimalloc too; a module's memory is only ever freed through this table, so
+/// the two need not be the same allocator, only each table consistent).
 #[unsafe(no_mangle)]
 #[used]
 #[allow(non_upper_case_globals)]
@@ -369,34 +371,47 @@ pub static bmc_hub_allocator_v1: HostAllocator = HostAllocator {
     realloc: hub_realloc,
 };
 
+/// mimalloc aligns every block to the smaller of 16 and its size: a request needing no more than
+/// that takes the plain (faster) path.
+fn plainly_aligned(size: usize, align: usize) -> bool {
+    align <= 16 && align <= size
+}
+
 unsafe extern "C" fn hub_alloc(size: usize, align: usize) -> *mut u8 {
-    // SAFETY: a module's GlobalAlloc passes the size and alignment of a valid Layout.
-    unsafe { std::alloc::alloc(std::alloc::Layout::from_size_align_unchecked(size, align)) }
+    // SAFETY: a module's GlobalAlloc passes the size and alignment of a valid Layout (size > 0).
+    unsafe {
+        if plainly_aligned(size, align) {
+            libmimalloc_sys::mi_malloc(size).cast()
+        } else {
+            libmimalloc_sys::mi_malloc_aligned(size, align).cast()
+        }
+    }
 }
 
 unsafe extern "C" fn hub_alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     // SAFETY: as in `hub_alloc`.
-    unsafe { std::alloc::alloc_zeroed(std::alloc::Layout::from_size_align_unchecked(size, align)) }
-}
-
-unsafe extern "C" fn hub_dealloc(ptr: *mut u8, size: usize, align: usize) {
-    // SAFETY: as in `hub_alloc`; `ptr` was allocated here with this layout.
     unsafe {
-        std::alloc::dealloc(
-            ptr,
-            std::alloc::Layout::from_size_align_unchecked(size, align),
-        )
+        if plainly_aligned(size, align) {
+            libmimalloc_sys::mi_zalloc(size).cast()
+        } else {
+            libmimalloc_sys::mi_zalloc_aligned(size, align).cast()
+        }
     }
 }
 
-unsafe extern "C" fn hub_realloc(ptr: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
-    // SAFETY: as in `hub_dealloc`.
+unsafe extern "C" fn hub_dealloc(ptr: *mut u8, _size: usize, _align: usize) {
+    // SAFETY: `ptr` was allocated by `hub_alloc`, `hub_alloc_zeroed` or `hub_realloc`.
+    unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+}
+
+unsafe extern "C" fn hub_realloc(ptr: *mut u8, _size: usize, align: usize, new: usize) -> *mut u8 {
+    // SAFETY: as in `hub_dealloc`; `new` and `align` describe a valid Layout.
     unsafe {
-        std::alloc::realloc(
-            ptr,
-            std::alloc::Layout::from_size_align_unchecked(size, align),
-            new,
-        )
+        if plainly_aligned(new, align) {
+            libmimalloc_sys::mi_realloc(ptr.cast(), new).cast()
+        } else {
+            libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new, align).cast()
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::hub::{BenchHub, Build, read_response};
 
 /// Requests per counted run; the count per request is (run of 2N − run of N) / N, so start-up
 /// and the first requests' one-time costs cancel out.
-pub const REQUESTS: usize = 2000;
+pub const REQUESTS: usize = 4000;
 
 /// What callgrind counted for one route.
 #[derive(Debug, Clone)]
