@@ -310,8 +310,14 @@ impl Numeric {
     }
 }
 
-/// `text` as (negative, all digits without leading zeros, digits after the point).
+/// `text` as (negative, all digits without leading zeros, digits after the point). Every size is
+/// checked against numeric's limits before anything is built: the exponent of `1e100000000000000`
+/// must not become that many zeros.
 fn decimal_parts(text: &str) -> Result<(bool, String, usize), String> {
+    /// numeric's limits: 131072 digits before the point, 16383 after.
+    const MAX_DIGITS: u64 = 131_072;
+    const MAX_SCALE: i64 = 16_383;
+    let out_of_range = || format!("{text:?} is outside numeric's range");
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -334,21 +340,30 @@ fn decimal_parts(text: &str) -> Result<(bool, String, usize), String> {
     {
         return Err(format!("{text:?} is not a decimal number"));
     }
-    let mut digits = format!("{whole}{fraction}");
-    let mut scale = fraction.len() as i64 - exponent;
-    if scale < 0 {
-        digits.extend(std::iter::repeat_n('0', (-scale) as usize));
-        scale = 0;
+    let whole = whole.trim_start_matches('0');
+    let scale = i64::try_from(fraction.len())
+        .ok()
+        .and_then(|f| f.checked_sub(exponent))
+        .ok_or_else(out_of_range)?;
+    if scale > MAX_SCALE {
+        return Err(out_of_range());
     }
-    if scale > 16383 || digits.len() > 131072 {
-        return Err(format!("{text:?} is outside numeric's range"));
+    if whole.is_empty() && fraction.bytes().all(|b| b == b'0') {
+        // Zero, whatever its exponent: no digits to pad.
+        return Ok((false, String::new(), scale.max(0) as usize));
     }
+    // Zeros appended for a negative scale, and the digits there are: both bounded first.
+    let padding = u64::try_from(-scale.min(0)).map_err(|_| out_of_range())?;
+    let length = (whole.len() + fraction.len()) as u64;
+    if length.saturating_add(padding) > MAX_DIGITS + MAX_SCALE as u64 {
+        return Err(out_of_range());
+    }
+    let mut digits = String::with_capacity((length + padding) as usize);
+    digits.push_str(whole);
+    digits.push_str(fraction);
+    digits.extend(std::iter::repeat_n('0', padding as usize));
     let trimmed = digits.trim_start_matches('0');
-    Ok((
-        negative && trimmed.chars().any(|c| c != '0'),
-        trimmed.to_owned(),
-        scale as usize,
-    ))
+    Ok((negative, trimmed.to_owned(), scale.max(0) as usize))
 }
 
 fn format_decimal(negative: bool, digits: &str, scale: usize) -> String {
@@ -504,6 +519,29 @@ mod tests {
         }
         assert!(Numeric::parse("12a").is_err());
         assert!(Numeric::parse(".").is_err());
+        assert_eq!(Numeric::parse("0.000").map(|n| n.0), Ok("0.000".to_owned()));
+    }
+
+    #[test]
+    fn huge_exponents_are_refused_before_anything_is_built() {
+        // Issue 12: `1e100000000000000` asked for an allocation that aborted the hub, and
+        // `1e3000000000` for 3 GB per request.
+        for huge in [
+            "1e100000000000000",
+            "1e3000000000",
+            "-1e9223372036854775807",
+            "1e-9223372036854775808",
+            "0.5e-20000",
+            "1e147456",
+        ] {
+            assert_eq!(
+                Numeric::parse(huge),
+                Err(format!("{huge:?} is outside numeric's range")),
+                "{huge}"
+            );
+        }
+        assert_eq!(Numeric::parse("0e100000000000000").map(|n| n.0), Ok("0".to_owned()));
+        assert_eq!(Numeric::parse("1e5").map(|n| n.0), Ok("100000".to_owned()));
     }
 
     #[test]
