@@ -289,34 +289,40 @@ pub fn is_module_folder(folder: &Path) -> bool {
     folder.join(FILE_NAME).is_file()
 }
 
-/// Set `"enabled"` in the manifest at `path` to `enabled`, keeping every other key, its value and
-/// the order of keys. Written to a temporary file in the same folder, then renamed over the
-/// original: a reader sees the old file or the new one, never half of one. Returns whether the
-/// file changed.
+/// Set `"enabled"` in the manifest at `path` to `enabled`, changing nothing else of the file's
+/// text: only the value's few characters (or one inserted key). Written to a temporary file in the
+/// same folder, flushed, renamed over the original and the folder flushed: a reader sees the old
+/// file or the new one, never half of one, and a crash keeps one of them. Returns whether the file
+/// changed.
 pub fn write_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> {
     let text = fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let mut value: Value = serde_json::from_str(&text).map_err(|source| ManifestError::Syntax {
+    let before: Value = serde_json::from_str(&text).map_err(|source| ManifestError::Syntax {
         path: path.to_owned(),
         source,
     })?;
-    let Some(object) = value.as_object_mut() else {
-        return Err(ManifestError::Shape {
-            path: path.to_owned(),
-            source: serde::de::Error::custom("the top level must be a JSON object"),
-        });
+    let shape = |message: &str| ManifestError::Shape {
+        path: path.to_owned(),
+        source: serde::de::Error::custom(message),
+    };
+    let Some(object) = before.as_object() else {
+        return Err(shape("the top level must be a JSON object"));
     };
     if object.get("enabled") == Some(&Value::Bool(enabled)) {
         return Ok(false);
     }
-    object.insert("enabled".to_owned(), Value::Bool(enabled));
-    let mut out = serde_json::to_string_pretty(&value).map_err(|source| ManifestError::Shape {
-        path: path.to_owned(),
-        source,
-    })?;
-    out.push('\n');
+    let out = with_enabled(&text, enabled)
+        .ok_or_else(|| shape("cannot find where \"enabled\" goes in the top-level object"))?;
+    // The edit changed `enabled` and nothing else, or it is not written.
+    let mut expected = before.clone();
+    if let Some(object) = expected.as_object_mut() {
+        object.insert("enabled".to_owned(), Value::Bool(enabled));
+    }
+    if serde_json::from_str::<Value>(&out).ok().as_ref() != Some(&expected) {
+        return Err(shape("rewriting \"enabled\" would change more than it"));
+    }
     let write_err = |source| ManifestError::Write {
         path: path.to_owned(),
         source,
@@ -333,7 +339,118 @@ pub fn write_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> 
         fs::set_permissions(temp.path(), meta.permissions()).map_err(write_err)?;
     }
     temp.persist(path).map_err(|e| write_err(e.error))?;
+    // The rename itself is durable once the folder is.
+    fs::File::open(folder)
+        .and_then(|f| f.sync_all())
+        .map_err(write_err)?;
     Ok(true)
+}
+
+/// `text` (a JSON object) with its top-level `"enabled"` value replaced by `enabled`, or the key
+/// added first when there is none; every other character as it was. `None` when `text` is not
+/// an object this can read.
+fn with_enabled(text: &str, enabled: bool) -> Option<String> {
+    let value = if enabled { "true" } else { "false" };
+    let bytes = text.as_bytes();
+    let open = text.find('{')?;
+    let mut i = open + 1;
+    loop {
+        i = skip_space(bytes, i);
+        match bytes.get(i)? {
+            b'}' => break,
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => return None,
+        }
+        let key_end = skip_string(bytes, i)?;
+        let key = &text[i + 1..key_end - 1];
+        i = skip_space(bytes, key_end);
+        if bytes.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_space(bytes, i + 1);
+        let end = skip_value(bytes, start)?;
+        if key == "enabled" {
+            return Some(format!("{}{value}{}", &text[..start], &text[end..]));
+        }
+        i = end;
+    }
+    // No `enabled` yet: first in the object, in the file's own indentation.
+    let after = &text[open + 1..];
+    let indent: String = after
+        .strip_prefix('\n')
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| *c == ' ' || *c == '\t')
+                .collect()
+        })
+        .unwrap_or_default();
+    let insert = if after.starts_with('\n') {
+        format!("\n{indent}\"enabled\": {value},")
+    } else {
+        format!("\"enabled\": {value}, ")
+    };
+    Some(format!("{}{insert}{}", &text[..=open], after))
+}
+
+fn skip_space(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string starting at `i` (a `"`).
+fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        match bytes.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index after the JSON value starting at `i`.
+fn skip_value(bytes: &[u8], i: usize) -> Option<usize> {
+    match bytes.get(i)? {
+        b'"' => skip_string(bytes, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match bytes.get(j)? {
+                    b'"' => {
+                        j = skip_string(bytes, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while bytes
+                .get(j)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
 }
 
 /// The JSON Schema of `module.json`, as committed in `docs/module.schema.json`.
@@ -560,7 +677,8 @@ mod tests {
         assert!(write_enabled(&path, true).unwrap());
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
-            "{\n  \"version\": \"1.0.0\",\n  \"name\": \"x\",\n  \"enabled\": true,\n  \"config\": {\n    \"b\": 1,\n    \"a\": 2\n  }\n}\n"
+            r#"{"version": "1.0.0", "name": "x", "enabled": true, "config": {"b": 1, "a": 2}}"#,
+            "only the value's text changes (issue 12)"
         );
         assert!(
             !write_enabled(&path, true).unwrap(),
@@ -568,5 +686,32 @@ mod tests {
         );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn writing_enabled_changes_no_other_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let text = "{\n    \"name\": \"x\",\n    \"version\": \"1.0.0\",\n    \"config\": {\"ratio\": 1.10, \"big\": 123456789012345678901234567890, \"s\": \"a,}\\\"b\", \"enabled\": 7},\n    \"enabled\" :   false\n}\n";
+        fs::write(&path, text).unwrap();
+        assert!(write_enabled(&path, true).unwrap());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            text.replace(":   false", ":   true"),
+            "numbers keep their text (1.10, big integers), nested keys stay"
+        );
+        let without = "{\n  \"name\": \"x\",\n  \"version\": \"1.0.0\"\n}\n";
+        fs::write(&path, without).unwrap();
+        assert!(write_enabled(&path, true).unwrap());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\n  \"enabled\": true,\n  \"name\": \"x\",\n  \"version\": \"1.0.0\"\n}\n"
+        );
+        fs::write(&path, r#"{"name": "x", "version": "1.0.0"}"#).unwrap();
+        assert!(write_enabled(&path, false).unwrap());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            r#"{"enabled": false, "name": "x", "version": "1.0.0"}"#
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! (inotify's IN_CLOSE_WRITE: a writer finished). Reading a library to load it fires
 //! `Access(Open)` and `Access(Close(Read))`; those are dropped, or every load would cause another.
 //! A file written in place is not loaded while a writer still has it open (seen modified, not yet
-//! closed): the module waits for the close, at most [`WRITER_GRACE`]. The hub's own writes of
+//! closed): the module waits for the close, at most [`WRITER_GRACE`] after the writer's last
+//! write (a slow copy keeps its module waiting as long as it writes). A library that is loaded
+//! anyway while incomplete is refused by the loader (its ELF headers point past its end). The hub's own writes of
 //! `module.json` cause no reload: a module is only applied again when the content of its
 //! `module.json` or library differs from what it last applied (see `Hub::on_file_change`).
 
@@ -22,6 +24,9 @@ use tokio::sync::mpsc;
 use crate::lifecycle::Hub;
 use crate::names;
 
+/// The shortest debounce the watcher uses (`HUB_RELOAD_DEBOUNCE_MS` below it counts as it).
+pub const MIN_DEBOUNCE: Duration = Duration::from_millis(10);
+
 /// The longest a module waits for a writer that modified its files to close them.
 pub const WRITER_GRACE: Duration = Duration::from_secs(5);
 
@@ -34,20 +39,25 @@ pub struct Watch {
 pub fn start(hub: Arc<Hub>) -> notify::Result<Watch> {
     let dir = hub.config().modules_dir.clone();
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut debouncer = new_debouncer(
-        hub.config().reload_debounce,
-        None,
-        move |result: DebounceEventResult| match result {
-            Ok(events) => {
-                let _ = tx.send(events.into_iter().map(|e| e.event).collect::<Vec<_>>());
-            }
-            Err(errors) => {
-                for error in errors {
-                    tracing::warn!("watching MODULES_DIR: {error}");
+    // The debouncer's thread wakes every `tick` (a quarter of the debounce, at most the
+    // debounce): a debounce of 0 would be a spinning core, so it counts as 10 ms.
+    let debounce = hub.config().reload_debounce.max(MIN_DEBOUNCE);
+    let tick = debounce / 4;
+    let mut debouncer =
+        new_debouncer(
+            debounce,
+            Some(tick),
+            move |result: DebounceEventResult| match result {
+                Ok(events) => {
+                    let _ = tx.send(events.into_iter().map(|e| e.event).collect::<Vec<_>>());
                 }
-            }
-        },
-    )?;
+                Err(errors) => {
+                    for error in errors {
+                        tracing::warn!("watching MODULES_DIR: {error}");
+                    }
+                }
+            },
+        )?;
     debouncer.watch(&dir, RecursiveMode::Recursive)?;
     tracing::info!(
         "watching {} for changes (MODULES_AUTO_RELOAD=true)",
@@ -100,8 +110,9 @@ impl Writers {
                 }
             }
             EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                // Each write starts the grace again: a slow writer is still a writer.
                 for path in paths.iter().filter(|p| p.is_file()) {
-                    self.open.entry(path.clone()).or_insert_with(Instant::now);
+                    self.open.insert(path.clone(), Instant::now());
                 }
             }
             _ => {}
@@ -201,6 +212,28 @@ mod tests {
         );
         assert_eq!(module_of(dir, Path::new("/p/_template/module.json")), None);
         assert_eq!(module_of(dir, Path::new("/elsewhere/x")), None);
+    }
+
+    #[test]
+    fn each_write_starts_the_grace_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("m").join("libm.so");
+        std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+        std::fs::write(&lib, b"half").unwrap();
+        let mut writers = Writers::default();
+        let write = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Content));
+        writers.note(&write, std::slice::from_ref(&lib));
+        let first = writers.open[&lib];
+        // Backdate the first write past the grace: a later write must count from itself.
+        let old = first
+            .checked_sub(WRITER_GRACE)
+            .expect("a clock older than the grace");
+        writers.open.insert(lib.clone(), old);
+        writers.note(&write, std::slice::from_ref(&lib));
+        assert!(
+            writers.busy(dir.path(), "m"),
+            "a writer that wrote again is still busy"
+        );
     }
 
     #[test]

@@ -354,6 +354,11 @@ impl Reply {
 }
 
 impl Hub {
+    /// The hub process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The hub's `MODULES_DIR`.
     pub fn modules_dir(&self) -> PathBuf {
         self._setup.modules_dir()

@@ -59,7 +59,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "HUB_RELOAD_DEBOUNCE_MS",
         default: "150",
-        help: "How long the files of a module must be quiet before the watcher applies them.",
+        help: "How long the files of a module must be quiet before the watcher applies them (at least 10).",
     },
     Setting {
         var: "RUST_LOG",

@@ -540,7 +540,10 @@ mod tests {
                 "{huge}"
             );
         }
-        assert_eq!(Numeric::parse("0e100000000000000").map(|n| n.0), Ok("0".to_owned()));
+        assert_eq!(
+            Numeric::parse("0e100000000000000").map(|n| n.0),
+            Ok("0".to_owned())
+        );
         assert_eq!(Numeric::parse("1e5").map(|n| n.0), Ok("100000".to_owned()));
     }
 

@@ -158,7 +158,9 @@ pub(crate) async fn get(
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such module or action", body = ErrorBody),
                 (status = 409, description = "Dependencies not running (enable), or running dependents (disable); `details` names them", body = ErrorBody),
+        (status = 403, description = "Sent from another site's page (`cross_site`)", body = ErrorBody),
         (status = 422, description = "module.json cannot be read; nothing was written", body = ErrorBody),
+        (status = 500, description = "module.json could not be written (`write_failed`, with the OS error)", body = ErrorBody),
     ))]
 pub(crate) async fn action(
     _: Admin,
@@ -268,6 +270,13 @@ fn action_error(error: ActionError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "has_dependents", error.to_string())
                 .with_details(json!({"dependents": dependents}))
         }
+        // The file could not be written (the disk, its permissions): the hub's trouble, not the
+        // manifest's.
+        ActionError::Manifest(e @ crate::manifest::ManifestError::Write { .. }) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+        ),
         ActionError::Manifest(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_manifest",

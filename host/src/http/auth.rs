@@ -20,12 +20,19 @@ impl AdminToken {
     }
 
     fn accepts(&self, header: Option<&str>) -> bool {
-        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let Some(given) = header.and_then(bearer) else {
             return false;
         };
         let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
         given.ct_eq(&self.0).into()
     }
+}
+
+/// The credentials of `Authorization: Bearer <credentials>`; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
 }
 
 /// Proof that the request carries the admin token; an extractor, so a handler cannot forget it.
@@ -36,6 +43,10 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(from) = super::site::cross_site(req.method(), req.headers()) {
+            let error = ApiError::cross_site(req.method().as_str(), req.path(), &from);
+            return ready(Err(error));
+        }
         let header = req
             .headers()
             .get("authorization")
@@ -67,6 +78,11 @@ mod tests {
     fn the_token_must_match_exactly() {
         let token = AdminToken::new("s3cret");
         assert!(token.accepts(Some("Bearer s3cret")));
+        assert!(
+            token.accepts(Some("bearer s3cret")),
+            "the scheme is case-insensitive"
+        );
+        assert!(token.accepts(Some("BEARER s3cret")));
         assert!(!token.accepts(Some("Bearer s3cre")));
         assert!(!token.accepts(Some("Bearer s3cret2")));
         assert!(!token.accepts(Some("s3cret")));

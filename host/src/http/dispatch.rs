@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, not_found};
 use super::request::ModuleRequest;
+use super::site;
 use super::views;
 use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
@@ -50,6 +51,25 @@ struct Parts {
 
 /// actix's default service: everything the hub's own routes did not take.
 pub async fn service(mut req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    if let Some(from) = site::cross_site(req.method(), req.headers()) {
+        let error = ApiError::cross_site(req.method().as_str(), req.path(), &from);
+        let response = if req.path().starts_with("/modules/") {
+            let body = error.body();
+            match req.app_data::<web::Data<Hub>>() {
+                Some(hub) => views::error_page(
+                    hub,
+                    None,
+                    error.status(),
+                    &body.error.code,
+                    &body.error.message,
+                ),
+                None => actix_web::ResponseError::error_response(&error),
+            }
+        } else {
+            actix_web::ResponseError::error_response(&error)
+        };
+        return Ok(req.into_response(response));
+    }
     let parts = Parts {
         headers: std::mem::take(&mut req.head_mut().headers),
         payload: req.take_payload(),
@@ -324,9 +344,7 @@ fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
     hub.registry()
         .with(name, |entry| match entry.map(|e| &e.state) {
             Some(ModuleState::Running { instance, .. }) => Ok(instance.clone()),
-            Some(ModuleState::Failed { error, .. }) => {
-                Err(ApiError::module_failed(name, &error.to_string()))
-            }
+            Some(ModuleState::Failed { .. }) => Err(ApiError::module_failed(name)),
             Some(ModuleState::Disabled { .. }) => Err(ApiError::module_not_running(name)),
             None => Err(ApiError::module_not_found(name)),
         })

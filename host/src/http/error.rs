@@ -83,11 +83,26 @@ impl ApiError {
         )
     }
 
-    pub fn module_failed(name: &str, error: &str) -> ApiError {
+    /// A failed module, as its routes answer anyone: the reason (file paths, SQL, PostgreSQL's
+    /// words) stays in the hub's log and the management API.
+    pub fn module_failed(name: &str) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "module_failed",
-            format!("module '{name}' failed to start: {error}"),
+            format!(
+                "module '{name}' failed to start; why is in the hub's log and in GET /api/v1/modules/{name}"
+            ),
+        )
+    }
+
+    /// An unsafe method sent from another site's page.
+    pub fn cross_site(method: &str, path: &str, from: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            format!(
+                "{method} {path} from another site ({from}) is refused: the hub changes state only for its own pages and for clients that send no Origin (curl, scripts)"
+            ),
         )
     }
 

@@ -10,6 +10,7 @@ mod error;
 mod openapi;
 mod request;
 pub mod server;
+mod site;
 mod views;
 
 use actix_web::dev::{AppService, HttpServiceFactory, ResourceDef};

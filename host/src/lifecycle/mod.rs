@@ -46,6 +46,9 @@ pub struct Hub {
     registry: Registry,
     starter: Starter,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held by every enable and disable for its whole walk of the graph: the check of what runs
+    /// and the write of `module.json` are one step, so two actions cannot interleave between them.
+    graph: tokio::sync::Mutex<()>,
     /// A handle on the hub itself, for work it starts in the background (waking dependents).
     this: Weak<Hub>,
 }
@@ -68,6 +71,7 @@ impl Hub {
             registry: Registry::default(),
             starter,
             locks: Mutex::default(),
+            graph: tokio::sync::Mutex::new(()),
             this: this.clone(),
         }))
     }
@@ -170,7 +174,8 @@ impl Hub {
     }
 
     /// Persist `enabled` in the module's `module.json`, then apply it. Idempotent: enabling a
-    /// running module changes nothing.
+    /// running module changes nothing. Enables and disables run one at a time (the graph lock),
+    /// so what they check (which modules run) still holds when they write.
     pub async fn set_enabled(
         &self,
         name: &str,
@@ -180,14 +185,11 @@ impl Hub {
         if !self.config.modules_enabled {
             return Err(ActionError::ModulesOff);
         }
+        let _graph = self.graph.lock().await;
         if is_module_folder(&self.folder(name)) {
             // The graph first, each module under its own lock, before this one's.
             if enabled {
-                let missing = checks::missing_dependencies(
-                    &self.manifests_on_disk(),
-                    &self.registry.all(),
-                    name,
-                );
+                let missing = self.missing_dependencies(name);
                 if !missing.is_empty() && !options.with_dependencies {
                     return Err(ActionError::DependenciesNotRunning {
                         name: name.to_owned(),
@@ -195,7 +197,7 @@ impl Hub {
                     });
                 }
                 for dependency in missing {
-                    Box::pin(self.set_enabled(&dependency, true, GraphOptions::default())).await?;
+                    self.write_and_apply(&dependency, true, || Ok(())).await?;
                 }
             } else {
                 let dependents = checks::running_dependents(&self.registry.all(), name);
@@ -206,10 +208,44 @@ impl Hub {
                     });
                 }
                 for dependent in dependents {
-                    Box::pin(self.set_enabled(&dependent, false, GraphOptions::default())).await?;
+                    self.write_and_apply(&dependent, false, || Ok(())).await?;
                 }
             }
         }
+        // Checked again under this module's lock, right before the write: a reload or a start
+        // of another module may have changed what runs while the graph was walked.
+        let recheck = || {
+            if enabled {
+                let missing = self.missing_dependencies(name);
+                match missing.is_empty() {
+                    true => Ok(()),
+                    false => Err(ActionError::DependenciesNotRunning {
+                        name: name.to_owned(),
+                        missing,
+                    }),
+                }
+            } else {
+                let dependents = checks::running_dependents(&self.registry.all(), name);
+                match dependents.is_empty() {
+                    true => Ok(()),
+                    false => Err(ActionError::HasDependents {
+                        name: name.to_owned(),
+                        dependents,
+                    }),
+                }
+            }
+        };
+        self.write_and_apply(name, enabled, recheck).await
+    }
+
+    /// Under module `name`'s lock: `check`, then write `enabled` into its `module.json` and
+    /// apply it.
+    async fn write_and_apply(
+        &self,
+        name: &str,
+        enabled: bool,
+        check: impl FnOnce() -> Result<(), ActionError>,
+    ) -> Result<Arc<ModuleEntry>, ActionError> {
         let lock = self.lock_for(name);
         let _guard = lock.lock().await;
         let folder = self.folder(name);
@@ -219,6 +255,7 @@ impl Hub {
         }
         // Refuse to rewrite a manifest the hub cannot read; the operator must fix it first.
         Manifest::load(&folder)?;
+        check()?;
         manifest::write_enabled(&folder.join(manifest::FILE_NAME), enabled)?;
         let action = if enabled {
             Action::Enable
@@ -226,6 +263,11 @@ impl Hub {
             Action::Disable
         };
         self.converge(name, action, None).await
+    }
+
+    /// The dependencies of `name` that do not run, transitively, in the order they must start.
+    fn missing_dependencies(&self, name: &str) -> Vec<String> {
+        checks::missing_dependencies(&self.manifests_on_disk(), &self.registry.all(), name)
     }
 
     /// The current entry of module `name`.

@@ -64,8 +64,24 @@ pub enum LoadError {
         expected_line: String,
         excerpt: String,
     },
+    #[error(
+        "{path} is truncated: it has {size} bytes, but its headers say it has at least {needed} (is it still being copied?): wait until the copy is complete, then reload"
+    )]
+    Truncated {
+        path: String,
+        size: usize,
+        needed: u64,
+    },
     #[error("{path} could not be initialised: {reason}")]
     Other { path: String, reason: String },
+}
+
+impl LoadError {
+    /// Whether the error is a property of the file's bytes (then the same bytes fail the same
+    /// way, and the loader remembers it), not of the moment (a read or a copy that failed).
+    fn is_about_the_bytes(&self) -> bool {
+        !matches!(self, LoadError::Missing { .. } | LoadError::Read { .. })
+    }
 }
 
 /// An opened module library: its root module and what it says about itself.
@@ -217,7 +233,11 @@ impl Loader {
             return opened.result;
         }
         let opened = self.open_copy(module, &file.path.display().to_string(), bytes);
-        if let Ok(mut all) = self.opened.lock() {
+        let remembered = match &opened.result {
+            Ok(_) => true,
+            Err(error) => opened.mapped || error.is_about_the_bytes(),
+        };
+        if remembered && let Ok(mut all) = self.opened.lock() {
             all.insert(key, opened.clone());
         }
         opened.result
@@ -232,12 +252,24 @@ impl Loader {
             path: shown.to_owned(),
             reason: format!("copying into {}: {e}", self.runtime_dir().display()),
         };
-        let copy = match tempfile::Builder::new()
-            .prefix(&format!("{module}-"))
-            .suffix(std::env::consts::DLL_SUFFIX)
-            .tempfile_in(self.runtime_dir())
-        {
+        if let Err(error) = check_complete(shown, bytes) {
+            return not_opened(error);
+        }
+        let new_copy = || {
+            tempfile::Builder::new()
+                .prefix(&format!("{module}-"))
+                .suffix(std::env::consts::DLL_SUFFIX)
+                .tempfile_in(self.runtime_dir())
+        };
+        let copy = match new_copy() {
             Ok(copy) => copy,
+            // The private folder is gone (a cleaner of temporary files): make it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match make_private_folder(self.runtime_dir()).and_then(|()| new_copy()) {
+                    Ok(copy) => copy,
+                    Err(e) => return not_opened(read_error(e)),
+                }
+            }
             Err(e) => return not_opened(read_error(e)),
         };
         if let Err(e) = std::fs::write(copy.path(), bytes) {
@@ -271,6 +303,66 @@ impl Loader {
             mapped: true,
         }
     }
+}
+
+/// Make `folder` (and its parents) again, readable by the hub's user only.
+fn make_private_folder(folder: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(folder)
+}
+
+/// An ELF file whose program or section headers lie past its end is incomplete (a copy still
+/// being written): mapping it could fault when the loader touches the missing part. Other
+/// formats are left to the platform's loader.
+fn check_complete(path: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let truncated = |needed: u64| LoadError::Truncated {
+        path: path.to_owned(),
+        size: bytes.len(),
+        needed,
+    };
+    let little = bytes.get(5) != Some(&2);
+    let number = |at: usize, width: usize| -> Option<u64> {
+        let field = bytes.get(at..at + width)?;
+        let mut value = 0u64;
+        for i in 0..width {
+            let byte = if little {
+                field[width - 1 - i]
+            } else {
+                field[i]
+            };
+            value = (value << 8) | u64::from(byte);
+        }
+        Some(value)
+    };
+    // (offset, entry size, count) of the program headers, then of the section headers.
+    let fields = match bytes.get(4) {
+        Some(1) => [(0x1C, 4, 0x2A, 0x2C), (0x20, 4, 0x2E, 0x30)],
+        _ => [(0x20, 8, 0x36, 0x38), (0x28, 8, 0x3A, 0x3C)],
+    };
+    let header_size = if bytes.get(4) == Some(&1) { 0x34 } else { 0x40 };
+    if bytes.len() < header_size {
+        return Err(truncated(header_size as u64));
+    }
+    for (offset_at, offset_width, size_at, count_at) in fields {
+        let (Some(offset), Some(size), Some(count)) = (
+            number(offset_at, offset_width),
+            number(size_at, 2),
+            number(count_at, 2),
+        ) else {
+            return Err(truncated(header_size as u64));
+        };
+        let end = offset.saturating_add(size.saturating_mul(count));
+        if end > bytes.len() as u64 {
+            return Err(truncated(end));
+        }
+    }
+    Ok(())
 }
 
 /// Turn abi_stable's error into a few lines that name the fix.
@@ -445,6 +537,26 @@ mod tests {
             layout_summary(report),
             "Error:incompatible package versions\nError:field mismatch\n… (6 lines of layout report left out)"
         );
+    }
+
+    #[test]
+    fn a_truncated_elf_file_is_refused_before_it_is_mapped() {
+        let library = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(
+            check_complete("x.so", &library).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        for cut in [10, 63, library.len() / 2, library.len() - 1] {
+            let error = check_complete("x.so", &library[..cut])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(&format!(
+                    "x.so is truncated: it has {cut} bytes, but its headers say it has at least "
+                )),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -11,15 +11,15 @@ use serde_json::{Value, json};
 use crate::support::{Hub, Proxy, Setup, TestDb};
 
 /// dbfix with both safety switches off, unless `safety` says otherwise.
-fn dbfix(safety: Value) -> Setup {
+pub(crate) fn dbfix(safety: Value) -> Setup {
     Setup::new().dbfix(json!({"safety": safety}))
 }
 
-fn live() -> Value {
+pub(crate) fn live() -> Value {
     json!({"read_only": false, "dry_run": false})
 }
 
-fn sql(hub: &Hub, sql: &str, params: Value) -> crate::support::Reply {
+pub(crate) fn sql(hub: &Hub, sql: &str, params: Value) -> crate::support::Reply {
     let body = json!({"sql": sql, "params": params}).to_string();
     hub.request("POST", "/api/v1/dbfix/sql", None, Some(&body))
 }

@@ -34,3 +34,7 @@ mod views;
 
 /// Dependencies between modules: order, unmet and cyclic, enable/disable, graph (issue 7).
 mod dependencies;
+
+/// Hardening: bounded inputs, robust loader and watcher, one-step enable/disable, cross-site
+/// refusals, error details for the management API only, exact module.json rewrites (issue 12).
+mod hardening;
