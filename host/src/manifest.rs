@@ -47,6 +47,11 @@ pub struct Manifest {
     /// of range.
     #[serde(default)]
     pub dependencies: BTreeMap<String, String>,
+    /// Other modules' tables this one reads or writes: module → `"read"` or `"write"`
+    /// (`"customers": "read"`). Each must be among `dependencies`. PostgreSQL refuses anything
+    /// else of another module (403 `not_granted`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uses: BTreeMap<String, UseMode>,
     /// The plugin-api versions the module accepts, a semver range (`"^0.2"`); checked before the
     /// library is opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +66,16 @@ pub struct Manifest {
     /// Prefix of every table the module's migrations create; default `<name>_`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_prefix: Option<String>,
+}
+
+/// How a module may use another module's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UseMode {
+    /// SELECT.
+    Read,
+    /// SELECT, INSERT, UPDATE, DELETE (and the sequences behind them).
+    Write,
 }
 
 /// The manifest's `safety` object. An absent switch is on.
@@ -132,6 +147,10 @@ pub enum ManifestError {
     },
     #[error("{path}: module {name:?} depends on itself: remove it from \"dependencies\"")]
     SelfDependency { path: PathBuf, name: String },
+    #[error(
+        "{path}: \"uses\" names {name:?}, which is not among \"dependencies\": add it there (a module uses only what it needs)"
+    )]
+    UsesWithoutDependency { path: PathBuf, name: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -230,6 +249,16 @@ impl Manifest {
             if let Some(error) = bad_range(format!("dependency {dependency}"), range) {
                 return Err(error);
             }
+        }
+        if let Some(name) = manifest
+            .uses
+            .keys()
+            .find(|used| !manifest.dependencies.contains_key(*used))
+        {
+            return Err(ManifestError::UsesWithoutDependency {
+                path: path.to_owned(),
+                name: name.clone(),
+            });
         }
         if let Some(error) = manifest
             .hub_api
@@ -605,7 +634,7 @@ mod tests {
         );
         assert_eq!(
             parse("x", r#"{"name": "x", "version": "1.0.0", "colour": "red"}"#).unwrap_err(),
-            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `hub_api`, `config`, `safety`, `table_prefix`"
+            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`"
         );
         assert_eq!(
             parse("x", r#"{"version": "1.0.0"}"#).unwrap_err(),
@@ -638,6 +667,22 @@ mod tests {
             )
             .unwrap_err(),
             "plugins/x/module.json: module \"x\" depends on itself: remove it from \"dependencies\""
+        );
+        assert_eq!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1.0.0", "uses": {"crm": "read"}}"#
+            )
+            .unwrap_err(),
+            "plugins/x/module.json: \"uses\" names \"crm\", which is not among \"dependencies\": add it there (a module uses only what it needs)"
+        );
+        assert!(
+            parse(
+                "x",
+                r#"{"name": "x", "version": "1.0.0", "dependencies": {"crm": "^1"}, "uses": {"crm": "delete"}}"#
+            )
+            .is_err(),
+            "read or write only"
         );
         assert_eq!(
             parse(

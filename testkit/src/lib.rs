@@ -65,40 +65,92 @@ pub fn cluster_url() -> String {
     }
 }
 
-/// A database of one test's own, dropped (`WITH (FORCE)`) when the test ends.
+/// A database of one test's own, dropped (`WITH (FORCE)`) when the test ends, with the roles
+/// the hub created in it. The hub connects as the database's owner, a role of the test's own that
+/// is not a superuser (PostgreSQL enforces privileges on it, as on a real deployment's hub) but
+/// may create roles (the modules' roles).
 pub struct TestDb {
     pub name: String,
+    /// The hub's `DATABASE_URL`: the owner role.
     pub url: String,
+    /// The owner role.
+    pub owner: String,
+    /// The cluster's superuser on this database, for the test's own checks.
+    admin_url: String,
 }
 
 impl TestDb {
     pub fn create() -> TestDb {
         let name = format!("hub_test_{}", uuid_like());
-        let mut admin =
-            postgres::Client::connect(&cluster_url(), postgres::NoTls).unwrap_or_else(|e| {
-                panic!("cannot reach the test cluster ({e}): run `cargo xtask test`")
-            });
+        let owner = format!("{name}_owner");
+        let mut admin = admin_client();
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE ROLE {owner} LOGIN CREATEROLE"))
+            .expect("create the test database's owner");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} OWNER {owner}"))
             .expect("create the test database");
-        let url = replace_database(&cluster_url(), &name);
-        TestDb { name, url }
+        let url = with_user(&replace_database(&cluster_url(), &name), &owner);
+        let admin_url = replace_database(&cluster_url(), &name);
+        TestDb {
+            name,
+            url,
+            owner,
+            admin_url,
+        }
     }
 
-    /// A client of this database.
+    /// A client of this database, as the cluster's superuser.
     pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+        postgres::Client::connect(&self.admin_url, postgres::NoTls)
+            .expect("connect to the test database")
     }
+}
+
+fn admin_client() -> postgres::Client {
+    postgres::Client::connect(&cluster_url(), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach the test cluster ({e}): run `cargo xtask test`"))
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // The roles the hub created for modules in this database (never another's).
+        let roles: Vec<String> = postgres::Client::connect(&self.admin_url, postgres::NoTls)
+            .ok()
+            .and_then(|mut c| {
+                c.query(
+                    "SELECT writer, reader FROM hub_module_roles \
+                     WHERE to_regclass('hub_module_roles') IS NOT NULL",
+                    &[],
+                )
+                .ok()
+            })
+            .map(|rows| {
+                rows.iter()
+                    .flat_map(|r| [r.get::<_, String>(0), r.get::<_, String>(1)])
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Ok(mut admin) = postgres::Client::connect(&cluster_url(), postgres::NoTls) {
             let _ = admin.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
             ));
+            for role in roles.iter().chain([&self.owner]) {
+                let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""));
+            }
         }
+    }
+}
+
+/// `url` with its user replaced by `user`.
+pub fn with_user(url: &str, user: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| {
+        let (_, host) = rest.split_once('@')?;
+        Some(format!("{scheme}://{user}@{host}"))
+    }) {
+        Some(url) => url,
+        None => url.to_owned(),
     }
 }
 

@@ -99,7 +99,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "HUB_DB_POOL_SIZE",
         default: "16",
-        help: "Most connections the hub keeps open to PostgreSQL.",
+        help: "Most connections the hub keeps open to PostgreSQL, all modules and the hub together.",
     },
     Setting {
         var: "HUB_DB_POOL_TIMEOUT_MS",
@@ -110,6 +110,11 @@ pub const SETTINGS: &[Setting] = &[
         var: "HUB_DB_STATEMENT_TIMEOUT_MS",
         default: "5000",
         help: "statement_timeout of a module's statement, unless the module asks for another.",
+    },
+    Setting {
+        var: "HUB_DB_MAX_STATEMENT_TIMEOUT_MS",
+        default: "60000",
+        help: "The longest a module's statement may run, whatever it asks for (a timeout of 0 means this).",
     },
     Setting {
         var: "HUB_DB_RETRY_MS",
@@ -144,6 +149,7 @@ pub struct Config {
     pub db_pool_size: usize,
     pub db_pool_timeout: Duration,
     pub db_statement_timeout: Duration,
+    pub db_max_statement_timeout: Duration,
     pub db_retry: Duration,
     pub module_env: ModuleEnv,
 }
@@ -247,6 +253,8 @@ impl Config {
             db_pool_size: number("HUB_DB_POOL_SIZE")?.max(1),
             db_pool_timeout: millis("HUB_DB_POOL_TIMEOUT_MS")?,
             db_statement_timeout: millis("HUB_DB_STATEMENT_TIMEOUT_MS")?,
+            db_max_statement_timeout: millis("HUB_DB_MAX_STATEMENT_TIMEOUT_MS")?
+                .max(Duration::from_millis(1)),
             db_retry: millis("HUB_DB_RETRY_MS")?.max(Duration::from_millis(100)),
             module_env: ModuleEnv::from_vars(&vars),
         })

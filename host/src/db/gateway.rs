@@ -6,25 +6,33 @@
 //! protocol (one statement per Parse, prepared and cached per connection), and gets its JSON
 //! parameters converted to the types the prepared statement declares.
 //!
-//! The safety switches are enforced by PostgreSQL. `READ_ONLY` calls use connections whose
-//! `default_transaction_read_only` is on, so every transaction on them is read only (a write fails
-//! with SQLSTATE 25006); `DRY_RUN` calls run in a transaction that is rolled back (the module
-//! learns how many rows would have changed); with both on, READ_ONLY decides. The default
-//! `statement_timeout` is set per connection; a call asking for another sets it with `SET LOCAL`
-//! inside its transaction, so nothing leaks to the next user of a pooled connection. A single
-//! statement that needs neither runs on its own (autocommit): one message, as a direct query
-//! would. Otherwise BEGIN, the statements and COMMIT/ROLLBACK are sent pipelined: one round trip
-//! for the whole call once the statements are prepared.
+//! The module's boundary and its safety switches are enforced by PostgreSQL. A call runs as the
+//! module's role (`roles.rs`): its writer role, or while `READ_ONLY` its reader role on a session
+//! whose `default_transaction_read_only` is on, so every transaction is read only (a write fails
+//! with SQLSTATE 25006, and the reader could not write anyway); another module's table answers
+//! 42501 unless the module's `uses` declares it (403 `not_granted`). `DRY_RUN` calls run in a
+//! transaction that is rolled back (the module learns how many rows would have changed); with both
+//! on, READ_ONLY decides. A connection's session changes only when the call needs another one,
+//! in the same round trip as the call. The default `statement_timeout` is set per connection; a
+//! call asking for another (capped by `HUB_DB_MAX_STATEMENT_TIMEOUT_MS`; 0 means the cap) sets it
+//! with `SET LOCAL` inside its transaction, so nothing leaks to the next user of a pooled
+//! connection; when the hub gives up on a call it cancels the query on the server and never uses
+//! the connection again. A single statement that needs neither runs on its own (autocommit): one
+//! message, as a direct query would. Otherwise BEGIN, the statements and COMMIT/ROLLBACK are sent
+//! pipelined: one round trip for the whole call once the statements are prepared. A statement
+//! whose cached plan no longer fits its table (SQLSTATE 0A000, after a migration) is prepared
+//! again and the call retried once.
 
 use std::time::Duration;
 
-use deadpool_postgres::Object;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::convert::{self, Param};
-use super::{Access, Database, DbUnavailable, statement};
+use super::pool::Conn;
+use super::roles::RoleError;
+use super::{Database, DbUnavailable, Object, Session, statement};
 
 /// What a module asks for.
 #[derive(Debug, Deserialize)]
@@ -71,7 +79,8 @@ pub struct StatementResult {
 /// Why a call failed; the author API maps `kind` onto HTTP.
 #[derive(Debug, Serialize)]
 pub struct GatewayError {
-    /// `read_only`, `bad_parameter`, `refused`, `database`, `unavailable` or `bad_request`.
+    /// `read_only`, `not_granted`, `bad_parameter`, `refused`, `database`, `unavailable` or
+    /// `bad_request`.
     pub kind: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,38 +151,92 @@ async fn run(
             return Err(GatewayError::new("refused", at(n, &statements, why)));
         }
     }
-    let timeout = timeout_ms.map_or(db.statement_timeout(), Duration::from_millis);
+    let max = db.max_statement_timeout();
+    let timeout = match timeout_ms {
+        None => db.statement_timeout(),
+        // 0 would be no limit at all: the cap stands instead.
+        Some(0) => max,
+        Some(ms) => Duration::from_millis(ms).min(max),
+    };
+    let unavailable = |e: DbUnavailable| GatewayError::new("unavailable", e.to_string());
+    let roles = db.module_roles(&caller.module).await.map_err(|e| match e {
+        RoleError::Unavailable(e) => unavailable(e),
+        other => GatewayError::new("database", other.to_string()),
+    })?;
+    let session = Session {
+        role: Some(if caller.read_only {
+            roles.reader.clone()
+        } else {
+            roles.writer.clone()
+        }),
+        read_only: caller.read_only,
+    };
     let plan = Plan::for_call(
         caller,
         statements.len(),
         timeout != db.statement_timeout(),
         timeout,
     );
-    let client = db.client(plan.access).await.map_err(|e| match e {
-        DbUnavailable::NotConfigured => GatewayError::new("unavailable", e.to_string()),
-        DbUnavailable::Unreachable(_) => GatewayError::new("unavailable", e.to_string()),
-    })?;
+    let mut client = db.pooled().await.map_err(unavailable)?;
     // The server bounds each statement; this bounds a database that stopped answering.
     let deadline = timeout + Duration::from_secs(2);
-    match tokio::time::timeout(deadline, execute(&client, caller, &statements, &plan)).await {
-        Ok(result) => result,
-        Err(_) => {
-            // The connection may be mid-transaction: never hand it to the next user.
-            drop(Object::take(client));
-            Err(GatewayError::new(
-                "unavailable",
-                format!(
-                    "the database did not answer within {} ms",
-                    deadline.as_millis()
-                ),
-            ))
+    for attempt in 0..2 {
+        let call = execute(&mut client, db, caller, &statements, &plan, &session);
+        match tokio::time::timeout(deadline, call).await {
+            Ok(Err(Failed::Stale(sql))) if attempt == 0 => {
+                // A migration changed the table under a cached plan: prepare it again.
+                client.forget(&sql);
+            }
+            Ok(Err(Failed::Stale(_))) => {
+                return Err(GatewayError::new(
+                    "database",
+                    "the statement's plan does not fit its table after preparing it again",
+                ));
+            }
+            Ok(Err(Failed::Error(error))) => return Err(error),
+            Ok(Ok(result)) => return Ok(result),
+            Err(_) => {
+                give_up(client);
+                return Err(GatewayError::new(
+                    "unavailable",
+                    format!(
+                        "the database did not answer within {} ms",
+                        deadline.as_millis()
+                    ),
+                ));
+            }
         }
+    }
+    Err(GatewayError::new("database", "the call was not run"))
+}
+
+/// Stop waiting for `client`: ask the server to cancel what it runs, and never hand the
+/// connection out again (it may be mid-transaction).
+fn give_up(mut client: Object) {
+    let cancel = client.cancel_token();
+    tokio::spawn(async move {
+        if let Err(e) = cancel.cancel_query(tokio_postgres::NoTls).await {
+            tracing::warn!("cannot cancel a database call the hub gave up on: {e}");
+        }
+    });
+    client.discard();
+}
+
+/// Why a call did not give a result.
+enum Failed {
+    /// A cached statement's plan no longer fits its table (0A000): prepare `sql` again.
+    Stale(String),
+    Error(GatewayError),
+}
+
+impl From<GatewayError> for Failed {
+    fn from(error: GatewayError) -> Failed {
+        Failed::Error(error)
     }
 }
 
-/// How a call runs: which pool, and in which transaction.
+/// How a call runs: in which transaction.
 struct Plan {
-    access: Access,
     /// `BEGIN …; SET LOCAL …` and `COMMIT`/`ROLLBACK`, or none for a single statement that the
     /// connection's own settings already cover (autocommit).
     transaction: Option<(String, &'static str)>,
@@ -187,11 +250,6 @@ impl Plan {
         custom_timeout: bool,
         timeout: Duration,
     ) -> Plan {
-        let access = if caller.read_only {
-            Access::ReadOnly
-        } else {
-            Access::ReadWrite
-        };
         // READ_ONLY decides when both switches are on: nothing is written, nothing to roll back.
         let rolled_back = caller.dry_run && !caller.read_only;
         let bare = statements == 1 && !custom_timeout && !rolled_back;
@@ -211,7 +269,6 @@ impl Plan {
             (begin, if rolled_back { "ROLLBACK" } else { "COMMIT" })
         });
         Plan {
-            access,
             transaction,
             rolled_back,
         }
@@ -219,17 +276,19 @@ impl Plan {
 }
 
 async fn execute(
-    client: &Object,
+    conn: &mut Conn,
+    db: &Database,
     caller: &Caller,
     statements: &[Statement],
     plan: &Plan,
-) -> Result<GatewayResult, GatewayError> {
+    session: &Session,
+) -> Result<GatewayResult, Failed> {
     let mut prepared = Vec::with_capacity(statements.len());
     for (n, s) in statements.iter().enumerate() {
-        let statement = client
-            .prepare_cached(&s.sql)
+        let statement = conn
+            .prepare(&s.sql)
             .await
-            .map_err(|e| sql_error(caller, n, statements, &e))?;
+            .map_err(|e| sql_error(db, caller, n, statements, &e))?;
         let expected = statement.params();
         if s.params.len() != expected.len() {
             return Err(GatewayError::new(
@@ -243,7 +302,8 @@ async fn execute(
                         s.params.len()
                     ),
                 ),
-            ));
+            )
+            .into());
         }
         let params: Vec<Param> = expected
             .iter()
@@ -255,8 +315,10 @@ async fn execute(
         prepared.push((statement, params));
     }
 
-    let client: &tokio_postgres::Client = client;
-    // Polled in order, each sends its messages on its first poll: one round trip for all.
+    // The session's commands (when it changes), then the transaction and the statements: all
+    // polled in order, each sending its messages on its first poll, so one round trip for all.
+    let switch = conn.switch_to(session);
+    let client: &tokio_postgres::Client = conn.client();
     let runs = prepared.iter().map(|(statement, params)| async move {
         let stream = client.query_raw(statement, params.iter()).await?;
         let mut stream = std::pin::pin!(stream);
@@ -267,26 +329,67 @@ async fn execute(
         let affected = stream.rows_affected().unwrap_or(0);
         Ok::<_, tokio_postgres::Error>((rows, affected))
     });
-    let results = match &plan.transaction {
-        None => futures_util::future::join_all(runs).await,
+    let switched = async {
+        match &switch {
+            Some(commands) => client.batch_execute(commands).await.map(|()| true),
+            None => Ok(false),
+        }
+    };
+    let (switched, results) = match &plan.transaction {
+        None => futures_util::future::join(switched, futures_util::future::join_all(runs)).await,
         Some((begin, end)) => {
-            let (begun, results, ended) = futures_util::future::join3(
+            let (switched, begun, results, ended) = futures_util::future::join4(
+                switched,
                 client.batch_execute(begin),
                 futures_util::future::join_all(runs),
                 client.batch_execute(end),
             )
             .await;
-            begun.map_err(|e| sql_error(caller, 0, statements, &e))?;
-            // A failed statement aborts the transaction; its own error is the one to report.
-            if results.iter().all(Result::is_ok) {
-                ended.map_err(|e| sql_error(caller, statements.len() - 1, statements, &e))?;
+            if let Err(e) = &begun
+                && switched.is_ok()
+            {
+                return Err(sql_error(db, caller, 0, statements, e).into());
             }
-            results
+            // A failed statement aborts the transaction; its own error is the one to report.
+            if let Err(e) = &ended
+                && switched.is_ok()
+                && results.iter().all(Result::is_ok)
+            {
+                return Err(sql_error(db, caller, statements.len() - 1, statements, e).into());
+            }
+            (switched, results)
         }
     };
+    match switched {
+        Ok(true) => conn.entered(session.clone()),
+        Ok(false) => {}
+        Err(e) => {
+            // The session is unknown now: this connection is not used again.
+            conn.discard();
+            return Err(GatewayError::new(
+                "database",
+                format!(
+                    "cannot act as module '{}' on the database: {}",
+                    caller.module,
+                    super::explain(&e)
+                ),
+            )
+            .into());
+        }
+    }
     let mut out = Vec::with_capacity(results.len());
     for (n, result) in results.into_iter().enumerate() {
-        let (rows, rows_affected) = result.map_err(|e| sql_error(caller, n, statements, &e))?;
+        let (rows, rows_affected) = match result {
+            Ok(result) => result,
+            Err(e)
+                if e.code().map(|c| c.code()) == Some("0A000")
+                    && e.as_db_error()
+                        .is_some_and(|d| d.message().contains("cached plan")) =>
+            {
+                return Err(Failed::Stale(statements[n].sql.clone()));
+            }
+            Err(e) => return Err(sql_error(db, caller, n, statements, &e).into()),
+        };
         let rows = rows
             .iter()
             .map(convert::row)
@@ -314,19 +417,22 @@ fn at(n: usize, statements: &[Statement], message: impl Into<String>) -> String 
 }
 
 fn sql_error(
+    db: &Database,
     caller: &Caller,
     n: usize,
     statements: &[Statement],
     error: &tokio_postgres::Error,
 ) -> GatewayError {
-    let Some(db) = error.as_db_error() else {
+    let Some(db_error) = error.as_db_error() else {
         return GatewayError::new(
             "unavailable",
             format!("the database is unreachable: {}", super::explain(error)),
         );
     };
-    let code = db.code().code().to_owned();
-    if code == "25006" {
+    let code = db_error.code().code().to_owned();
+    // A READ_ONLY module's write is refused by its read-only transaction (25006) or, failing
+    // that, by its reader role (42501): either way, READ_ONLY said no.
+    if code == "25006" || (code == "42501" && caller.read_only) {
         let upper = caller.module.to_ascii_uppercase();
         return GatewayError {
             kind: "read_only",
@@ -336,20 +442,58 @@ fn sql_error(
                 format!(
                     "module '{}' is READ_ONLY, and PostgreSQL refused the write ({}): turn it off with MODULES__{upper}__READ_ONLY=false or \"safety\": {{\"read_only\": false}} in module.json",
                     caller.module,
-                    db.message()
+                    db_error.message()
                 ),
             ),
             sqlstate: Some(code),
         };
     }
-    let kind = if code == "42P18" || code.starts_with("22") && db.message().contains("parameter") {
-        "bad_parameter"
-    } else {
-        "database"
-    };
+    if code == "42501" {
+        return GatewayError {
+            kind: "not_granted",
+            message: at(
+                n,
+                statements,
+                not_granted(db, caller, &statements[n].sql, db_error.message()),
+            ),
+            sqlstate: Some(code),
+        };
+    }
+    let kind =
+        if code == "42P18" || code.starts_with("22") && db_error.message().contains("parameter") {
+            "bad_parameter"
+        } else {
+            "database"
+        };
     GatewayError {
         kind,
-        message: at(n, statements, db.message().to_owned()),
+        message: at(n, statements, db_error.message().to_owned()),
         sqlstate: Some(code),
+    }
+}
+
+/// Why module `caller` may not touch what PostgreSQL refused (`message`: "permission denied for
+/// table customers_customers"), and the declaration that would allow it.
+fn not_granted(db: &Database, caller: &Caller, sql: &str, message: &str) -> String {
+    let (what, name) = message
+        .strip_prefix("permission denied for ")
+        .and_then(|rest| rest.split_once(' '))
+        .unwrap_or(("object", message));
+    let writes = statement::tokens(sql).iter().any(|t| {
+        matches!(t, statement::Token::Word(w) if matches!(w.as_str(), "insert" | "update" | "delete" | "merge"))
+    });
+    let (verb, mode) = if writes {
+        ("write", "write")
+    } else {
+        ("read", "read")
+    };
+    let module = &caller.module;
+    match db.roles.owner_of(name) {
+        Some(owner) if owner != *module => format!(
+            "module '{module}' may not {verb} {what} {name} of module '{owner}': declare it in its module.json, \"uses\": {{\"{owner}\": \"{mode}\"}} ('{owner}' must be among its dependencies)"
+        ),
+        _ => format!(
+            "module '{module}' may not {verb} {what} {name}: it is neither its own nor another module's ({message})"
+        ),
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::{Access, Database, DbUnavailable};
+use super::{Database, DbUnavailable};
 
 /// One applied migration of one module.
 #[derive(Debug, Clone)]
@@ -38,7 +38,8 @@ pub enum LedgerError {
 
 /// The applied migrations of `modules`, by module and version, and which of their relations exist.
 pub async fn read(db: &Database, modules: &[&str]) -> Result<Ledger, LedgerError> {
-    let client = db.client(Access::ReadOnly).await?;
+    let conn = db.hub_client().await?;
+    let client = conn.client();
     let failed = |e: tokio_postgres::Error| LedgerError::Query(super::explain(&e));
     let rows = client
         .query(

@@ -3,11 +3,15 @@
 //!
 //! Each pending migration runs in a transaction of its own that first takes a transaction-level
 //! advisory lock for the module and then reads `module_migrations` again, so several hubs
-//! starting at once apply each migration exactly once. Before commit, the module's migrations
-//! pass the prefix check: every catalog row the transaction created or changed (`xmin` = this
-//! transaction), every relation that disappeared, and every table whose rows it wrote, must
-//! belong to the module's table prefix. Success is recorded with a SHA-256 checksum; an applied
-//! migration whose SQL changed is refused; any failure rolls everything back.
+//! starting at once apply each migration exactly once. A module's migration runs as the module's
+//! role (`SET LOCAL ROLE`), so it owns what it creates and cannot touch what it was not granted,
+//! statement by statement through the extended protocol (one statement per message: a statement
+//! the lexer joined by mistake is refused by PostgreSQL, so nothing can hide a `COMMIT`). Before
+//! commit, the prefix check compares the catalog before and after: every object the migration
+//! created, changed (a new row version, in a subtransaction too: a rename, a dropped column) or
+//! dropped, and every table whose rows it wrote, must belong to the module's table prefix, by its
+//! old name and its new one. Success is recorded with a SHA-256 checksum; an applied migration
+//! whose SQL changed is refused; any failure rolls everything back.
 
 use std::time::Instant;
 
@@ -43,11 +47,18 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The hub's own migrations, in order.
 pub fn host_migrations() -> Vec<MigrationSpec> {
-    vec![MigrationSpec {
-        version: 1,
-        name: "module_migrations".to_owned(),
-        sql: include_str!("../../../migrations/0001_module_migrations.sql").to_owned(),
-    }]
+    vec![
+        MigrationSpec {
+            version: 1,
+            name: "module_migrations".to_owned(),
+            sql: include_str!("../../../migrations/0001_module_migrations.sql").to_owned(),
+        },
+        MigrationSpec {
+            version: 2,
+            name: "module_roles".to_owned(),
+            sql: include_str!("../../../migrations/0002_module_roles.sql").to_owned(),
+        },
+    ]
 }
 
 /// Why a module's migrations were not (all) applied. Messages name the module and migration.
@@ -94,6 +105,14 @@ pub enum MigrationError {
         label: String,
         keyword: String,
     },
+    #[error(
+        "migration {label} of module '{module}' was refused: `{statement}` would change the role it runs as (the module's own)"
+    )]
+    RoleChange {
+        module: String,
+        label: String,
+        statement: String,
+    },
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
 }
@@ -107,12 +126,20 @@ pub struct Applied {
 /// The advisory lock namespace of migrations (`pg_advisory_xact_lock(int4, int4)`'s first key).
 const LOCK_NAMESPACE: i32 = 0x484d_4d47; // "HMMG"
 
-/// Apply the pending `migrations` of `module`. `prefix` is the module's table prefix, or `None`
-/// for the hub's own migrations (no prefix check).
+/// Who a module's migrations run as and what they may touch.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The module's table prefix; `None` for the hub's own migrations (no prefix check).
+    pub prefix: Option<&'a str>,
+    /// The role the migration runs as (the module's); `None`: the hub's own user.
+    pub role: Option<&'a str>,
+}
+
+/// Apply the pending `migrations` of `module` within `scope`.
 pub async fn apply_pending(
     client: &mut Client,
     module: &str,
-    prefix: Option<&str>,
+    scope: Scope<'_>,
     migrations: &[MigrationSpec],
 ) -> Result<Applied, MigrationError> {
     let mut previous = 0;
@@ -126,15 +153,23 @@ pub async fn apply_pending(
             });
         }
         previous = m.version;
-        if let Some(keyword) = statement::split(&m.sql)
-            .into_iter()
+        let statements = statement::split(&m.sql);
+        if let Some(keyword) = statements
+            .iter()
             .find(|s| statement::ends_transaction(s))
-            .and_then(statement::first_keyword)
+            .and_then(|s| statement::first_keyword(s))
         {
             return Err(MigrationError::TransactionControl {
                 module: module.to_owned(),
                 label: m.label(),
                 keyword,
+            });
+        }
+        if let Some(statement) = statements.iter().find(|s| statement::changes_role(s)) {
+            return Err(MigrationError::RoleChange {
+                module: module.to_owned(),
+                label: m.label(),
+                statement: (*statement).to_owned(),
             });
         }
     }
@@ -150,7 +185,7 @@ pub async fn apply_pending(
             check_unchanged(module, m, checksum)?;
             continue;
         }
-        if apply_one(client, module, prefix, m).await? {
+        if apply_one(client, module, scope, m).await? {
             report.versions.push(m.version);
         }
     }
@@ -205,7 +240,7 @@ async fn applied_checksums(
 async fn apply_one(
     client: &mut Client,
     module: &str,
-    prefix: Option<&str>,
+    scope: Scope<'_>,
     m: &MigrationSpec,
 ) -> Result<bool, MigrationError> {
     let tx = client.transaction().await.map_err(unavailable)?;
@@ -224,12 +259,12 @@ async fn apply_one(
         check_unchanged(module, m, &checksum)?;
         return Ok(false);
     }
-    let before = match prefix {
-        Some(_) => Snapshot {
-            relations: relations(&tx).await?,
+    let before = match scope.prefix {
+        Some(_) => Some(Snapshot {
+            catalog: catalog(&tx).await?,
             written: written(&tx).await?,
-        },
-        None => Snapshot::default(),
+        }),
+        None => None,
     };
     let started = Instant::now();
     let failed = |error: String| MigrationError::Failed {
@@ -237,12 +272,36 @@ async fn apply_one(
         label: m.label(),
         error,
     };
-    tx.batch_execute(&m.sql)
-        .await
-        .map_err(|e| failed(super::explain(&e)))?;
-    let created = match prefix {
-        Some(prefix) => objects_outside_prefix(&tx, module, prefix, m, &before).await?,
-        None => Vec::new(),
+    if let Some(role) = scope.role {
+        tx.batch_execute(&format!("SET LOCAL ROLE {}", super::quote_ident(role)))
+            .await
+            .map_err(|e| failed(super::explain(&e)))?;
+    }
+    for statement in statement::split(&m.sql) {
+        tx.execute(statement, &[])
+            .await
+            .map_err(|e| failed(super::explain(&e)))?;
+    }
+    if let Some(role) = scope.role {
+        let now: String = tx
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map_err(|e| failed(super::explain(&e)))?
+            .get(0);
+        if now != role {
+            return Err(failed(format!(
+                "it ended as role {now}, not the module's {role}"
+            )));
+        }
+        tx.batch_execute("SET LOCAL ROLE NONE")
+            .await
+            .map_err(|e| failed(super::explain(&e)))?;
+    }
+    let created = match (scope.prefix, &before) {
+        (Some(prefix), Some(before)) => {
+            objects_outside_prefix(&tx, module, prefix, m, before).await?
+        }
+        _ => Vec::new(),
     };
     let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     tx.execute(
@@ -287,31 +346,46 @@ async fn applied_checksums_in(
 }
 
 /// What the prefix check compares against: the state before the migration ran.
-#[derive(Default)]
 struct Snapshot {
-    /// (oid, name) of every relation outside the system schemas.
-    relations: Vec<(u32, String)>,
+    catalog: Vec<CatalogRow>,
     /// (table, rows written) as the session counts them.
     written: Vec<(String, i64)>,
 }
 
-/// Every relation outside the system schemas: (oid, name).
-async fn relations(tx: &Transaction<'_>) -> Result<Vec<(u32, String)>, MigrationError> {
-    let rows = tx
-        .query(
-            "SELECT c.oid, c.relname::text FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
-               AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'",
-            &[],
-        )
-        .await
-        .map_err(unavailable)?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+/// One row of the catalog that the prefix check watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CatalogRow {
+    /// `relation`, `type`, `constraint`, `trigger`, `function`, `column`.
+    kind: String,
+    /// What identifies the row across versions (an oid, or a table's oid and a column number).
+    key: String,
+    /// The row version: a new one means the row was changed (in a subtransaction too).
+    version: String,
+    name: String,
+    /// The name that must carry the prefix: the object's own, or its table's.
+    owner: String,
+    /// For relations, `pg_class.relkind`.
+    relkind: String,
 }
 
-/// What this transaction touched that does not belong to `prefix`; the relations (tables, views)
-/// it created when everything belongs.
+/// The catalog rows of every object outside the system schemas.
+async fn catalog(tx: &Transaction<'_>) -> Result<Vec<CatalogRow>, MigrationError> {
+    let rows = tx.query(CATALOG, &[]).await.map_err(unavailable)?;
+    Ok(rows
+        .iter()
+        .map(|r| CatalogRow {
+            kind: r.get(0),
+            key: r.get(1),
+            version: r.get(2),
+            name: r.get(3),
+            owner: r.get(4),
+            relkind: r.get(5),
+        })
+        .collect())
+}
+
+/// What this transaction created, changed or dropped that does not belong to `prefix`, by the
+/// catalog before and after it; the relations (tables, views) it created when everything belongs.
 async fn objects_outside_prefix(
     tx: &Transaction<'_>,
     module: &str,
@@ -319,42 +393,98 @@ async fn objects_outside_prefix(
     m: &MigrationSpec,
     before: &Snapshot,
 ) -> Result<Vec<String>, MigrationError> {
-    let (relations_before, written_before) = (&before.relations, &before.written); // (kind, name of the object, name that must carry the prefix)
-    let touched = tx
-        .query(PREFIX_CHECK, &[])
-        .await
-        .map_err(|e| MigrationError::Failed {
-            module: module.to_owned(),
-            label: m.label(),
-            error: format!("the prefix check could not run: {}", super::explain(&e)),
-        })?;
+    let after = catalog(tx).await.map_err(|e| MigrationError::Failed {
+        module: module.to_owned(),
+        label: m.label(),
+        error: format!("the prefix check could not run: {e}"),
+    })?;
+    let old: std::collections::HashMap<(&str, &str), &CatalogRow> = before
+        .catalog
+        .iter()
+        .map(|r| ((r.kind.as_str(), r.key.as_str()), r))
+        .collect();
+    let mine = |name: &str| name.starts_with(prefix);
+    let kind = |row: &CatalogRow| match (row.kind.as_str(), row.relkind.as_str()) {
+        ("relation", "r" | "p") => "table".to_owned(),
+        ("relation", "v" | "m") => "view".to_owned(),
+        ("relation", "i" | "I") => "index".to_owned(),
+        ("relation", "S") => "sequence".to_owned(),
+        ("relation", "c") => "type".to_owned(),
+        ("relation", "f") => "foreign table".to_owned(),
+        (other, _) => other.to_owned(),
+    };
+    let of = |row: &CatalogRow| {
+        if row.owner == row.name {
+            String::new()
+        } else {
+            format!(" of '{}'", row.owner)
+        }
+    };
     let mut violations = Vec::new();
     let mut created = Vec::new();
-    for row in &touched {
-        let (kind, object, owner): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        if !owner.starts_with(prefix) {
-            violations.push(if object == owner {
-                format!("it creates or changes {kind} '{object}'")
-            } else {
-                format!("it creates or changes {kind} '{object}' of '{owner}'")
-            });
-        } else if kind == "table" || kind == "view" {
-            created.push(object);
+    let mut seen = std::collections::HashSet::new();
+    // Relations created outside the prefix are named once; what comes with them (their row
+    // type, its array type, their columns, constraints, triggers) is not listed again.
+    let new_relations: std::collections::HashSet<&str> = after
+        .iter()
+        .filter(|r| r.kind == "relation" && !old.contains_key(&(r.kind.as_str(), r.key.as_str())))
+        .map(|r| r.name.as_str())
+        .collect();
+    for row in &after {
+        seen.insert((row.kind.as_str(), row.key.as_str()));
+        match old.get(&(row.kind.as_str(), row.key.as_str())) {
+            None => {
+                let comes_with_a_new_relation =
+                    row.kind != "relation" && new_relations.contains(row.owner.as_str());
+                if !mine(&row.owner) && !comes_with_a_new_relation {
+                    violations.push(format!(
+                        "it creates or changes {} '{}'{}",
+                        kind(row),
+                        row.name,
+                        of(row)
+                    ));
+                } else if row.kind == "relation"
+                    && matches!(row.relkind.as_str(), "r" | "p" | "v" | "m")
+                {
+                    created.push(row.name.clone());
+                }
+            }
+            Some(was) if was.version != row.version => {
+                if !mine(&was.owner) || !mine(&row.owner) {
+                    violations.push(if was.name != row.name {
+                        format!(
+                            "it renames {} '{}'{} to '{}'",
+                            kind(row),
+                            was.name,
+                            of(was),
+                            row.name
+                        )
+                    } else {
+                        format!(
+                            "it creates or changes {} '{}'{}",
+                            kind(row),
+                            row.name,
+                            of(row)
+                        )
+                    });
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for row in &before.catalog {
+        if !seen.contains(&(row.kind.as_str(), row.key.as_str())) && !mine(&row.owner) {
+            violations.push(format!("it drops {} '{}'{}", kind(row), row.name, of(row)));
         }
     }
     for (table, count) in written(tx).await? {
-        let earlier = written_before
+        let earlier = before
+            .written
             .iter()
             .find(|(t, _)| *t == table)
             .map_or(0, |(_, c)| *c);
-        if count > earlier && !table.starts_with(prefix) {
+        if count > earlier && !mine(&table) {
             violations.push(format!("it writes rows of table '{table}'"));
-        }
-    }
-    let after = relations(tx).await?;
-    for (oid, name) in relations_before {
-        if !after.iter().any(|(o, _)| o == oid) && !name.starts_with(prefix) {
-            violations.push(format!("it drops '{name}'"));
         }
     }
     if violations.is_empty() {
@@ -362,51 +492,60 @@ async fn objects_outside_prefix(
         created.dedup();
         Ok(created)
     } else {
-        violations.dedup();
+        let mut unique = Vec::new();
+        for v in violations {
+            if !unique.contains(&v) {
+                unique.push(v);
+            }
+        }
         Err(MigrationError::Prefix {
             module: module.to_owned(),
             label: m.label(),
             prefix: prefix.to_owned(),
-            violations: violations.join(", "),
+            violations: unique.join(", "),
         })
     }
 }
 
-/// The catalog rows this transaction created or changed, and the tables whose rows it wrote, as
-/// (kind, object, the name that must carry the prefix). TOAST relations and the array types
-/// PostgreSQL makes for each type are left out; a table's row type is its table's.
-const PREFIX_CHECK: &str = r#"
-WITH me AS (SELECT pg_current_xact_id()::xid AS x)
-SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
-         WHEN 'm' THEN 'view' WHEN 'i' THEN 'index' WHEN 'I' THEN 'index'
-         WHEN 'S' THEN 'sequence' WHEN 'c' THEN 'type' ELSE 'relation' END,
-       c.relname::text, c.relname::text
-  FROM pg_class c, me, pg_namespace n
- WHERE c.xmin = me.x AND n.oid = c.relnamespace AND n.nspname <> 'pg_toast'
+/// Every catalog row the prefix check watches, outside the system schemas: relations, types,
+/// constraints, triggers, functions and the columns of relations, with the row version (`xmin`)
+/// and the name that must carry the prefix (a table's for its columns, constraints and triggers;
+/// the element's for an array type; the relation's for its row type).
+const CATALOG: &str = r#"
+WITH ns AS (
+  SELECT oid FROM pg_namespace
+   WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+     AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
+)
+SELECT 'relation', c.oid::text, c.xmin::text, c.relname::text, c.relname::text, c.relkind::text
+  FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns)
 UNION ALL
-SELECT 'type', t.typname::text, t.typname::text
-  FROM pg_type t, me
- WHERE t.xmin = me.x AND t.typrelid = 0
-   AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
+SELECT 'type', t.oid::text, t.xmin::text, t.typname::text,
+       COALESCE(r.relname, e.typname, t.typname)::text, ''
+  FROM pg_type t
+  LEFT JOIN pg_class r ON r.oid = t.typrelid
+  LEFT JOIN pg_type e ON e.oid = t.typelem AND e.typarray = t.oid
+ WHERE t.typnamespace IN (SELECT oid FROM ns)
 UNION ALL
-SELECT 'index', ic.relname::text, tc.relname::text
-  FROM pg_index i, me, pg_class ic, pg_class tc
- WHERE i.xmin = me.x AND ic.oid = i.indexrelid AND tc.oid = i.indrelid
-   AND ic.relnamespace <> 'pg_toast'::regnamespace
-UNION ALL
-SELECT 'constraint', con.conname::text, COALESCE(rel.relname, typ.typname)::text
-  FROM pg_constraint con CROSS JOIN me
+SELECT 'constraint', con.oid::text, con.xmin::text, con.conname::text,
+       COALESCE(rel.relname, typ.typname, con.conname)::text, ''
+  FROM pg_constraint con
   LEFT JOIN pg_class rel ON rel.oid = con.conrelid
   LEFT JOIN pg_type typ ON typ.oid = con.contypid
- WHERE con.xmin = me.x
+ WHERE con.connamespace IN (SELECT oid FROM ns)
 UNION ALL
-SELECT 'trigger', tg.tgname::text, rel.relname::text
-  FROM pg_trigger tg, me, pg_class rel
- WHERE tg.xmin = me.x AND rel.oid = tg.tgrelid
+SELECT 'trigger', tg.oid::text, tg.xmin::text, tg.tgname::text, rel.relname::text, ''
+  FROM pg_trigger tg JOIN pg_class rel ON rel.oid = tg.tgrelid
+ WHERE rel.relnamespace IN (SELECT oid FROM ns)
 UNION ALL
-SELECT 'function', p.proname::text, p.proname::text
-  FROM pg_proc p, me
- WHERE p.xmin = me.x
+SELECT 'function', p.oid::text, p.xmin::text, p.proname::text, p.proname::text, ''
+  FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns)
+UNION ALL
+SELECT 'column', a.attrelid::text || '.' || a.attnum::text, a.xmin::text, a.attname::text,
+       c.relname::text, ''
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE a.attnum > 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+   AND c.relnamespace IN (SELECT oid FROM ns)
 "#;
 
 /// Rows inserted, updated or deleted per table, as the session counts them so far. The counts

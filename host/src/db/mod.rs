@@ -1,24 +1,29 @@
-//! The hub's PostgreSQL: two deadpool pools, read-only and read-write (timeouts on waiting for,
+//! The hub's PostgreSQL: one pool of connections for the hub and its modules (`pool.rs`: each
+//! connection remembers its session and its prepared statements; timeouts on waiting for,
 //! creating and recycling a connection, so a hung or absent database gives an error, not a hang),
-//! the hub's own migrations, whether the database is reachable, and the loop that tries it again
-//! while it is not. Modules reach it only through the gateway. This room is the only one that
-//! names tokio-postgres or deadpool.
+//! the modules' roles (`roles.rs`), the hub's own migrations, whether the database is reachable,
+//! and the loop that tries it again while it is not. Modules reach it only through the gateway.
+//! This room is the only one that names tokio-postgres or deadpool.
 
 pub mod convert;
 pub mod gateway;
 pub mod ledger;
 pub mod migrate;
+pub mod pool;
+pub mod roles;
 pub mod statement;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool::Runtime;
 use thiserror::Error;
-use tokio_postgres::NoTls;
 
+use self::pool::{Manager, Pool};
+pub use self::pool::{Object, Session};
+use self::roles::Roles;
 use crate::config::Config;
 
 /// The database could not be used; says why and, when it is missing, which variable to set.
@@ -39,76 +44,73 @@ pub enum PrepareError {
     Migration(#[from] migrate::MigrationError),
 }
 
-/// Which pool a connection comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Connections with `default_transaction_read_only = on`: every transaction on them is read
-    /// only, so a single statement needs no explicit `BEGIN READ ONLY`.
-    ReadOnly,
-    ReadWrite,
-}
-
-/// The pools and what the hub knows about the database.
+/// The pool and what the hub knows about the database.
 pub struct Database {
-    /// (read-only, read-write), both with the default `statement_timeout` set per connection.
-    pools: Option<(Pool, Pool)>,
+    /// With the default `statement_timeout` set per connection.
+    pool: Option<Pool>,
     /// Whether the last attempt to use the database worked (the hub's migrations included).
     ready: AtomicBool,
     statement_timeout: Duration,
+    max_statement_timeout: Duration,
+    /// Bumped when a migration changed the schema: connections drop their prepared statements.
+    generation: Arc<AtomicU64>,
+    /// The modules' roles and declarations.
+    pub(crate) roles: Roles,
 }
 
 impl Database {
-    /// Set up the pools from `DATABASE_URL`; they connect lazily. `Err` names the variable when
+    /// Set up the pool from `DATABASE_URL`; it connects lazily. `Err` names the variable when
     /// the URL cannot be parsed.
     pub fn new(config: &Config) -> anyhow::Result<Database> {
-        let statement_timeout = config.db_statement_timeout;
+        let max_statement_timeout = config.db_max_statement_timeout;
+        // 0 would mean no limit at all: the cap stands instead.
+        let statement_timeout = match config.db_statement_timeout {
+            Duration::ZERO => max_statement_timeout,
+            t => t.min(max_statement_timeout),
+        };
+        let generation = Arc::new(AtomicU64::new(0));
         let Some(url) = &config.database_url else {
             return Ok(Database {
-                pools: None,
+                pool: None,
                 ready: AtomicBool::new(false),
                 statement_timeout,
+                max_statement_timeout,
+                generation,
+                roles: Roles::default(),
             });
         };
-        let base: tokio_postgres::Config = url.parse().map_err(|e| {
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
             anyhow::anyhow!(
                 "DATABASE_URL is not a PostgreSQL URL ({e}): use postgres://user@host:port/database"
             )
         })?;
-        let pool = |read_only: bool| -> anyhow::Result<Pool> {
-            let mut pg = base.clone();
-            pg.connect_timeout(config.db_pool_timeout);
-            pg.application_name("bmc-hub");
-            pg.keepalives_idle(Duration::from_secs(30));
-            pg.options(format!(
-                "-c statement_timeout={} -c default_transaction_read_only={}",
-                statement_timeout.as_millis(),
-                if read_only { "on" } else { "off" }
-            ));
-            let manager = Manager::from_config(
-                pg,
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
-            Pool::builder(manager)
-                .max_size(config.db_pool_size)
-                .wait_timeout(Some(config.db_pool_timeout))
-                .create_timeout(Some(config.db_pool_timeout))
-                .recycle_timeout(Some(config.db_pool_timeout))
-                .runtime(Runtime::Tokio1)
-                .build()
-                .map_err(|e| anyhow::anyhow!("cannot set up the database pool: {e}"))
-        };
+        pg.connect_timeout(config.db_pool_timeout);
+        pg.application_name("bmc-hub");
+        pg.keepalives_idle(Duration::from_secs(30));
+        pg.options(format!(
+            "-c statement_timeout={}",
+            statement_timeout.as_millis()
+        ));
+        let pool = Pool::builder(Manager::new(pg, generation.clone()))
+            .max_size(config.db_pool_size)
+            .wait_timeout(Some(config.db_pool_timeout))
+            .create_timeout(Some(config.db_pool_timeout))
+            .recycle_timeout(Some(config.db_pool_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the database pool: {e}"))?;
         Ok(Database {
-            pools: Some((pool(true)?, pool(false)?)),
+            pool: Some(pool),
             ready: AtomicBool::new(false),
             statement_timeout,
+            max_statement_timeout,
+            generation,
+            roles: Roles::default(),
         })
     }
 
     pub fn is_configured(&self) -> bool {
-        self.pools.is_some()
+        self.pool.is_some()
     }
 
     /// Whether the database answered last time the hub tried, with the hub's migrations applied.
@@ -121,26 +123,77 @@ impl Database {
         self.statement_timeout
     }
 
-    /// A pooled connection.
-    pub async fn client(&self, access: Access) -> Result<Object, DbUnavailable> {
-        let (read_only, read_write) = self.pools.as_ref().ok_or(DbUnavailable::NotConfigured)?;
-        let pool = match access {
-            Access::ReadOnly => read_only,
-            Access::ReadWrite => read_write,
-        };
+    /// The longest a module's statement may run, whatever it asks for.
+    pub fn max_statement_timeout(&self) -> Duration {
+        self.max_statement_timeout
+    }
+
+    /// A pooled connection, in whatever session it was left.
+    pub async fn pooled(&self) -> Result<Object, DbUnavailable> {
+        let pool = self.pool.as_ref().ok_or(DbUnavailable::NotConfigured)?;
         pool.get().await.map_err(|e| {
             self.ready.store(false, Ordering::Relaxed);
             DbUnavailable::Unreachable(pool_error(&e))
         })
     }
 
+    /// A pooled connection acting as the hub itself (its own user, read-write).
+    pub async fn hub_client(&self) -> Result<Object, DbUnavailable> {
+        let mut client = self.pooled().await?;
+        if let Some(commands) = client.switch_to(&Session::hub()) {
+            if let Err(e) = client.client().batch_execute(&commands).await {
+                client.discard();
+                return Err(DbUnavailable::Unreachable(explain(&e)));
+            }
+            client.entered(Session::hub());
+        }
+        Ok(client)
+    }
+
+    /// A migration changed the schema: every connection drops its prepared statements before its
+    /// next use.
+    pub fn schema_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Apply the hub's own migrations and mark the database ready; `Err` says why not.
     pub async fn prepare(&self) -> Result<(), PrepareError> {
-        let mut client = self.client(Access::ReadWrite).await?;
+        let mut client = self.hub_client().await?;
         let migrations = migrate::host_migrations();
-        migrate::apply_pending(&mut client, "hub", None, &migrations).await?;
+        let scope = migrate::Scope {
+            prefix: None,
+            role: None,
+        };
+        let applied = migrate::apply_pending(client.client_mut(), "hub", scope, &migrations).await;
+        // A migration may have set anything in the session: the connection is not reused.
+        client.discard();
+        applied?;
         self.ready.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Apply `module`'s pending migrations, as its writer role, on a connection used for nothing
+    /// else afterwards (a migration may leave session settings behind: `SET statement_timeout`
+    /// pasted from a dump).
+    pub async fn migrate(
+        &self,
+        module: &str,
+        prefix: &str,
+        migrations: &[migrate::MigrationSpec],
+    ) -> Result<migrate::Applied, MigrationRun> {
+        let roles = self.module_roles(module).await?;
+        let mut client = self.hub_client().await?;
+        let scope = migrate::Scope {
+            prefix: Some(prefix),
+            role: Some(&roles.writer),
+        };
+        let applied = migrate::apply_pending(client.client_mut(), module, scope, migrations).await;
+        client.discard();
+        let applied = applied?;
+        if !applied.versions.is_empty() {
+            self.schema_changed();
+        }
+        Ok(applied)
     }
 
     /// While the database is configured but not ready, try it every `retry`; each time it answers
@@ -165,19 +218,17 @@ impl Database {
     }
 
     /// `cargo xtask bench db`'s baseline: `sql` with one `int4` parameter, run by the hub itself on
-    /// a read-only connection; the first row as JSON, if any.
+    /// the same pool; the first row as JSON, if any.
     #[cfg(feature = "bench-routes")]
     pub async fn bench_row(
         &self,
         sql: &str,
         id: i32,
     ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
-        let client = self
-            .client(Access::ReadOnly)
-            .await
-            .map_err(|e| e.to_string())?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| explain(&e))?;
+        let mut client = self.hub_client().await.map_err(|e| e.to_string())?;
+        let statement = client.prepare(sql).await.map_err(|e| explain(&e))?;
         let rows = client
+            .client()
             .query(&statement, &[&id])
             .await
             .map_err(|e| explain(&e))?;
@@ -185,8 +236,24 @@ impl Database {
     }
 }
 
-fn pool_error(error: &deadpool_postgres::PoolError) -> String {
-    use deadpool_postgres::PoolError;
+/// Why a module's migrations did not run: its roles, the database, or a migration.
+#[derive(Debug, Error)]
+pub enum MigrationRun {
+    #[error(transparent)]
+    Roles(#[from] roles::RoleError),
+    #[error(transparent)]
+    Unavailable(#[from] DbUnavailable),
+    #[error(transparent)]
+    Migration(#[from] migrate::MigrationError),
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn pool_error(error: &deadpool::managed::PoolError<tokio_postgres::Error>) -> String {
+    use deadpool::managed::PoolError;
     match error {
         PoolError::Timeout(kind) => {
             format!("no connection within HUB_DB_POOL_TIMEOUT_MS ({kind:?})")

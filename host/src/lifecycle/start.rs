@@ -10,12 +10,13 @@ use tracing::level_filters::LevelFilter;
 
 use crate::config::Config;
 use crate::config::module::{Safety, resolve_config};
-use crate::db::migrate::{self, MigrationSpec};
-use crate::db::{Access, Database};
+use crate::db::migrate::MigrationSpec;
+use crate::db::roles::{self, Declaration};
+use crate::db::{Database, MigrationRun};
 use crate::deps;
 use crate::instance::{Instance, Reaper, Started};
 use crate::loader::{InstanceArgs, LibraryFile, Loader};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, UseMode};
 use crate::registry::StartError;
 
 /// What starting a module needs: the loader, the database, the reaper of shutdown hooks.
@@ -55,6 +56,9 @@ impl Starter {
                 have: plugin_api::API_VERSION,
             });
         }
+        // What the module's roles grant, from now on (set up before its first use of the
+        // database).
+        self.database.declare(name, declaration(manifest));
         let path = folder.join(manifest.library_file());
         let args = InstanceArgs {
             module: name.to_owned(),
@@ -110,7 +114,7 @@ impl Starter {
         Ok(instance)
     }
 
-    /// Apply the module's pending migrations.
+    /// Apply the module's pending migrations, as its own role.
     async fn migrate(
         &self,
         name: &str,
@@ -128,16 +132,37 @@ impl Starter {
                 .await
                 .map_err(|e| StartError::DatabaseUnavailable(e.to_string()))?;
         }
-        let mut client = self
+        let applied = self
             .database
-            .client(Access::ReadWrite)
+            .migrate(name, prefix, migrations)
             .await
-            .map_err(|e| StartError::DatabaseUnavailable(e.to_string()))?;
-        let applied = migrate::apply_pending(&mut client, name, Some(prefix), migrations).await?;
+            .map_err(|e| match e {
+                MigrationRun::Migration(e) => StartError::from(e),
+                MigrationRun::Unavailable(e) => StartError::DatabaseUnavailable(e.to_string()),
+                MigrationRun::Roles(e) => StartError::Roles(e.to_string()),
+            })?;
         if !applied.versions.is_empty() {
             tracing::info!(module = %name, "applied migrations {:?}", applied.versions);
         }
         Ok(())
+    }
+}
+
+/// What a module declares about its data, for its PostgreSQL roles.
+fn declaration(manifest: &Manifest) -> Declaration {
+    Declaration {
+        prefix: manifest.table_prefix(),
+        uses: manifest
+            .uses
+            .iter()
+            .map(|(module, mode)| {
+                let mode = match mode {
+                    UseMode::Read => roles::UseMode::Read,
+                    UseMode::Write => roles::UseMode::Write,
+                };
+                (module.clone(), mode)
+            })
+            .collect(),
     }
 }
 

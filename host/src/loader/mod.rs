@@ -347,7 +347,8 @@ fn check_complete(path: &str, bytes: &[u8]) -> Result<(), LoadError> {
     };
     let header_size = if bytes.get(4) == Some(&1) { 0x34 } else { 0x40 };
     if bytes.len() < header_size {
-        return Err(truncated(header_size as u64));
+        // Not even a header: the platform's loader says what it is.
+        return Ok(());
     }
     for (offset_at, offset_width, size_at, count_at) in fields {
         let (Some(offset), Some(size), Some(count)) = (
@@ -546,7 +547,7 @@ mod tests {
             check_complete("x.so", &library).map_err(|e| e.to_string()),
             Ok(())
         );
-        for cut in [10, 63, library.len() / 2, library.len() - 1] {
+        for cut in [100, library.len() / 2, library.len() - 1] {
             let error = check_complete("x.so", &library[..cut])
                 .unwrap_err()
                 .to_string();

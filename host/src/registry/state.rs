@@ -145,6 +145,9 @@ pub enum StartError {
     /// A migration failed, was refused or changed.
     #[error(transparent)]
     Migration(MigrationError),
+    /// The module's PostgreSQL roles could not be set up.
+    #[error("{0}")]
+    Roles(String),
     #[error("unhealthy at start: {0}")]
     Unhealthy(String),
     /// `module.json` says disabled, but running modules need this one: reported, not applied.

@@ -60,7 +60,13 @@ fn migrations_are_applied_once_recorded_and_reported() {
         recorded(&db, "dbfix"),
         [(1, "init".to_owned()), (2, "title_index".to_owned())]
     );
-    assert_eq!(recorded(&db, "hub"), [(1, "module_migrations".to_owned())]);
+    assert_eq!(
+        recorded(&db, "hub"),
+        [
+            (1, "module_migrations".to_owned()),
+            (2, "module_roles".to_owned())
+        ]
+    );
     let applied = module["migrations"]["applied"]
         .as_array()
         .cloned()
@@ -169,12 +175,14 @@ fn a_migration_writing_a_host_table_is_refused_and_rolled_back() {
     let hub = setup.start();
     assert_eq!(
         hub.module("dbfix")["error"],
-        "migration 001_init of module 'dbfix' was refused and rolled back: it writes rows of table 'module_migrations'; a module's objects must start with its table prefix 'dbfix_'"
+        // The module's role may not write the hub's table (issue 12); were it granted, the prefix
+        // check would refuse it ("it writes rows of table 'module_migrations'").
+        "migration 001_init of module 'dbfix' failed and was rolled back: permission denied for table module_migrations (SQLSTATE 42501)"
     );
     assert_eq!(
         count(&db, "module_migrations"),
-        1,
-        "only the hub's own record"
+        host::db::migrate::host_migrations().len() as i64,
+        "only the hub's own records"
     );
 }
 
@@ -197,7 +205,10 @@ fn two_hubs_starting_at_once_apply_each_migration_once() {
         recorded(&db, "dbfix"),
         [(1, "init".to_owned()), (2, "title_index".to_owned())]
     );
-    assert_eq!(recorded(&db, "hub").len(), 1);
+    assert_eq!(
+        recorded(&db, "hub").len(),
+        host::db::migrate::host_migrations().len()
+    );
 }
 
 #[test]

@@ -196,9 +196,10 @@ fn enable_and_disable_take_effect_at_once_and_persist() {
         assert_eq!(reply.json()["enabled"], true);
     }
     assert_eq!(hub.get("/api/v1/fx/items/1").status, 200);
+    // Only the value of `enabled` changes, character for character (issue 12).
     assert_eq!(
         std::fs::read_to_string(&manifest_path).expect("manifest"),
-        "{\n  \"name\": \"fx\",\n  \"version\": \"0.1.0\",\n  \"enabled\": true,\n  \"description\": \"kept\",\n  \"config\": {\n    \"z\": 1,\n    \"a\": 2\n  }\n}\n"
+        r#"{"name":"fx","version":"0.1.0","enabled":true,"description":"kept","config":{"z":1,"a":2}}"#
     );
 
     for _ in 0..2 {
