@@ -51,9 +51,13 @@ struct Answer<T> {
 /// What kind of failure a [`DbError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DbErrorKind {
     /// The module is `READ_ONLY` and the statement writes. HTTP 403 `read_only`.
     ReadOnly,
+    /// The statement touches another module's table that the module's `uses` (in module.json)
+    /// does not declare; PostgreSQL refused it (42501). HTTP 403 `not_granted`.
+    NotGranted,
     /// A parameter does not fit its declared type, or their number is wrong. HTTP 400
     /// `bad_parameter`.
     BadParameter,
@@ -93,6 +97,7 @@ impl From<DbError> for Error {
         let details = e.sqlstate.as_ref().map(|code| json!({"sqlstate": code}));
         let error = match e.kind {
             DbErrorKind::ReadOnly => Error::new(403, "read_only", e.message),
+            DbErrorKind::NotGranted => Error::new(403, "not_granted", e.message),
             DbErrorKind::BadParameter => Error::new(400, "bad_parameter", e.message),
             DbErrorKind::Refused => Error::new(500, "statement_refused", e.message),
             DbErrorKind::Database | DbErrorKind::BadRequest => {

@@ -16,8 +16,9 @@
 //! in the same round trip as the call. The default `statement_timeout` is set per connection; a
 //! call asking for another (capped by `HUB_DB_MAX_STATEMENT_TIMEOUT_MS`; 0 means the cap) sets it
 //! with `SET LOCAL` inside its transaction, so nothing leaks to the next user of a pooled
-//! connection; when the hub gives up on a call it cancels the query on the server and never uses
-//! the connection again. A single statement that needs neither runs on its own (autocommit): one
+//! connection; when the hub gives up on a call (the database does not answer, or the module's
+//! handler was abandoned mid-call) it cancels the query on the server and never uses the
+//! connection again. A single statement that needs neither runs on its own (autocommit): one
 //! message, as a direct query would. Otherwise BEGIN, the statements and COMMIT/ROLLBACK are sent
 //! pipelined: one round trip for the whole call once the statements are prepared. A statement
 //! whose cached plan no longer fits its table (SQLSTATE 0A000, after a migration) is prepared
@@ -177,26 +178,36 @@ async fn run(
         timeout != db.statement_timeout(),
         timeout,
     );
-    let mut client = db.pooled().await.map_err(unavailable)?;
+    let mut client = InFlight(Some(db.pooled().await.map_err(unavailable)?));
     // The server bounds each statement; this bounds a database that stopped answering.
     let deadline = timeout + Duration::from_secs(2);
     for attempt in 0..2 {
-        let call = execute(&mut client, db, caller, &statements, &plan, &session);
+        let Some(conn) = client.0.as_mut() else {
+            break;
+        };
+        let call = execute(conn, db, caller, &statements, &plan, &session);
         match tokio::time::timeout(deadline, call).await {
             Ok(Err(Failed::Stale(sql))) if attempt == 0 => {
                 // A migration changed the table under a cached plan: prepare it again.
-                client.forget(&sql);
+                conn.forget(&sql);
             }
             Ok(Err(Failed::Stale(_))) => {
+                client.done();
                 return Err(GatewayError::new(
                     "database",
                     "the statement's plan does not fit its table after preparing it again",
                 ));
             }
-            Ok(Err(Failed::Error(error))) => return Err(error),
-            Ok(Ok(result)) => return Ok(result),
+            Ok(Err(Failed::Error(error))) => {
+                client.done();
+                return Err(error);
+            }
+            Ok(Ok(result)) => {
+                client.done();
+                return Ok(result);
+            }
             Err(_) => {
-                give_up(client);
+                // Dropping `client` gives the call up.
                 return Err(GatewayError::new(
                     "unavailable",
                     format!(
@@ -210,16 +221,34 @@ async fn run(
     Err(GatewayError::new("database", "the call was not run"))
 }
 
-/// Stop waiting for `client`: ask the server to cancel what it runs, and never hand the
-/// connection out again (it may be mid-transaction).
-fn give_up(mut client: Object) {
-    let cancel = client.cancel_token();
-    tokio::spawn(async move {
-        if let Err(e) = cancel.cancel_query(tokio_postgres::NoTls).await {
-            tracing::warn!("cannot cancel a database call the hub gave up on: {e}");
+/// The connection of a call under way. Dropped before [`InFlight::done`] (the database did not
+/// answer in time, or the hub stopped waiting for the module's handler and dropped its future),
+/// it gives the call up: the server is asked to cancel what it runs, and the connection (maybe
+/// mid-transaction) is never handed out again.
+struct InFlight(Option<Object>);
+
+impl InFlight {
+    /// The call ended: the connection goes back to the pool.
+    fn done(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(mut client) = self.0.take() else {
+            return;
+        };
+        client.discard();
+        let cancel = client.cancel_token();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!("cannot cancel a database call the hub gave up on: {e}");
+                }
+            });
         }
-    });
-    client.discard();
+    }
 }
 
 /// Why a call did not give a result.
@@ -431,8 +460,9 @@ fn sql_error(
     };
     let code = db_error.code().code().to_owned();
     // A READ_ONLY module's write is refused by its read-only transaction (25006) or, failing
-    // that, by its reader role (42501): either way, READ_ONLY said no.
-    if code == "25006" || (code == "42501" && caller.read_only) {
+    // that, by its reader role (42501): either way, READ_ONLY said no. A read it may not do is
+    // not READ_ONLY's doing.
+    if code == "25006" || (code == "42501" && caller.read_only && writes(&statements[n].sql)) {
         let upper = caller.module.to_ascii_uppercase();
         return GatewayError {
             kind: "read_only",
@@ -479,10 +509,7 @@ fn not_granted(db: &Database, caller: &Caller, sql: &str, message: &str) -> Stri
         .strip_prefix("permission denied for ")
         .and_then(|rest| rest.split_once(' '))
         .unwrap_or(("object", message));
-    let writes = statement::tokens(sql).iter().any(|t| {
-        matches!(t, statement::Token::Word(w) if matches!(w.as_str(), "insert" | "update" | "delete" | "merge"))
-    });
-    let (verb, mode) = if writes {
+    let (verb, mode) = if writes(sql) {
         ("write", "write")
     } else {
         ("read", "read")
@@ -496,4 +523,11 @@ fn not_granted(db: &Database, caller: &Caller, sql: &str, message: &str) -> Stri
             "module '{module}' may not {verb} {what} {name}: it is neither its own nor another module's ({message})"
         ),
     }
+}
+
+/// Whether `sql` writes rows (INSERT, UPDATE, DELETE or MERGE anywhere in it, a CTE's too).
+fn writes(sql: &str) -> bool {
+    statement::tokens(sql).iter().any(|t| {
+        matches!(t, statement::Token::Word(w) if matches!(w.as_str(), "insert" | "update" | "delete" | "merge"))
+    })
 }

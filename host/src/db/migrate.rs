@@ -39,6 +39,26 @@ impl MigrationSpec {
     pub fn label(&self) -> String {
         format!("{:03}_{}", self.version, self.name)
     }
+
+    /// Whether the migration declares itself **expand** (its first line is `-- hub: expand`):
+    /// the module's previous version keeps working on the schema it leaves (it adds; it does not
+    /// rename, drop or narrow). A failed reload after expand migrations only keeps the previous
+    /// version serving; after any other, the module is failed.
+    pub fn expands(&self) -> bool {
+        self.sql
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .is_some_and(|line| {
+                line.strip_prefix("--")
+                    .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
+                    .is_some_and(|words| {
+                        words.len() == 2
+                            && words[0].eq_ignore_ascii_case("hub:")
+                            && words[1].eq_ignore_ascii_case("expand")
+                    })
+            })
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -117,10 +137,38 @@ pub enum MigrationError {
     Unavailable(String),
 }
 
-/// What was applied now.
+/// What was applied now, in order.
 #[derive(Debug, Default, Serialize)]
 pub struct Applied {
-    pub versions: Vec<u32>,
+    pub migrations: Vec<AppliedNow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppliedNow {
+    pub version: u32,
+    /// `003_rename_title`.
+    pub label: String,
+    /// Marked `-- hub: expand`.
+    pub expand: bool,
+}
+
+impl Applied {
+    pub fn is_empty(&self) -> bool {
+        self.migrations.is_empty()
+    }
+
+    pub fn versions(&self) -> Vec<u32> {
+        self.migrations.iter().map(|m| m.version).collect()
+    }
+
+    /// The labels of the migrations applied now that are not expand.
+    pub fn contracting(&self) -> Vec<String> {
+        self.migrations
+            .iter()
+            .filter(|m| !m.expand)
+            .map(|m| m.label.clone())
+            .collect()
+    }
 }
 
 /// The advisory lock namespace of migrations (`pg_advisory_xact_lock(int4, int4)`'s first key).
@@ -135,13 +183,15 @@ pub struct Scope<'a> {
     pub role: Option<&'a str>,
 }
 
-/// Apply the pending `migrations` of `module` within `scope`.
+/// Apply the pending `migrations` of `module` within `scope`, recording in `report` each one
+/// applied (committed) before an error, if one comes.
 pub async fn apply_pending(
     client: &mut Client,
     module: &str,
     scope: Scope<'_>,
     migrations: &[MigrationSpec],
-) -> Result<Applied, MigrationError> {
+    report: &mut Applied,
+) -> Result<(), MigrationError> {
     let mut previous = 0;
     for m in migrations {
         if m.version <= previous {
@@ -175,7 +225,6 @@ pub async fn apply_pending(
     }
     // Without a lock first: when everything is applied already, no lock is taken.
     let applied = applied_checksums(client, module).await?;
-    let mut report = Applied::default();
     for m in migrations {
         if let Some(checksum) = applied
             .iter()
@@ -186,10 +235,14 @@ pub async fn apply_pending(
             continue;
         }
         if apply_one(client, module, scope, m).await? {
-            report.versions.push(m.version);
+            report.migrations.push(AppliedNow {
+                version: m.version,
+                label: m.label(),
+                expand: m.expands(),
+            });
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 fn check_unchanged(module: &str, m: &MigrationSpec, applied: &str) -> Result<(), MigrationError> {
@@ -297,6 +350,10 @@ async fn apply_one(
             .await
             .map_err(|e| failed(super::explain(&e)))?;
     }
+    // A dump's header empties search_path; the hub's statements below name tables unqualified.
+    tx.batch_execute("RESET search_path")
+        .await
+        .map_err(|e| failed(super::explain(&e)))?;
     let created = match (scope.prefix, &before) {
         (Some(prefix), Some(before)) => {
             objects_outside_prefix(&tx, module, prefix, m, before).await?
@@ -430,6 +487,17 @@ async fn objects_outside_prefix(
         .filter(|r| r.kind == "relation" && !old.contains_key(&(r.kind.as_str(), r.key.as_str())))
         .map(|r| r.name.as_str())
         .collect();
+    // Likewise a renamed relation's row type and its array type.
+    let renamed_relations: std::collections::HashSet<&str> = after
+        .iter()
+        .filter(|r| {
+            r.kind == "relation"
+                && old
+                    .get(&(r.kind.as_str(), r.key.as_str()))
+                    .is_some_and(|was| was.name != r.name)
+        })
+        .map(|r| r.name.as_str())
+        .collect();
     for row in &after {
         seen.insert((row.kind.as_str(), row.key.as_str()));
         match old.get(&(row.kind.as_str(), row.key.as_str())) {
@@ -450,8 +518,14 @@ async fn objects_outside_prefix(
                 }
             }
             Some(was) if was.version != row.version => {
-                if !mine(&was.owner) || !mine(&row.owner) {
-                    violations.push(if was.name != row.name {
+                let comes_with_a_renamed_relation =
+                    row.kind == "type" && renamed_relations.contains(row.owner.as_str());
+                if (!mine(&was.owner) || !mine(&row.owner)) && !comes_with_a_renamed_relation {
+                    violations.push(if row.kind == "sequence value" {
+                        format!("it moves sequence '{}'", row.name)
+                    } else if row.kind == "column" && row.name.starts_with("........pg.dropped.") {
+                        format!("it drops column '{}'{}", was.name, of(was))
+                    } else if was.name != row.name {
                         format!(
                             "it renames {} '{}'{} to '{}'",
                             kind(row),
@@ -472,8 +546,27 @@ async fn objects_outside_prefix(
             Some(_) => {}
         }
     }
-    for row in &before.catalog {
-        if !seen.contains(&(row.kind.as_str(), row.key.as_str())) && !mine(&row.owner) {
+    // Dropped objects are named once too: not what went with them (a dropped type's array
+    // type, a dropped table's columns and sequence value).
+    let dropped: Vec<&CatalogRow> = before
+        .catalog
+        .iter()
+        .filter(|row| !seen.contains(&(row.kind.as_str(), row.key.as_str())))
+        .collect();
+    let rank = |kind: &str| match kind {
+        "relation" => 2,
+        "type" => 1,
+        _ => 0,
+    };
+    for row in &dropped {
+        // A parent: the object whose name this row carries (a column's table, an array type's
+        // element), or an object of the same name that outranks it (a table over its row type).
+        let goes_with_another = dropped.iter().any(|parent| {
+            parent.name == row.owner
+                && rank(&parent.kind) > 0
+                && (row.owner != row.name || rank(&parent.kind) > rank(&row.kind))
+        });
+        if !mine(&row.owner) && !goes_with_another {
             violations.push(format!("it drops {} '{}'{}", kind(row), row.name, of(row)));
         }
     }
@@ -510,7 +603,8 @@ async fn objects_outside_prefix(
 /// Every catalog row the prefix check watches, outside the system schemas: relations, types,
 /// constraints, triggers, functions and the columns of relations, with the row version (`xmin`)
 /// and the name that must carry the prefix (a table's for its columns, constraints and triggers;
-/// the element's for an array type; the relation's for its row type).
+/// the element's for an array type; the relation's for its row type); and each sequence's last
+/// value, as its version (`setval` or `nextval` on another module's sequence moves it).
 const CATALOG: &str = r#"
 WITH ns AS (
   SELECT oid FROM pg_namespace
@@ -546,6 +640,12 @@ SELECT 'column', a.attrelid::text || '.' || a.attnum::text, a.xmin::text, a.attn
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
  WHERE a.attnum > 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
    AND c.relnamespace IN (SELECT oid FROM ns)
+UNION ALL
+SELECT 'sequence value', c.oid::text, COALESCE(s.last_value::text, ''), c.relname::text,
+       c.relname::text, 'S'
+  FROM pg_sequences s
+  JOIN pg_class c ON c.relname = s.sequencename AND c.relnamespace = s.schemaname::regnamespace
+ WHERE c.relnamespace IN (SELECT oid FROM ns)
 "#;
 
 /// Rows inserted, updated or deleted per table, as the session counts them so far. The counts
@@ -558,6 +658,7 @@ async fn written(tx: &Transaction<'_>) -> Result<Vec<(String, i64)>, MigrationEr
     let rows = tx.query(WRITTEN, &[]).await.map_err(unavailable)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,5 +673,28 @@ mod tests {
         assert_eq!(m.label(), "001_init");
         assert_eq!(m.checksum().len(), 64);
         assert_eq!(host_migrations()[0].label(), "001_module_migrations");
+    }
+
+    #[test]
+    fn expand_is_the_first_lines_marker() {
+        let spec = |sql: &str| MigrationSpec {
+            version: 2,
+            name: "x".to_owned(),
+            sql: sql.to_owned(),
+        };
+        for expand in [
+            "-- hub: expand\nALTER TABLE t_x ADD COLUMN y int;",
+            "\n  --  HUB:  Expand  \nALTER TABLE t_x ADD COLUMN y int;",
+        ] {
+            assert!(spec(expand).expands(), "{expand:?}");
+        }
+        for other in [
+            "ALTER TABLE t_x RENAME COLUMN a TO b;",
+            "ALTER TABLE t_x ADD COLUMN y int;\n-- hub: expand",
+            "-- hub: expand later\nSELECT 1;",
+            "-- hub expand\nSELECT 1;",
+        ] {
+            assert!(!spec(other).expands(), "{other:?}");
+        }
     }
 }

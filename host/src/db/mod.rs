@@ -164,7 +164,14 @@ impl Database {
             prefix: None,
             role: None,
         };
-        let applied = migrate::apply_pending(client.client_mut(), "hub", scope, &migrations).await;
+        let applied = migrate::apply_pending(
+            client.client_mut(),
+            "hub",
+            scope,
+            &migrations,
+            &mut migrate::Applied::default(),
+        )
+        .await;
         // A migration may have set anything in the session: the connection is not reused.
         client.discard();
         applied?;
@@ -174,26 +181,27 @@ impl Database {
 
     /// Apply `module`'s pending migrations, as its writer role, on a connection used for nothing
     /// else afterwards (a migration may leave session settings behind: `SET statement_timeout`
-    /// pasted from a dump).
+    /// pasted from a dump). `report` lists what was applied, also when a later one failed.
     pub async fn migrate(
         &self,
         module: &str,
         prefix: &str,
         migrations: &[migrate::MigrationSpec],
-    ) -> Result<migrate::Applied, MigrationRun> {
+        report: &mut migrate::Applied,
+    ) -> Result<(), MigrationRun> {
         let roles = self.module_roles(module).await?;
         let mut client = self.hub_client().await?;
         let scope = migrate::Scope {
             prefix: Some(prefix),
             role: Some(&roles.writer),
         };
-        let applied = migrate::apply_pending(client.client_mut(), module, scope, migrations).await;
+        let result =
+            migrate::apply_pending(client.client_mut(), module, scope, migrations, report).await;
         client.discard();
-        let applied = applied?;
-        if !applied.versions.is_empty() {
+        if !report.is_empty() {
             self.schema_changed();
         }
-        Ok(applied)
+        Ok(result?)
     }
 
     /// While the database is configured but not ready, try it every `retry`; each time it answers

@@ -206,8 +206,41 @@ pub fn changes_role(statement: &str) -> bool {
                 || (target == Some("session") && at(2) == Some("authorization"))
                 || (at(1) == Some("session") && at(2) == Some("authorization"))
         }
-        _ => tokens(statement).iter().any(|t| t.names("set_config")),
+        _ => sets_role_by_function(statement),
     }
+}
+
+/// Whether `statement` calls `set_config` on `role` or `session_authorization`, or on a setting
+/// it does not name as a plain literal (so it cannot be told). A dump's header calls
+/// `set_config('search_path', '', false)`, which is fine: the hub resets it after the migration.
+fn sets_role_by_function(statement: &str) -> bool {
+    let mut lexer = Lexer::new(statement);
+    let spanned: Vec<(usize, Token)> = std::iter::from_fn(|| lexer.next_token()).collect();
+    spanned.iter().enumerate().any(|(i, (_, token))| {
+        if !token.names("set_config") {
+            return false;
+        }
+        let (
+            Some((_, Token::Other('('))),
+            Some((from, Token::Text)),
+            Some((to, Token::Other(','))),
+        ) = (spanned.get(i + 1), spanned.get(i + 2), spanned.get(i + 3))
+        else {
+            return true;
+        };
+        let literal = statement[*from..*to].trim();
+        let Some(name) = literal
+            .strip_prefix('\'')
+            .and_then(|rest| rest.strip_suffix('\''))
+            .filter(|name| !name.contains(['\'', '\\']))
+        else {
+            return true;
+        };
+        matches!(
+            name.to_ascii_lowercase().as_str(),
+            "role" | "session_authorization"
+        )
+    })
 }
 
 /// PostgreSQL's lexer, as far as the checks need it.
@@ -596,10 +629,17 @@ mod tests {
             "SET SESSION AUTHORIZATION postgres",
             "RESET ALL",
             "SELECT set_config('role', 'postgres', true)",
+            "SELECT pg_catalog.set_config('ROLE', 'postgres', false)",
+            "SELECT set_config('session_authorization', 'postgres', false)",
+            "SELECT set_config(E'ro\\x6ce', 'postgres', false)",
+            "SELECT set_config('ro' || 'le', 'postgres', false)",
+            "SELECT set_config($1, 'postgres', false)",
+            r#"SELECT U&"set\005fconfig"('role', 'postgres', false)"#,
         ] {
             assert!(changes_role(bad), "{bad}");
         }
         for fine in [
+            "SELECT pg_catalog.set_config('search_path', '', false)",
             "SET LOCAL search_path = public",
             "SELECT 1",
             "CREATE TABLE x (a int)",

@@ -430,6 +430,11 @@ impl Hub {
             // Failed modules that need this one may start now.
             let waiting = checks::failed_dependents(&self.registry.all(), name);
             self.converge_in_background(waiting, Action::Retry);
+        } else if outcome == Outcome::Failed && running.is_some() {
+            // It stopped serving (a new version failed on a schema its old one may not work on):
+            // what needs it is applied again, and fails naming it.
+            let dependents = checks::running_dependents(&self.registry.all(), name);
+            self.converge_in_background(dependents, Action::Retry);
         }
         log_action(
             action,
@@ -526,8 +531,17 @@ impl Hub {
                 };
                 (entry(Some(manifest), state), Outcome::Running)
             }
-            (Err(error), Some(running)) => (keep(running, error), Outcome::Kept),
-            (Err(error), None) => (entry(Some(manifest), failed(error)), Outcome::Failed),
+            (Err(error), Some(running)) if !error.leaves_a_new_schema() => {
+                if let Some(kept) = &running.manifest {
+                    self.starter.declare_again(name, kept);
+                }
+                (keep(running, error), Outcome::Kept)
+            }
+            (Err(error), Some(_)) => (entry(Some(manifest), failed(error)), Outcome::Failed),
+            (Err(error), None) => {
+                let error = error.without_older_version();
+                (entry(Some(manifest), failed(error)), Outcome::Failed)
+            }
         }
     }
 }

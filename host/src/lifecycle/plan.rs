@@ -108,8 +108,9 @@ pub fn decide<N: Node, R>(
     Plan::Start(safety)
 }
 
-/// The module's table prefix must be its own: not the hub's, and not overlapping another
-/// module's (one a prefix of the other).
+/// The module's table prefix must be its own: overlapping neither the hub's or PostgreSQL's
+/// (`mod` would cover `module_migrations`, `""` everything) nor another module's (one a prefix of
+/// the other).
 fn check_table_prefix<N: Node>(
     name: &str,
     manifest: &Manifest,
@@ -118,7 +119,7 @@ fn check_table_prefix<N: Node>(
     let prefix = manifest.table_prefix();
     if let Some(reserved) = RESERVED_PREFIXES
         .into_iter()
-        .find(|r| prefix.starts_with(r))
+        .find(|r| prefix.starts_with(r) || r.starts_with(prefix.as_str()))
     {
         return Err(StartError::ReservedPrefix { prefix, reserved });
     }
@@ -273,8 +274,20 @@ mod tests {
         );
         assert_eq!(
             message(decide_for(&hub, false, true, &modules)),
-            "fail: table prefix 'hub_x_' starts with 'hub_', which is the hub's or PostgreSQL's: choose another \"table_prefix\""
+            "fail: table prefix 'hub_x_' overlaps 'hub_', the prefix of the hub's or PostgreSQL's own tables (one starts with the other): choose another \"table_prefix\""
         );
+        // Both ways: a prefix that a reserved one starts with covers the hub's tables too.
+        for (prefix, reserved) in [("mod", "module_"), ("p", "pg_"), ("", "hub_")] {
+            let short = manifest(
+                serde_json::json!({"name": "x", "version": "1.0.0", "enabled": true, "table_prefix": prefix}),
+            );
+            assert_eq!(
+                message(decide_for(&short, false, true, &modules)),
+                format!(
+                    "fail: table prefix '{prefix}' overlaps '{reserved}', the prefix of the hub's or PostgreSQL's own tables (one starts with the other): choose another \"table_prefix\""
+                )
+            );
+        }
         let overlap = manifest(
             serde_json::json!({"name": "crm2", "version": "1.0.0", "enabled": true, "table_prefix": "crm_"}),
         );

@@ -10,7 +10,7 @@ use tracing::level_filters::LevelFilter;
 
 use crate::config::Config;
 use crate::config::module::{Safety, resolve_config};
-use crate::db::migrate::MigrationSpec;
+use crate::db::migrate::{Applied, MigrationSpec};
 use crate::db::roles::{self, Declaration};
 use crate::db::{Database, MigrationRun};
 use crate::deps;
@@ -103,23 +103,54 @@ impl Starter {
         let instance =
             Instance::new(name, opened, self.reaper.clone()).map_err(StartError::Routes)?;
         let instance = Arc::new(instance);
+        // From here on, a failure after migrations that are not expand leaves a schema that an
+        // older version may not work on: the error says so, and the lifecycle keeps none.
+        let mut applied = Applied::default();
+        let after = |applied: &Applied, error: StartError| {
+            let contracting = applied.contracting();
+            if contracting.is_empty() {
+                return error;
+            }
+            StartError::AfterMigrations {
+                version: manifest.version.clone(),
+                applied: applied.migrations.iter().map(|m| m.label.clone()).collect(),
+                contracting,
+                error: Box::new(error),
+            }
+        };
         if !instance.migrations().is_empty() {
-            self.migrate(name, &manifest.table_prefix(), instance.migrations())
-                .await?;
+            let migrated = self
+                .migrate(
+                    name,
+                    &manifest.table_prefix(),
+                    instance.migrations(),
+                    &mut applied,
+                )
+                .await;
+            if let Err(error) = migrated {
+                return Err(after(&applied, error));
+            }
         }
         let health = instance.check_health(config.health_timeout).await;
         if health.is_unhealthy() {
-            return Err(StartError::Unhealthy(health.detail));
+            return Err(after(&applied, StartError::Unhealthy(health.detail)));
         }
         Ok(instance)
     }
 
-    /// Apply the module's pending migrations, as its own role.
+    /// What `name` may use of the database is what `manifest` declares again (a failed reload
+    /// keeps the running version, and with it its declaration).
+    pub fn declare_again(&self, name: &str, manifest: &Manifest) {
+        self.database.declare(name, declaration(manifest));
+    }
+
+    /// Apply the module's pending migrations, as its own role; `applied` lists those applied.
     async fn migrate(
         &self,
         name: &str,
         prefix: &str,
         migrations: &[MigrationSpec],
+        applied: &mut Applied,
     ) -> Result<(), StartError> {
         if !self.database.is_configured() {
             return Err(StartError::NoDatabase {
@@ -132,19 +163,19 @@ impl Starter {
                 .await
                 .map_err(|e| StartError::DatabaseUnavailable(e.to_string()))?;
         }
-        let applied = self
+        let result = self
             .database
-            .migrate(name, prefix, migrations)
+            .migrate(name, prefix, migrations, applied)
             .await
             .map_err(|e| match e {
                 MigrationRun::Migration(e) => StartError::from(e),
                 MigrationRun::Unavailable(e) => StartError::DatabaseUnavailable(e.to_string()),
                 MigrationRun::Roles(e) => StartError::Roles(e.to_string()),
-            })?;
-        if !applied.versions.is_empty() {
-            tracing::info!(module = %name, "applied migrations {:?}", applied.versions);
+            });
+        if !applied.is_empty() {
+            tracing::info!(module = %name, "applied migrations {:?}", applied.versions());
         }
-        Ok(())
+        result
     }
 }
 

@@ -91,7 +91,7 @@ pub enum StartError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(
-        "table prefix '{prefix}' starts with '{reserved}', which is the hub's or PostgreSQL's: choose another \"table_prefix\""
+        "table prefix '{prefix}' overlaps '{reserved}', the prefix of the hub's or PostgreSQL's own tables (one starts with the other): choose another \"table_prefix\""
     )]
     ReservedPrefix {
         prefix: String,
@@ -150,6 +150,19 @@ pub enum StartError {
     Roles(String),
     #[error("unhealthy at start: {0}")]
     Unhealthy(String),
+    /// The new version failed after migrations were applied, some of them not expand: an older
+    /// version may not work on the schema they left, so none keeps serving.
+    #[error(
+        "version {version} failed after its migrations {} were applied ({} not marked `-- hub: expand`, so no older version is kept serving on the new schema): {error}; fix this version and reload",
+        .applied.join(", "),
+        .contracting.join(", ")
+    )]
+    AfterMigrations {
+        version: String,
+        applied: Vec<String>,
+        contracting: Vec<String>,
+        error: Box<StartError>,
+    },
     /// `module.json` says disabled, but running modules need this one: reported, not applied.
     #[error(
         "module.json says disabled, but {} needs it: it keeps running; disable {} first, or POST /api/v1/modules/{module}/disable?cascade=true",
@@ -175,6 +188,20 @@ impl StartError {
             self,
             StartError::NoDatabase { .. } | StartError::DatabaseUnavailable(_)
         )
+    }
+
+    /// Whether the failed version changed the schema beyond what the running one may work on
+    /// (migrations that are not expand): then the running version stops too.
+    pub fn leaves_a_new_schema(&self) -> bool {
+        matches!(self, StartError::AfterMigrations { .. })
+    }
+
+    /// The error itself, without what it says about an older version (when none runs).
+    pub fn without_older_version(self) -> StartError {
+        match self {
+            StartError::AfterMigrations { error, .. } => *error,
+            other => other,
+        }
     }
 }
 

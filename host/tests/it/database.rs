@@ -225,7 +225,7 @@ fn overlapping_table_prefixes_fail_the_later_module_naming_both() {
     );
     assert_eq!(
         hub.module("sneaky")["error"],
-        "table prefix 'hub_x_' starts with 'hub_', which is the hub's or PostgreSQL's: choose another \"table_prefix\""
+        "table prefix 'hub_x_' overlaps 'hub_', the prefix of the hub's or PostgreSQL's own tables (one starts with the other): choose another \"table_prefix\""
     );
 }
 

@@ -38,3 +38,10 @@ mod dependencies;
 /// Hardening: bounded inputs, robust loader and watcher, one-step enable/disable, cross-site
 /// refusals, error details for the management API only, exact module.json rewrites (issue 12).
 mod hardening;
+
+/// A PostgreSQL role per module: grants from `uses`, 42501 on every path, upgrades (issue 12).
+mod roles;
+
+/// Migrations past the prefix check, sessions outliving a call, reloads failing after their
+/// migrations (issue 12).
+mod guards;
