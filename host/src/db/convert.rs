@@ -363,7 +363,11 @@ fn decimal_parts(text: &str) -> Result<(bool, String, usize), String> {
     digits.push_str(fraction);
     digits.extend(std::iter::repeat_n('0', padding as usize));
     let trimmed = digits.trim_start_matches('0');
-    Ok((negative, trimmed.to_owned(), scale.max(0) as usize))
+    let scale = scale.max(0) as usize;
+    if trimmed.len().saturating_sub(scale) as u64 > MAX_DIGITS {
+        return Err(out_of_range());
+    }
+    Ok((negative, trimmed.to_owned(), scale))
 }
 
 fn format_decimal(negative: bool, digits: &str, scale: usize) -> String {
@@ -409,7 +413,8 @@ impl ToSql for Numeric {
             .chunks(4)
             .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')))
             .collect();
-        let mut weight = (whole.len() / 4) as i16 - 1;
+        // Within numeric's limits (decimal_parts): at most 32768 groups before the point.
+        let mut weight = i16::try_from((whole.len() / 4) as i64 - 1)?;
         let significant = match (
             groups.iter().position(|g| *g != 0),
             groups.iter().rposition(|g| *g != 0),
@@ -423,7 +428,7 @@ impl ToSql for Numeric {
                 &groups[..0]
             }
         };
-        out.put_i16(significant.len() as i16);
+        out.put_i16(i16::try_from(significant.len())?);
         out.put_i16(weight);
         out.put_u16(if negative { NUMERIC_NEG } else { 0 });
         out.put_u16(scale as u16);
@@ -533,6 +538,10 @@ mod tests {
             "1e-9223372036854775808",
             "0.5e-20000",
             "1e147456",
+            // Found by the property tests: more than 131072 digits before the point (the weight
+            // no longer fits numeric's int16).
+            "9e131072",
+            "1e140000",
         ] {
             assert_eq!(
                 Numeric::parse(huge),
@@ -561,13 +570,15 @@ mod tests {
             "99999999999999999999.99",
             "1000000",
             "0.10000",
+            // The largest weight numeric has (found by the property tests: it overflowed).
+            &format!("9{}", "0".repeat(131_071)),
         ] {
             let mut buf = BytesMut::new();
             Numeric(text.to_owned())
                 .to_sql(&Type::NUMERIC, &mut buf)
                 .unwrap();
             let back = Numeric::from_sql(&Type::NUMERIC, &buf).unwrap();
-            assert_eq!(back.0, text, "{text}");
+            assert_eq!(back.0, *text, "{text}");
         }
     }
 

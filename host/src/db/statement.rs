@@ -364,8 +364,9 @@ impl<'a> Lexer<'a> {
     }
 
     /// A quoted run starting at the opening `quote`: a doubled quote stands for one; with
-    /// `backslash`, a backslash escapes the next character.
-    fn skip_quoted(&mut self, quote: u8, backslash: bool) {
+    /// `backslash`, a backslash escapes the next character. Whether it was closed (else it runs
+    /// to the end of the text).
+    fn skip_quoted(&mut self, quote: u8, backslash: bool) -> bool {
         self.at += 1;
         while let Some(byte) = self.peek(0) {
             if backslash && byte == b'\\' {
@@ -375,21 +376,29 @@ impl<'a> Lexer<'a> {
                     self.at += 2;
                 } else {
                     self.at += 1;
-                    return;
+                    return true;
                 }
             } else {
                 self.at += 1;
             }
         }
         self.at = self.bytes.len();
+        false
     }
 
     /// A `"…"` identifier from its opening quote; its text with doubled quotes undone.
     fn quoted_identifier(&mut self) -> String {
         let start = self.at + 1;
-        self.skip_quoted(b'"', false);
-        let end = self.at.saturating_sub(1).max(start);
-        self.text[start..end.min(self.bytes.len())].replace("\"\"", "\"")
+        // Unterminated, it runs to the end of the text; else to its closing quote.
+        let end = if self.skip_quoted(b'"', false) {
+            self.at - 1
+        } else {
+            self.bytes.len()
+        };
+        self.text
+            .get(start.min(end)..end)
+            .unwrap_or_default()
+            .replace("\"\"", "\"")
     }
 
     /// `U&"…"` escapes: `\XXXX` and `\+XXXXXX` (with `UESCAPE 'c'` after the identifier, `c`
@@ -399,8 +408,11 @@ impl<'a> Lexer<'a> {
         // UESCAPE 'c' may follow.
         let rest = &self.text[self.at..];
         let trimmed = rest.trim_start();
-        if trimmed.len() >= 7 && trimmed[..7].eq_ignore_ascii_case("uescape") {
-            let after = trimmed[7..].trim_start();
+        if let Some(after) = trimmed
+            .get(..7)
+            .filter(|word| word.eq_ignore_ascii_case("uescape"))
+            .map(|_| trimmed[7..].trim_start())
+        {
             let mut chars = after.chars();
             if let (Some('\''), Some(c), Some('\'')) = (chars.next(), chars.next(), chars.next()) {
                 escape = c;
@@ -451,6 +463,24 @@ impl<'a> Lexer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unterminated_text_runs_to_the_end_whatever_its_characters() {
+        // Found by the property tests: slices inside a multi-byte character.
+        for text in [
+            "\"  <%\u{6d641}l\u{468}B)\u{468}\u{3fd03}",
+            "U&\"\u{e9}\u{e9}",
+            "U&\"x\" \u{f1}\u{f1}\u{f1}\u{f1}",
+            "E'\\\u{e9}",
+        ] {
+            let _ = tokens(text);
+            let _ = split(text);
+        }
+        assert_eq!(
+            tokens("\"ab\u{e9}"),
+            vec![Token::Quoted("ab\u{e9}".to_owned())]
+        );
+    }
 
     #[test]
     fn split_respects_quotes_comments_and_dollar_quotes() {

@@ -125,7 +125,7 @@ async fn catch_all(req: &HttpRequest, parts: Parts, hub: &Hub) -> Result<HttpRes
 
 /// `{module}` or `{module}/{tail}` → (module, `/tail` or empty); the module's path keeps its
 /// slash.
-fn split_module(rest: &str) -> (&str, &str) {
+pub fn split_module(rest: &str) -> (&str, &str) {
     // A byte search: names are short, and a `char` searcher costs more than the whole scan.
     match rest.bytes().position(|b| b == b'/') {
         Some(slash) => rest.split_at(slash),
@@ -397,7 +397,7 @@ fn suffix_at(whole: &str, part: &str) -> Option<usize> {
 }
 
 /// `%xx` sequences decoded; invalid UTF-8 replaced. Text without `%` is returned as it is.
-fn percent_decode(text: &str) -> Cow<'_, str> {
+pub fn percent_decode(text: &str) -> Cow<'_, str> {
     if !text.contains('%') {
         return Cow::Borrowed(text);
     }

@@ -13,6 +13,9 @@ pub mod server;
 mod site;
 mod views;
 
+/// How the catch-all reads a request's path (public for the property tests).
+pub use self::dispatch::{percent_decode, split_module};
+
 use actix_web::dev::{AppService, HttpServiceFactory, ResourceDef};
 use actix_web::guard::{Guard, GuardContext};
 use actix_web::web;
