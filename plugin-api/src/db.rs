@@ -118,6 +118,23 @@ struct StatementRequest<'a> {
     params: &'a [Value],
 }
 
+/// What the gateway is asked, written straight from the caller's borrowed values.
+#[derive(Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Request<'a> {
+    Query {
+        sql: &'a str,
+        params: &'a [Value],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    Transaction {
+        statements: Vec<StatementRequest<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+}
+
 impl Ctx {
     /// The module's database.
     pub fn db(&self) -> Db<'_> {
@@ -141,8 +158,16 @@ impl<'a> Db<'a> {
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: Value) -> Result<Vec<Rows<T>>, DbError> {
-        let answer = self.ctx.host_database(request.to_string()).await;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<Vec<Rows<T>>, DbError> {
+        let request = serde_json::to_string(request).map_err(|e| DbError {
+            kind: DbErrorKind::BadRequest,
+            message: format!("the request cannot be written as JSON: {e}"),
+            sqlstate: None,
+        })?;
+        let answer = self.ctx.host_database(request).await;
         match answer {
             Ok(text) => {
                 let answer: Answer<T> = serde_json::from_str(&text).map_err(|e| DbError {
@@ -202,9 +227,12 @@ impl<'a> Db<'a> {
         sql: &str,
         params: &[Value],
     ) -> Result<Rows<T>, DbError> {
-        let request =
-            json!({"op": "query", "sql": sql, "params": params, "timeout_ms": self.timeout_ms()});
-        self.send(request).await?.pop().ok_or_else(|| DbError {
+        let request = Request::Query {
+            sql,
+            params,
+            timeout_ms: self.timeout_ms(),
+        };
+        self.send(&request).await?.pop().ok_or_else(|| DbError {
             kind: DbErrorKind::Database,
             message: "the gateway answered without a result".to_owned(),
             sqlstate: None,
@@ -217,8 +245,10 @@ impl<'a> Db<'a> {
             .iter()
             .map(|(sql, params)| StatementRequest { sql, params })
             .collect();
-        let request =
-            json!({"op": "transaction", "statements": statements, "timeout_ms": self.timeout_ms()});
-        self.send(request).await
+        let request = Request::Transaction {
+            statements,
+            timeout_ms: self.timeout_ms(),
+        };
+        self.send(&request).await
     }
 }

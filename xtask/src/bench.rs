@@ -30,12 +30,11 @@ mod scale;
 
 pub use self::hub::{BenchHub, Build};
 
-/// Pairs of interleaved runs (at least 3: two cores shared with the load generator make one pair
-/// noise).
-const PAIRS: usize = 5;
-
 /// Pairs of the dispatch benchmark, whose CPU time per request is reported as a median.
 const DISPATCH_PAIRS: usize = 10;
+
+/// Pairs of the database benchmark (PostgreSQL shares the two cores: more noise than dispatch).
+const DB_PAIRS: usize = 7;
 
 /// Which benchmark to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -66,7 +65,7 @@ pub struct Options {
     pub against: Option<PathBuf>,
     /// Let callgrind simulate the caches too (misses per request).
     pub cache_sim: bool,
-    /// Dispatch: only the counts, not the timed runs.
+    /// Dispatch and db: only the counts, not the timed runs.
     pub counted_only: bool,
 }
 
@@ -78,7 +77,7 @@ pub fn bench(which: Which, options: &Options) -> anyhow::Result<()> {
         dispatch(options, against.as_ref())?;
     }
     if matches!(which, Which::Db | Which::All) {
-        db(options.seconds)?;
+        db(options, against.as_ref())?;
     }
     if matches!(which, Which::Reload | Which::All) {
         reload::run(&profile)?;
@@ -200,7 +199,7 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     for (label, build) in &builds {
         let paths = [(NATIVE_PING, Vec::new()), (MODULE_PING, Vec::new())];
         let out = count::out_dir(&format!("dispatch-{}", label.trim_start_matches('-')));
-        let counts = count::callgrind(build, &["hello"], &paths, options.cache_sim, &out)?;
+        let counts = count::callgrind(build, &["hello"], &[], &paths, options.cache_sim, &out)?;
         counted.push((*label, counts));
     }
     println!();
@@ -266,28 +265,83 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn db(seconds: u64) -> anyhow::Result<()> {
+/// The routes the database benchmark compares: one customer through the module and the
+/// gateway, and the same query run by the hub itself (built with `bench-routes`).
+const MODULE_CUSTOMER: &str = "/api/v1/customers/42";
+const NATIVE_CUSTOMER: &str = "/bench/customer/42";
+
+fn db(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
-    let hub = BenchHub::start(
+    let mut builds = vec![("this build", Build::current())];
+    if let Some(other) = against {
+        builds.push(("--against", other.clone()));
+    }
+    // The table, made by the module's migration, filled once.
+    BenchHub::start_build(
+        &builds[0].1,
         &["customers"],
-        &[("HUB_WORKERS", "1"), ("DATABASE_URL", url.as_str())],
+        &[("DATABASE_URL", url.as_str())],
+        &[],
     )?;
-    // The module's migration made the table; fill it, then ask for one row by primary key.
+    seed_customers(&url)?;
+    // Counted: the hub's instructions per request (PostgreSQL's are not counted).
+    for (label, build) in &builds {
+        let paths = [(NATIVE_CUSTOMER, Vec::new()), (MODULE_CUSTOMER, Vec::new())];
+        let out = count::out_dir(&format!("db-{}", label.trim_start_matches('-')));
+        let env = [("DATABASE_URL", url.as_str())];
+        let counts = count::callgrind(build, &["customers"], &env, &paths, false, &out)?;
+        let (native, module) = (&counts[0], &counts[1]);
+        println!(
+            "\n{label}: instructions per request (callgrind, the hub only): native {:.0}, module {:.0}; module/native {:.3}",
+            native.per_request,
+            module.per_request,
+            module.per_request / native.per_request
+        );
+        println!("what the module route adds, per request, by function (self cost):");
+        for (function, cost) in count::added(module, native, 20) {
+            println!("  {cost:>+8.1}  {function}");
+        }
+    }
+    if options.counted_only {
+        return Ok(());
+    }
+    for (label, build) in &builds {
+        let hub = BenchHub::start_build(
+            build,
+            &["customers"],
+            &[("HUB_WORKERS", "1"), ("DATABASE_URL", url.as_str())],
+            &[],
+        )?;
+        let module = format!("{}{MODULE_CUSTOMER}", hub.base);
+        let native = format!("{}{NATIVE_CUSTOMER}", hub.base);
+        println!(
+            "\n{label}: db: module {module} (READ_ONLY on, through the gateway) vs native {native} (same query, same pool)"
+        );
+        compare(
+            &module,
+            &native,
+            options.seconds,
+            0.90,
+            DB_PAIRS,
+            Some(hub.pid()),
+        )?;
+    }
+    Ok(())
+}
+
+/// The customers module's migration made the table; fill it (the benchmark asks for one row by
+/// primary key).
+fn seed_customers(url: &str) -> anyhow::Result<()> {
     let seed = "INSERT INTO customers_customers (name, email) \
                 SELECT 'Customer ' || g, 'c' || g || '@example.com' FROM generate_series(1, 1000) g";
     let status = Command::new("psql")
-        .args([url.as_str(), "-q", "-c", seed])
+        .args([url, "-q", "-c", seed])
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run psql ({e}): install the PostgreSQL client (apt-get install postgresql-client)"))?;
     if !status.success() {
         bail!("seeding customers_customers failed");
     }
-    let module = format!("{}/api/v1/customers/42", hub.base);
-    let native = format!("{}/bench/customer/42", hub.base);
-    println!(
-        "db: module {module} (READ_ONLY on, through the gateway) vs native {native} (same query, same pool)"
-    );
-    compare(&module, &native, seconds, 0.83, PAIRS, None)
+    Ok(())
 }
 
 /// Interleaved wrk runs of `module` and `native` (`pairs` of them); the table of medians and the

@@ -58,13 +58,14 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
         /// Also measure another build in the same run: a checkout of another commit built with
-        /// `cargo xtask build --release` (dispatch and scale).
+        /// `cargo xtask build --release` (dispatch and scale; for db, its hub built with the
+        /// `bench-routes` feature, as `cargo xtask bench db` there builds it).
         #[arg(long, value_name = "CHECKOUT")]
         against: Option<std::path::PathBuf>,
         /// Let callgrind simulate the caches (dispatch: misses per request; slower).
         #[arg(long)]
         cache_sim: bool,
-        /// Dispatch: only the counts (callgrind), not the timed runs.
+        /// Dispatch and db: only the counts (callgrind), not the timed runs.
         #[arg(long)]
         counted_only: bool,
     },

@@ -29,7 +29,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "DATABASE_URL",
         default: "",
-        help: "PostgreSQL, e.g. postgres://hub@127.0.0.1:5432/hub; unset: modules with migrations fail with \"set DATABASE_URL\".",
+        help: "PostgreSQL, e.g. postgres://hub@127.0.0.1:5432/hub; the user owns the database and has CREATEROLE (it makes a role per module); unset: modules with migrations fail with \"set DATABASE_URL\".",
     },
     Setting {
         var: "HUB_BIND",

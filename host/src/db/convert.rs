@@ -195,6 +195,47 @@ pub fn row(row: &Row) -> Result<Map<String, Value>, String> {
     Ok(object)
 }
 
+/// Result rows as a JSON array of objects, written without building the objects first (the
+/// gateway's answer to a module).
+pub fn rows_json(rows: &[Row]) -> Result<String, String> {
+    // Two columns of one name make one key, the last one's value (as a JSON object has it).
+    let columns = rows.first().map(Row::columns).unwrap_or_default();
+    let names_repeat = columns
+        .iter()
+        .enumerate()
+        .any(|(i, c)| columns[..i].iter().any(|d| d.name() == c.name()));
+    if names_repeat {
+        let objects = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        return serde_json::to_string(&objects).map_err(|e| e.to_string());
+    }
+    let mut out = Vec::with_capacity(64 * rows.len() + 2);
+    out.push(b'[');
+    for (r, row) in rows.iter().enumerate() {
+        if r > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        for (i, column) in row.columns().iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let value = cell(row, i, column.type_()).map_err(|e| {
+                format!("column {} ({}): {e}", column.name(), column.type_().name())
+            })?;
+            serde_json::to_writer(&mut out, column.name())
+                .and_then(|()| {
+                    out.push(b':');
+                    serde_json::to_writer(&mut out, &value)
+                })
+                .map_err(|e| format!("column {}: {e}", column.name()))?;
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
 fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<Option<T>, String> {
     row.try_get::<_, Option<T>>(i).map_err(|e| e.to_string())
 }

@@ -56,6 +56,8 @@ pub struct Database {
     generation: Arc<AtomicU64>,
     /// The modules' roles and declarations.
     pub(crate) roles: Roles,
+    /// SQL texts the gateway's checks passed.
+    pub(crate) passed: gateway::Passed,
 }
 
 impl Database {
@@ -76,6 +78,7 @@ impl Database {
                 statement_timeout,
                 max_statement_timeout,
                 generation,
+                passed: gateway::Passed::default(),
                 roles: Roles::default(),
             });
         };
@@ -106,6 +109,7 @@ impl Database {
             max_statement_timeout,
             generation,
             roles: Roles::default(),
+            passed: gateway::Passed::default(),
         })
     }
 

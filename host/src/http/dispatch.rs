@@ -51,24 +51,11 @@ struct Parts {
 
 /// actix's default service: everything the hub's own routes did not take.
 pub async fn service(mut req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
-    if let Some(from) = site::cross_site(req.method(), req.headers()) {
-        let error = ApiError::cross_site(req.method().as_str(), req.path(), &from);
-        let response = if req.path().starts_with("/modules/") {
-            let body = error.body();
-            match req.app_data::<web::Data<Hub>>() {
-                Some(hub) => views::error_page(
-                    hub,
-                    None,
-                    error.status(),
-                    &body.error.code,
-                    &body.error.message,
-                ),
-                None => actix_web::ResponseError::error_response(&error),
-            }
-        } else {
-            actix_web::ResponseError::error_response(&error)
-        };
-        return Ok(req.into_response(response));
+    // GET and HEAD (the hot path) change nothing: one comparison.
+    if !req.method().is_safe()
+        && let Some(from) = site::cross_site(req.method(), req.headers())
+    {
+        return Ok(refuse_cross_site(req, &from));
     }
     let parts = Parts {
         headers: std::mem::take(&mut req.head_mut().headers),
@@ -121,6 +108,28 @@ async fn catch_all(req: &HttpRequest, parts: Parts, hub: &Hub) -> Result<HttpRes
         return module_health(hub, &name).await;
     }
     module_api(req, parts, hub, &name, path).await
+}
+
+/// 403 `cross_site` for `req`: a page for a view, JSON for the rest.
+#[cold]
+fn refuse_cross_site(req: ServiceRequest, from: &str) -> ServiceResponse {
+    let error = ApiError::cross_site(req.method().as_str(), req.path(), from);
+    let response = if req.path().starts_with("/modules/") {
+        let body = error.body();
+        match req.app_data::<web::Data<Hub>>() {
+            Some(hub) => views::error_page(
+                hub,
+                None,
+                error.status(),
+                &body.error.code,
+                &body.error.message,
+            ),
+            None => actix_web::ResponseError::error_response(&error),
+        }
+    } else {
+        actix_web::ResponseError::error_response(&error)
+    };
+    req.into_response(response)
 }
 
 /// `{module}` or `{module}/{tail}` → (module, `/tail` or empty); the module's path keeps its

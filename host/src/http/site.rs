@@ -10,10 +10,7 @@ use actix_web::http::header::{HOST, HeaderMap, ORIGIN};
 /// What shows that an unsafe request comes from another site (the header and its value), or
 /// `None` when it does not.
 pub fn cross_site(method: &Method, headers: &HeaderMap) -> Option<String> {
-    if matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    if method.is_safe() {
         return None;
     }
     if let Some(site) = headers.get("sec-fetch-site") {

@@ -24,6 +24,11 @@ pub(crate) fn sql(hub: &Hub, sql: &str, params: Value) -> crate::support::Reply 
     hub.request("POST", "/api/v1/dbfix/sql", None, Some(&body))
 }
 
+/// `POST /api/v1/dbfix/items` with `body`.
+pub(crate) fn post_item(hub: &Hub, body: &str) -> crate::support::Reply {
+    hub.request("POST", "/api/v1/dbfix/items", None, Some(body))
+}
+
 fn count(db: &TestDb, table: &str) -> i64 {
     db.client()
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
@@ -234,12 +239,7 @@ fn read_only_refuses_writes_by_the_database() {
     let setup = Setup::new().dbfix(json!({}));
     let db = setup.db();
     let hub = setup.start();
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "x"}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "x"}"#);
     assert_eq!(reply.status, 403);
     assert_eq!(
         reply.json(),
@@ -264,12 +264,7 @@ fn dry_run_rolls_back_and_reports_what_would_change() {
         .env("MODULES__DBFIX__DRY_RUN", "true");
     let db = setup.db();
     let hub = setup.start();
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "x", "price": 9.5}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "x", "price": 9.5}"#);
     assert_eq!(reply.status, 201);
     assert_eq!(
         reply.json(),
@@ -283,12 +278,7 @@ fn with_both_switches_off_writes_persist() {
     let setup = dbfix(live());
     let db = setup.db();
     let hub = setup.start();
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "kept", "price": "12.345"}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "kept", "price": "12.345"}"#);
     assert_eq!(reply.status, 201);
     assert_eq!(reply.json()["dry_run"], false);
     assert_eq!(count(&db, "dbfix_items"), 1);

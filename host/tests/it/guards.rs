@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::database::{dbfix, live, sql};
+use crate::database::{dbfix, live, post_item, sql};
 use crate::support::{Hub, Setup, TestDb};
 
 fn module_error(hub: &Hub, name: &str) -> String {
@@ -381,12 +381,7 @@ fn a_plan_cached_before_a_column_type_changed_is_prepared_again() {
     let setup = dbfix(live()).env("HUB_DB_POOL_SIZE", "1");
     let db = setup.db();
     let hub = setup.start();
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "x"}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "x"}"#);
     assert_eq!(reply.status, 201, "{}", reply.body);
     let all = "SELECT * FROM dbfix_items";
     assert_eq!(sql(&hub, all, json!([])).status, 200);
@@ -555,12 +550,7 @@ fn a_failed_reload_after_expand_migrations_keeps_the_old_version() {
         relation_exists(&db, "dbfix_sick"),
         "the migrations stay applied"
     );
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "x"}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "x"}"#);
     assert_eq!(reply.status, 201, "the old version serves: {}", reply.body);
 }
 
@@ -584,12 +574,7 @@ fn a_failed_reload_after_other_migrations_fails_the_module_naming_them() {
     assert_eq!(module["last_reload"]["outcome"], "failed");
     assert_eq!(module["last_reload"]["error"], error);
     // The old version no longer answers on a schema it does not know (it would say 42703).
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "x"}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "x"}"#);
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.json()["error"]["code"], "module_failed");
 }

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::database::{live, sql};
+use crate::database::{live, post_item, sql};
 use crate::support::{Hub, Setup, TestDb};
 
 /// `customers` (writable) and `dbfix` with `manifest` merged into its module.json.
@@ -270,12 +270,7 @@ fn a_schema_made_by_the_previous_version_is_given_to_the_modules_role() {
     let setup = Setup::new().dbfix(json!({"safety": live()}));
     let db = setup.db();
     let hub = setup.start();
-    let reply = hub.request(
-        "POST",
-        "/api/v1/dbfix/items",
-        None,
-        Some(r#"{"title": "kept"}"#),
-    );
+    let reply = post_item(&hub, r#"{"title": "kept"}"#);
     assert_eq!(reply.status, 201, "{}", reply.body);
     drop(hub);
 
@@ -316,12 +311,7 @@ fn a_schema_made_by_the_previous_version_is_given_to_the_modules_role() {
         let reply = hub.get("/api/v1/dbfix/items/1");
         assert_eq!(reply.status, 200, "{start}: {}", reply.body);
         assert_eq!(reply.json()["title"], "kept");
-        let reply = hub.request(
-            "POST",
-            "/api/v1/dbfix/items",
-            None,
-            Some(r#"{"title": "new"}"#),
-        );
+        let reply = post_item(&hub, r#"{"title": "new"}"#);
         assert_eq!(reply.status, 201, "{start}: {}", reply.body);
     }
     assert_eq!(

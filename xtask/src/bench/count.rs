@@ -38,33 +38,37 @@ pub fn ensure_valgrind() -> anyhow::Result<()> {
 }
 
 /// Count `paths` (each a route of `modules`, e.g. `/ping`, `/api/v1/hello/ping`) in `build`'s
-/// hub under callgrind; `cache_sim` adds cache misses (slower). The hub runs with one worker.
+/// hub under callgrind, started with `env`; `cache_sim` adds cache misses (slower). The hub runs
+/// with one worker.
 pub fn callgrind(
     build: &Build,
     modules: &[&str],
+    env: &[(&str, &str)],
     paths: &[(&str, Vec<(String, String)>)],
     cache_sim: bool,
     out: &Path,
 ) -> anyhow::Result<Vec<Count>> {
     ensure_valgrind()?;
     std::fs::create_dir_all(out)?;
-    let zero = run(build, modules, None, 0, cache_sim, &out.join("zero"))?;
+    let hub = Hubs {
+        build,
+        modules,
+        env,
+        cache_sim,
+    };
+    let zero = run(&hub, None, 0, &out.join("zero"))?;
     let mut counts = Vec::new();
     for (i, (path, headers)) in paths.iter().enumerate() {
         let once = run(
-            build,
-            modules,
+            &hub,
             Some((path, headers)),
             REQUESTS,
-            cache_sim,
             &out.join(format!("r{i}-n")),
         )?;
         let twice = run(
-            build,
-            modules,
+            &hub,
             Some((path, headers)),
             2 * REQUESTS,
-            cache_sim,
             &out.join(format!("r{i}-2n")),
         )?;
         let n = REQUESTS as f64;
@@ -94,12 +98,18 @@ struct Run {
     functions: BTreeMap<String, u64>,
 }
 
+/// The hubs one count starts: which build, with which modules and environment.
+struct Hubs<'a> {
+    build: &'a Build,
+    modules: &'a [&'a str],
+    env: &'a [(&'a str, &'a str)],
+    cache_sim: bool,
+}
+
 fn run(
-    build: &Build,
-    modules: &[&str],
+    hubs: &Hubs<'_>,
     request: Option<(&str, &Vec<(String, String)>)>,
     requests: usize,
-    cache_sim: bool,
     out: &Path,
 ) -> anyhow::Result<Run> {
     let file = out.with_extension("callgrind");
@@ -109,9 +119,11 @@ fn run(
         "--tool=callgrind".to_owned(),
         format!("--callgrind-out-file={}", file.display()),
         format!("--log-file={}", log.display()),
-        format!("--cache-sim={}", if cache_sim { "yes" } else { "no" }),
+        format!("--cache-sim={}", if hubs.cache_sim { "yes" } else { "no" }),
     ];
-    let hub = BenchHub::start_build(build, modules, &[("HUB_WORKERS", "1")], &wrapper)?;
+    let mut env = vec![("HUB_WORKERS", "1")];
+    env.extend_from_slice(hubs.env);
+    let hub = BenchHub::start_build(hubs.build, hubs.modules, &env, &wrapper)?;
     if let Some((path, headers)) = request {
         requests_on_one_connection(hub.addr(), path, headers, requests)?;
     }

@@ -90,11 +90,6 @@ pub struct BenchHub {
 }
 
 impl BenchHub {
-    /// This checkout's release hub with copies of the given example modules.
-    pub fn start(modules: &[&str], env: &[(&str, &str)]) -> anyhow::Result<BenchHub> {
-        BenchHub::start_build(&Build::current(), modules, env, &[])
-    }
-
     /// `build`'s hub with copies of its example `modules`, run under `wrapper` (e.g. valgrind's
     /// command line) when it is not empty.
     pub fn start_build(
