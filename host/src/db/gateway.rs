@@ -35,24 +35,48 @@ use super::pool::Conn;
 use super::roles::RoleError;
 use super::{Database, DbUnavailable, Object, Session, statement};
 
-/// What a module asks for.
+/// What a module asks for: one statement (`"op": "query"` with `sql` and `params`) or several
+/// in one transaction (`"op": "transaction"` with `statements`), `timeout_ms` for either. A plain
+/// struct rather than an internally tagged enum, which serde reads by buffering the whole object
+/// first.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
-pub enum GatewayRequest {
-    /// One statement.
-    Query {
-        sql: String,
-        #[serde(default)]
-        params: Vec<Value>,
-        #[serde(default)]
-        timeout_ms: Option<u64>,
-    },
-    /// Several statements in one transaction.
-    Transaction {
-        statements: Vec<Statement>,
-        #[serde(default)]
-        timeout_ms: Option<u64>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct GatewayRequest {
+    pub op: Op,
+    #[serde(default)]
+    pub sql: Option<String>,
+    #[serde(default)]
+    pub params: Vec<Value>,
+    #[serde(default)]
+    pub statements: Option<Vec<Statement>>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Query,
+    Transaction,
+}
+
+impl GatewayRequest {
+    /// The statements it asks for, or why the request does not fit its `op`.
+    fn into_statements(self) -> Result<Vec<Statement>, String> {
+        match (self.op, self.sql, self.statements) {
+            (Op::Query, Some(sql), None) => Ok(vec![Statement {
+                sql,
+                params: self.params,
+            }]),
+            (Op::Transaction, None, Some(statements)) if self.params.is_empty() => Ok(statements),
+            (Op::Query, _, _) => {
+                Err("a query has `sql` (and `params`), not `statements`".to_owned())
+            }
+            (Op::Transaction, _, _) => {
+                Err("a transaction has `statements`, not `sql` or `params`".to_owned())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,24 +103,46 @@ pub struct StatementResult {
 }
 
 impl GatewayResult {
-    /// `{"results":[{"rows":[…],"rows_affected":n},…],"dry_run":false}`.
+    /// `{"results":[{"rows":[…],"rows_affected":n},…],"dry_run":false}`, put together by hand
+    /// (no formatting machinery on the hot path).
     fn to_json(&self) -> String {
-        use std::fmt::Write as _;
-        let size: usize = self.results.iter().map(|r| r.rows.len() + 40).sum();
+        let size: usize = self.results.iter().map(|r| r.rows.len() + 48).sum();
         let mut out = String::with_capacity(size + 32);
         out.push_str(r#"{"results":["#);
         for (n, result) in self.results.iter().enumerate() {
             if n > 0 {
                 out.push(',');
             }
-            let _ = write!(
-                out,
-                r#"{{"rows":{},"rows_affected":{}}}"#,
-                result.rows, result.rows_affected
-            );
+            out.push_str(r#"{"rows":"#);
+            out.push_str(&result.rows);
+            out.push_str(r#","rows_affected":"#);
+            push_decimal(&mut out, result.rows_affected);
+            out.push('}');
         }
-        let _ = write!(out, r#"],"dry_run":{}}}"#, self.dry_run);
+        out.push_str(if self.dry_run {
+            r#"],"dry_run":true}"#
+        } else {
+            r#"],"dry_run":false}"#
+        });
         out
+    }
+}
+
+/// `n` in decimal, appended to `out`.
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
     }
 }
 
@@ -157,16 +203,14 @@ pub struct Caller {
 
 /// Run `request` (JSON) for `caller`; the result or the error, as JSON.
 pub async fn call(db: &Database, caller: &Caller, request: &str) -> Result<String, String> {
-    let outcome = match serde_json::from_str::<GatewayRequest>(request) {
-        Ok(GatewayRequest::Query {
-            sql,
-            params,
-            timeout_ms,
-        }) => run(db, caller, vec![Statement { sql, params }], timeout_ms).await,
-        Ok(GatewayRequest::Transaction {
-            statements,
-            timeout_ms,
-        }) => run(db, caller, statements, timeout_ms).await,
+    let parsed = serde_json::from_str::<GatewayRequest>(request)
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            let timeout_ms = r.timeout_ms;
+            r.into_statements().map(|s| (s, timeout_ms))
+        });
+    let outcome = match parsed {
+        Ok((statements, timeout_ms)) => run(db, caller, statements, timeout_ms).await,
         Err(e) => Err(GatewayError::new(
             "bad_request",
             format!("the gateway request is invalid: {e}"),
@@ -227,51 +271,41 @@ async fn run(
         timeout != db.statement_timeout(),
         timeout,
     );
+    // No timer per call: the server bounds each statement (statement_timeout), TCP a database
+    // that stopped answering (tcp_user_timeout and keepalives, set per connection), and the
+    // handler's timeout anything else: dropping the call gives it up (`InFlight`).
     let mut client = InFlight(Some(db.pooled().await.map_err(unavailable)?));
-    // The server bounds each statement; this bounds a database that stopped answering.
-    let deadline = timeout + Duration::from_secs(2);
     for attempt in 0..2 {
         let Some(conn) = client.0.as_mut() else {
             break;
         };
-        let call = execute(conn, db, caller, &statements, &plan, &session);
-        match tokio::time::timeout(deadline, call).await {
-            Ok(Err(Failed::Stale(sql))) if attempt == 0 => {
+        match execute(conn, db, caller, &statements, &plan, &session).await {
+            Err(Failed::Stale(sql)) if attempt == 0 => {
                 // A migration changed the table under a cached plan: prepare it again.
                 conn.forget(&sql);
             }
-            Ok(Err(Failed::Stale(_))) => {
+            Err(Failed::Stale(_)) => {
                 client.done();
                 return Err(GatewayError::new(
                     "database",
                     "the statement's plan does not fit its table after preparing it again",
                 ));
             }
-            Ok(Err(Failed::Error(error))) => {
+            Err(Failed::Error(error)) => {
                 client.done();
                 return Err(error);
             }
-            Ok(Ok(result)) => {
+            Ok(result) => {
                 client.done();
                 return Ok(result);
-            }
-            Err(_) => {
-                // Dropping `client` gives the call up.
-                return Err(GatewayError::new(
-                    "unavailable",
-                    format!(
-                        "the database did not answer within {} ms",
-                        deadline.as_millis()
-                    ),
-                ));
             }
         }
     }
     Err(GatewayError::new("database", "the call was not run"))
 }
 
-/// The connection of a call under way. Dropped before [`InFlight::done`] (the database did not
-/// answer in time, or the hub stopped waiting for the module's handler and dropped its future),
+/// The connection of a call under way. Dropped before [`InFlight::done`] (the hub stopped
+/// waiting for the module's handler, or for a health check, and dropped its future),
 /// it gives the call up: the server is asked to cancel what it runs, and the connection (maybe
 /// mid-transaction) is never handed out again.
 struct InFlight(Option<Object>);
@@ -586,4 +620,68 @@ fn writes(sql: &str) -> bool {
     statement::tokens(sql).iter().any(|t| {
         matches!(t, statement::Token::Word(w) if matches!(w.as_str(), "insert" | "update" | "delete" | "merge"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statements(request: &str) -> Result<Vec<(String, usize)>, String> {
+        serde_json::from_str::<GatewayRequest>(request)
+            .map_err(|e| e.to_string())?
+            .into_statements()
+            .map(|s| s.into_iter().map(|s| (s.sql, s.params.len())).collect())
+    }
+
+    #[test]
+    fn requests_fit_their_op() {
+        assert_eq!(
+            statements(r#"{"op":"query","sql":"SELECT $1","params":[1]}"#),
+            Ok(vec![("SELECT $1".to_owned(), 1)])
+        );
+        assert_eq!(
+            statements(
+                r#"{"op":"transaction","statements":[{"sql":"SELECT 1"},{"sql":"SELECT $1","params":[2]}],"timeout_ms":5}"#
+            ),
+            Ok(vec![
+                ("SELECT 1".to_owned(), 0),
+                ("SELECT $1".to_owned(), 1)
+            ])
+        );
+        assert_eq!(
+            statements(r#"{"op":"query","statements":[]}"#),
+            Err("a query has `sql` (and `params`), not `statements`".to_owned())
+        );
+        assert_eq!(
+            statements(r#"{"op":"transaction","sql":"SELECT 1"}"#),
+            Err("a transaction has `statements`, not `sql` or `params`".to_owned())
+        );
+        assert!(statements(r#"{"op":"drop"}"#).is_err());
+        assert!(statements(r#"{"op":"query","sql":"SELECT 1","extra":1}"#).is_err());
+    }
+
+    #[test]
+    fn results_are_json() {
+        let result = GatewayResult {
+            results: vec![
+                StatementResult {
+                    rows: r#"[{"a":1}]"#.to_owned(),
+                    rows_affected: 0,
+                },
+                StatementResult {
+                    rows: "[]".to_owned(),
+                    rows_affected: 18_446_744_073_709_551_615,
+                },
+            ],
+            dry_run: true,
+        };
+        let value: Value = serde_json::from_str(&result.to_json()).expect("JSON");
+        assert_eq!(
+            value,
+            serde_json::json!({"results": [
+                {"rows": [{"a": 1}], "rows_affected": 0},
+                {"rows": [], "rows_affected": 18_446_744_073_709_551_615u64}
+            ], "dry_run": true})
+        );
+    }
 }

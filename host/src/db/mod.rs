@@ -89,7 +89,13 @@ impl Database {
         })?;
         pg.connect_timeout(config.db_pool_timeout);
         pg.application_name("bmc-hub");
-        pg.keepalives_idle(Duration::from_secs(30));
+        // A database that stops answering at the network level: data it does not acknowledge
+        // within the pool timeout, or a peer silent for 5 s and three probes, ends the
+        // connection (and the call on it) with an error; the calls carry no timer of their own.
+        pg.tcp_user_timeout(config.db_pool_timeout);
+        pg.keepalives_idle(Duration::from_secs(5));
+        pg.keepalives_interval(Duration::from_secs(1));
+        pg.keepalives_retries(3);
         pg.options(format!(
             "-c statement_timeout={}",
             statement_timeout.as_millis()
