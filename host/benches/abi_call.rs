@@ -62,6 +62,10 @@ impl RequestObj for Ping {
     fn body(&self) -> RSlice<'_, u8> {
         RSlice::EMPTY
     }
+    fn user(&self) -> ROption<plugin_api::ffi::FfiUser> {
+        RNone
+    }
+    fn audit(&self, _: RStr<'_>, _: RStr<'_>, _: RStr<'_>) {}
 }
 
 fn request() -> RequestBox {

@@ -3,7 +3,7 @@
 //! `main.rs` reads the configuration and calls [`run`]; the tests start the `hub` binary. The
 //! rooms, bottom up (a room uses only rooms below it; `cargo test -p xtask tidy` checks it, and
 //! `docs/architecture.md` draws it):
-//! names, causes, manifest, assets → config, signals → templates, logging, db → loader →
+//! names, causes, manifest, assets → config, signals → templates, logging, db → identity → loader →
 //! instance → registry → deps → lifecycle, status → watcher, http.
 
 pub mod assets;
@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod deps;
 pub mod http;
+pub mod identity;
 pub mod instance;
 pub mod lifecycle;
 pub mod loader;

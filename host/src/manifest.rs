@@ -66,6 +66,35 @@ pub struct Manifest {
     /// Prefix of every table the module's migrations create; default `<name>_`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_prefix: Option<String>,
+    /// The module's own permissions: name (`area.verb`) → what it allows (`"items.write":
+    /// "Create, change and delete items"`). Roles grant them as `<module>:<name>`; routes
+    /// require them with `.require("items.write")`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: BTreeMap<String, String>,
+    /// Who sees the module: callers with one of `roles` or `groups`, and/or `percent` of users
+    /// (chosen by a stable hash of their id). Everyone else gets 404 as if it were disabled.
+    /// Absent: everyone who may call its routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
+}
+
+/// A module's audience (see [`Manifest::audience`]).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    /// Hub roles whose holders see the module.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Identity provider groups whose members see the module.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A share of all users, 0 to 100, chosen by a stable hash of the user's id (a user stays in
+    /// or out as the share grows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub percent: Option<u8>,
 }
 
 /// How a module may use another module's tables.
@@ -151,6 +180,8 @@ pub enum ManifestError {
         "{path}: \"uses\" names {name:?}, which is not among \"dependencies\": add it there (a module uses only what it needs)"
     )]
     UsesWithoutDependency { path: PathBuf, name: String },
+    #[error("{path}: {reason}")]
+    BadAccess { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -267,6 +298,29 @@ impl Manifest {
         {
             return Err(error);
         }
+        for (permission, description) in &manifest.permissions {
+            let problem = match names::validate_permission(permission) {
+                Err(reason) => Some(reason),
+                Ok(()) if description.trim().is_empty() => Some(format!(
+                    "permission {permission:?} needs a description of what it allows"
+                )),
+                Ok(()) => None,
+            };
+            if let Some(reason) = problem {
+                return Err(ManifestError::BadAccess {
+                    path: path.to_owned(),
+                    reason,
+                });
+            }
+        }
+        if let Some(percent) = manifest.audience.as_ref().and_then(|a| a.percent)
+            && percent > 100
+        {
+            return Err(ManifestError::BadAccess {
+                path: path.to_owned(),
+                reason: format!("audience percent {percent} must be 0 to 100"),
+            });
+        }
         if let Some(library) = &manifest.library {
             let plain = Path::new(library).file_name().map(|n| n.to_string_lossy())
                 == Some(library.as_str().into());
@@ -352,6 +406,56 @@ pub fn write_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> 
     if serde_json::from_str::<Value>(&out).ok().as_ref() != Some(&expected) {
         return Err(shape("rewriting \"enabled\" would change more than it"));
     }
+    write_atomically(path, &out)?;
+    Ok(true)
+}
+
+/// Set the top-level `key` of the manifest at `path` to `value` (`None` removes it), keeping the
+/// other keys and their order; the file is written again as pretty JSON, atomically (see
+/// [`write_enabled`]), and only if the result is a valid manifest for `folder_name`. Returns
+/// whether the file changed.
+pub fn write_key(path: &Path, key: &str, value: Option<Value>) -> Result<bool, ManifestError> {
+    let text = fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut object: Value =
+        serde_json::from_str(&text).map_err(|source| ManifestError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
+    let Some(map) = object.as_object_mut() else {
+        return Err(ManifestError::Shape {
+            path: path.to_owned(),
+            source: serde::de::Error::custom("the top level must be a JSON object"),
+        });
+    };
+    let before = map.get(key).cloned();
+    if before == value {
+        return Ok(false);
+    }
+    match value {
+        Some(value) => drop(map.insert(key.to_owned(), value)),
+        None => drop(map.shift_remove(key)),
+    }
+    let mut out = serde_json::to_string_pretty(&object).map_err(|source| ManifestError::Shape {
+        path: path.to_owned(),
+        source,
+    })?;
+    out.push('\n');
+    let folder_name = path
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Manifest::parse(path, &folder_name, &out)?;
+    write_atomically(path, &out)?;
+    Ok(true)
+}
+
+/// Write `out` to `path`: a temporary file in the same folder, flushed, renamed over the original,
+/// the folder flushed.
+fn write_atomically(path: &Path, out: &str) -> Result<(), ManifestError> {
     let write_err = |source| ManifestError::Write {
         path: path.to_owned(),
         source,
@@ -372,7 +476,7 @@ pub fn write_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> 
     fs::File::open(folder)
         .and_then(|f| f.sync_all())
         .map_err(write_err)?;
-    Ok(true)
+    Ok(())
 }
 
 /// `text` (a JSON object) with its top-level `"enabled"` value replaced by `enabled`, or the key
@@ -634,7 +738,7 @@ mod tests {
         );
         assert_eq!(
             parse("x", r#"{"name": "x", "version": "1.0.0", "colour": "red"}"#).unwrap_err(),
-            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`"
+            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`, `permissions`, `audience`"
         );
         assert_eq!(
             parse("x", r#"{"version": "1.0.0"}"#).unwrap_err(),

@@ -13,6 +13,19 @@ pub const RESERVED: &[&str] = &[
     // The hub's own path segments and table prefixes.
     "modules",
     "openapi",
+    // The hub's API under /api/v1/ and its pages.
+    "me",
+    "tokens",
+    "audit",
+    "users",
+    "roles",
+    "packages",
+    "catalog",
+    "fleet",
+    "docs",
+    "login",
+    "logout",
+    "auth",
     "admin",
     "static",
     "health",
@@ -129,6 +142,28 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     }
     if RESERVED.contains(&name) {
         return Err(NameError::Reserved);
+    }
+    Ok(())
+}
+
+/// The permission name rule (a module's `permissions` in `module.json`): `area.verb`, two or more
+/// parts of lowercase letters, digits, `_` and `-`, each starting with a letter, at most 64
+/// characters. `Err` says what is wrong.
+pub fn validate_permission(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "permission {name:?} must be 1 to 64 characters long"
+        ));
+    }
+    let part_ok = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_lowercase())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    };
+    if name.split('.').count() < 2 || !name.split('.').all(part_ok) {
+        return Err(format!(
+            "permission {name:?} must look like area.verb (lowercase letters, digits, _ and -, parts separated by dots, e.g. items.write)"
+        ));
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! HTML templates: the hub's own (`templates/`: the layout `base.html`, `home.html`,
-//! `error.html`) and each module's, compiled with minijinja. This is the only room that knows
+//! `error.html`, `login.html`) and each module's, compiled with minijinja. This is the only room that knows
 //! minijinja; `http::views` renders pages through it.
 //!
 //! A module's templates live in an environment of their own, built once per instance (so a
@@ -17,6 +17,7 @@ use crate::assets::ModuleAssets;
 const BASE: &str = include_str!("../../templates/base.html");
 const HOME: &str = include_str!("../../templates/home.html");
 const ERROR: &str = include_str!("../../templates/error.html");
+const LOGIN: &str = include_str!("../../templates/login.html");
 
 /// A module's templates, parsed, ready to render inside the hub's layout.
 pub struct ModuleTemplates {
@@ -64,6 +65,7 @@ fn hub_environment() -> &'static Environment<'static> {
             ("base.html", BASE),
             ("home.html", HOME),
             ("error.html", ERROR),
+            ("login.html", LOGIN),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!("the hub's template {name} does not parse: {e}");
@@ -73,7 +75,7 @@ fn hub_environment() -> &'static Environment<'static> {
     })
 }
 
-/// Render the hub's own template `name` (`home.html`, `error.html`) with `context`.
+/// Render the hub's own template `name` (`home.html`, `error.html`, `login.html`) with `context`.
 pub fn render_hub(name: &str, context: Value) -> Result<String, String> {
     hub_environment()
         .get_template(name)

@@ -36,6 +36,37 @@ pub struct RouteDef {
     /// An HTML view, mounted under `/modules/<name>`; else a JSON API route under
     /// `/api/v1/<name>`.
     pub view: bool,
+    /// Who may call the route; the hub checks before calling the module.
+    pub access: FfiAccess,
+}
+
+/// Who may call a route.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum FfiAccess {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any signed-in caller (the default).
+    SignedIn,
+    /// A signed-in caller with this permission of the module (declared in its `module.json`).
+    Require(RString),
+}
+
+/// The caller of a request, as a module sees it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiUser {
+    /// Stable id: a user's number, `admin` for the bootstrap administrator.
+    pub id: RString,
+    pub name: RString,
+    pub email: ROption<RString>,
+    /// `person`, `service` or `admin`.
+    pub kind: RString,
+    /// The caller's roles.
+    pub roles: RVec<RString>,
+    /// The caller's permissions of this module (as declared in its `module.json`, without the
+    /// module's name).
+    pub permissions: RVec<RString>,
 }
 
 /// A response as it crosses the boundary.
@@ -185,8 +216,15 @@ mod objects {
         fn headers(&self) -> RVec<Tuple2<RStr<'_>, RStr<'_>>>;
 
         /// The body.
-        #[sabi(last_prefix_field)]
         fn body(&self) -> RSlice<'_, u8>;
+
+        /// Who is calling; `RNone` for an anonymous caller of a public route.
+        fn user(&self) -> ROption<FfiUser>;
+
+        /// Write an entry in the hub's audit log, tagged with the module and the caller; never
+        /// part of the module's own database transaction. `details` is JSON text.
+        #[sabi(last_prefix_field)]
+        fn audit(&self, action: RStr<'_>, target: RStr<'_>, details: RStr<'_>);
     }
 
     /// A request as the module holds it.

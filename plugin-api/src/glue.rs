@@ -297,10 +297,11 @@ impl<M: Module> ModuleObj for Adapter<M> {
     fn routes(&self) -> RVec<RouteDef> {
         self.router
             .routes()
-            .map(|(method, path, view)| RouteDef {
+            .map(|(method, path, view, access)| RouteDef {
                 method: method.into(),
                 path: path.into(),
                 view,
+                access: access.clone(),
             })
             .collect()
     }

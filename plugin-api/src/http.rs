@@ -13,7 +13,7 @@ use abi_stable::std_types::{RBox, RCowStr, ROption, RStr, RVec, Tuple2};
 
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::ffi::{FfiResponse, FfiSpecial, FfiTemplate, RequestBox};
+use crate::ffi::{FfiResponse, FfiSpecial, FfiTemplate, FfiUser, RequestBox};
 
 /// An HTTP request routed to one of the module's handlers. It reads the hub's request through
 /// the ABI: nothing is copied on the way in.
@@ -127,6 +127,77 @@ impl Request {
     /// The module's context: name, safety switches, settings.
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
+    }
+
+    /// Who is calling: a signed-in person, a service user's token, the bootstrap administrator,
+    /// or (on a public route only) an anonymous caller. Filter data per caller with
+    /// [`User::id`], check a permission with [`User::can`].
+    pub fn user(&self) -> User {
+        User(self.inner.user().into_option())
+    }
+
+    /// Write an entry in the hub's audit log: what the module did (`action`, e.g.
+    /// `invoice.approve`), on what (`target`, e.g. the invoice's number) and anything else worth
+    /// keeping (`details`). The hub tags it with the module and the caller, and writes it apart
+    /// from the module's own database calls: a rolled-back (`DRY_RUN`) transaction keeps it.
+    pub fn audit(&self, action: &str, target: &str, details: Value) {
+        let details = details.to_string();
+        self.inner
+            .audit(action.into(), target.into(), details.as_str().into());
+    }
+}
+
+/// The caller of a request (see [`Request::user`]).
+#[derive(Debug, Clone)]
+pub struct User(Option<FfiUser>);
+
+impl User {
+    /// `true` for an anonymous caller of a public route.
+    pub fn is_anonymous(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// A stable id: the user's number as text, `admin` for the bootstrap administrator; `None`
+    /// when anonymous.
+    pub fn id(&self) -> Option<&str> {
+        self.0.as_ref().map(|u| u.id.as_str())
+    }
+
+    /// The name to show; `None` when anonymous.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_ref().map(|u| u.name.as_str())
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.0
+            .as_ref()
+            .and_then(|u| u.email.as_ref().into_option())
+            .map(|e| e.as_str())
+    }
+
+    /// `person`, `service` (a service user's token) or `admin` (the bootstrap administrator);
+    /// `None` when anonymous.
+    pub fn kind(&self) -> Option<&str> {
+        self.0.as_ref().map(|u| u.kind.as_str())
+    }
+
+    /// The caller's roles.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .flat_map(|u| u.roles.iter().map(|r| r.as_str()))
+    }
+
+    /// The caller's permissions of this module (as `module.json` declares them).
+    pub fn permissions(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .flat_map(|u| u.permissions.iter().map(|p| p.as_str()))
+    }
+
+    /// Whether the caller has this module's `permission` (`"items.write"`).
+    pub fn can(&self, permission: &str) -> bool {
+        self.permissions().any(|p| p == permission)
     }
 }
 

@@ -55,7 +55,7 @@ pub use ctx::Ctx;
 pub use db::{Db, DbError, DbErrorKind, Rows};
 pub use error::Error;
 pub use ffi::{HealthStatus, LogLevel};
-pub use http::{IntoResponse, Json, Request, Response, View};
+pub use http::{IntoResponse, Json, Request, Response, User, View};
 pub use module::{Asset, Health, InitContext, Migration, Module};
 pub use router::Router;
 pub use serde_json::{Value, json};

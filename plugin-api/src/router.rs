@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use async_ffi::{FfiFuture, FutureExt as _};
 
-use crate::ffi::FfiResponse;
+use crate::ffi::{FfiAccess, FfiResponse};
 use crate::http::{IntoResponse, Request};
 use crate::panic::{panic_message, panicked};
 
@@ -21,6 +21,16 @@ use crate::panic::{panic_message, panicked};
 /// segment, `/files/{*rest}` the rest of the path. `GET /health` of the API is the hub's own (it
 /// calls [`Module::health`](crate::Module::health)); `/static/…` of the views serves the module's
 /// [static files](crate::Module::static_files).
+///
+/// Who may call a route, said right after it: `.public()` (anyone), nothing (any signed-in
+/// caller: the default), or `.require("items.write")` (a signed-in caller with that permission,
+/// which the module declares in its `module.json`):
+///
+/// ```text
+/// r.get("/ping", Self::ping).public();
+/// r.get("/items", Self::list);
+/// r.post("/items", Self::create).require("items.write");
+/// ```
 pub struct Router<M> {
     routes: Vec<Route<M>>,
 }
@@ -29,6 +39,7 @@ struct Route<M> {
     method: &'static str,
     path: String,
     view: bool,
+    access: FfiAccess,
     handler: Handler<M>,
 }
 
@@ -99,8 +110,31 @@ impl<M: Send + Sync + 'static> Router<M> {
             method,
             path: path.to_owned(),
             view,
+            access: FfiAccess::SignedIn,
             handler: erase_handler(handler),
         });
+        self
+    }
+
+    /// The route added last answers anyone, signed in or not (`req.user()` is then anonymous
+    /// unless the caller sent credentials).
+    pub fn public(&mut self) -> &mut Self {
+        self.set_access(FfiAccess::Public)
+    }
+
+    /// The route added last needs `permission`, one of the module's own permissions (declared
+    /// in `module.json`'s `permissions`; the module fails to start when it is not). Callers
+    /// without it get 403 `permission_denied` naming it.
+    pub fn require(&mut self, permission: &str) -> &mut Self {
+        self.set_access(FfiAccess::Require(permission.into()))
+    }
+
+    fn set_access(&mut self, access: FfiAccess) -> &mut Self {
+        let route = self
+            .routes
+            .last_mut()
+            .expect("public() and require() apply to the route added just before them");
+        route.access = access;
         self
     }
 
@@ -149,10 +183,10 @@ impl<M: Send + Sync + 'static> Router<M> {
         self.route("DELETE", path, handler)
     }
 
-    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str, bool, &FfiAccess)> {
         self.routes
             .iter()
-            .map(|r| (r.method, r.path.as_str(), r.view))
+            .map(|r| (r.method, r.path.as_str(), r.view, &r.access))
     }
 
     pub(crate) fn handler(&self, index: usize) -> Option<&Handler<M>> {

@@ -14,6 +14,8 @@
 //! assert_eq!(hub.get("/api/v1/tmplmod/health").status, 200);
 //! ```
 
+pub mod oidc;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -396,6 +398,8 @@ pub struct Reply {
     pub allow: Option<String>,
     pub content_type: Option<String>,
     pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -412,6 +416,11 @@ impl Hub {
     }
 
     /// The hub's `MODULES_DIR`.
+    /// The hub's database, if it has one.
+    pub fn database(&self) -> Option<std::sync::Arc<TestDb>> {
+        self._setup.db.clone()
+    }
+
     pub fn modules_dir(&self) -> PathBuf {
         self._setup.modules_dir()
     }
@@ -454,6 +463,8 @@ impl Hub {
         }
     }
 
+    /// A request with `Authorization: Bearer <token>`; `None` sends the admin token ([`TOKEN`]),
+    /// as a script of the operator's would. [`Hub::anonymous`] sends none.
     pub fn request(
         &self,
         method: &str,
@@ -461,11 +472,16 @@ impl Hub {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
-        let headers: Vec<(&str, String)> = token
-            .map(|t| ("Authorization", format!("Bearer {t}")))
-            .into_iter()
-            .collect();
-        self.request_with(method, path, &headers, body)
+        let headers = [(
+            "Authorization",
+            format!("Bearer {}", token.unwrap_or(TOKEN)),
+        )];
+        self.send(method, path, &headers, body)
+    }
+
+    /// A request without credentials.
+    pub fn anonymous(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.send(method, path, &[], body)
     }
 
     /// `GET path` on a thread of its own, for a request that must be in flight while the test
@@ -476,7 +492,11 @@ impl Hub {
     ) -> std::thread::JoinHandle<Result<(u16, String), String>> {
         let (agent, url) = (self.agent.clone(), format!("{}{path}", self.base));
         std::thread::spawn(move || {
-            let mut response = agent.get(&url).call().map_err(|e| e.to_string())?;
+            let mut response = agent
+                .get(&url)
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .call()
+                .map_err(|e| e.to_string())?;
             let body = response
                 .body_mut()
                 .read_to_string()
@@ -494,8 +514,28 @@ impl Hub {
         self.request_with("POST", path, &headers, Some(body))
     }
 
-    /// A request with `headers`; redirects are not followed.
+    /// A request with `headers` (and the admin token, unless `headers` carry `Authorization` or
+    /// `Cookie`); redirects are not followed.
     pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&str>,
+    ) -> Reply {
+        let credentials = headers.iter().any(|(name, _)| {
+            name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie")
+        });
+        if credentials {
+            return self.send(method, path, headers, body);
+        }
+        let mut with_token = headers.to_vec();
+        with_token.push(("Authorization", format!("Bearer {TOKEN}")));
+        self.send(method, path, &with_token, body)
+    }
+
+    /// A request with exactly `headers`; redirects are not followed.
+    pub fn send(
         &self,
         method: &str,
         path: &str,
@@ -523,17 +563,26 @@ impl Hub {
         };
         let (allow, content_type, location) =
             (header("allow"), header("content-type"), header("location"));
+        let (set_cookie, retry_after) = (header("set-cookie"), header("retry-after"));
         Reply {
             status: response.status().as_u16(),
             body: response.body_mut().read_to_string().expect("body"),
             allow,
             content_type,
             location,
+            set_cookie,
+            retry_after,
         }
     }
 
+    /// `GET path` with the admin token.
     pub fn get(&self, path: &str) -> Reply {
         self.request("GET", path, None, None)
+    }
+
+    /// `GET path` without credentials.
+    pub fn anonymous_get(&self, path: &str) -> Reply {
+        self.anonymous("GET", path, None)
     }
 
     pub fn admin_get(&self, path: &str) -> Reply {

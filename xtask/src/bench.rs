@@ -116,6 +116,10 @@ fn wrk(url: &str, seconds: u64, connections: u32) -> anyhow::Result<Run> {
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",
+            // The bench hubs' admin token: module routes answer signed-in callers (native routes
+            // read the same header and ignore it).
+            "-H",
+            "Authorization: Bearer bench",
             url,
         ])
         .output()
@@ -244,6 +248,7 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
             println!("  {cost:>+8.1}  {function}");
         }
     }
+    with_token(options)?;
     if options.counted_only {
         return Ok(());
     }
@@ -261,6 +266,62 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
             DISPATCH_PAIRS,
             Some(hub.pid()),
         )?;
+    }
+    Ok(())
+}
+
+/// The bench hubs' admin token as a header.
+fn admin() -> Vec<(String, String)> {
+    vec![("Authorization".to_owned(), "Bearer bench".to_owned())]
+}
+
+/// An API token the dispatch benchmark puts in the database itself (the hub keeps its SHA-256).
+const BENCH_API_TOKEN: &str = "hub_benchbenchbenchbenchbenchbenchbenchbench012";
+
+/// `hello`'s ping (a public route) anonymous and with a valid API token, on a hub with a database
+/// (tokens live there): what resolving the caller adds. Target: ≤ 5 %.
+fn with_token(options: &Options) -> anyhow::Result<()> {
+    let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
+    let env = [("DATABASE_URL", url.as_str())];
+    let build = Build::current();
+    // The hub's migrations make the tables.
+    BenchHub::start_build(&build, &["hello"], &env, &[])?;
+    let insert = format!(
+        "INSERT INTO hub_tokens (user_id, name, hash, permissions) \
+         SELECT id, 'bench', sha256(convert_to('{BENCH_API_TOKEN}', 'UTF8')), '{{*}}' \
+         FROM hub_users WHERE subject = 'hub:admin'"
+    );
+    psql(&url, &insert)?;
+    let token = vec![(
+        "Authorization".to_owned(),
+        format!("Bearer {BENCH_API_TOKEN}"),
+    )];
+    let paths = [(MODULE_PING, Vec::new()), (MODULE_PING, token)];
+    let out = count::out_dir("dispatch-token");
+    let counts = count::callgrind(&build, &["hello"], &env, &paths, options.cache_sim, &out)?;
+    let (anonymous, signed) = (&counts[0], &counts[1]);
+    let ratio = signed.per_request / anonymous.per_request;
+    println!(
+        "
+with a database: `GET {MODULE_PING}` anonymous {:.0}, with an API token {:.0} instructions per request: {ratio:.3} (target ≤ 1.05: {})",
+        anonymous.per_request,
+        signed.per_request,
+        if ratio <= 1.05 { "met" } else { "NOT met" }
+    );
+    println!("what the token adds, per request, by function (self cost):");
+    for (function, cost) in count::added(signed, anonymous, 15) {
+        println!("  {cost:>+8.1}  {function}");
+    }
+    Ok(())
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("psql")
+        .args([url, "-q", "-c", sql])
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run psql ({e}): install the PostgreSQL client (apt-get install postgresql-client)"))?;
+    if !status.success() {
+        bail!("psql failed: {sql}");
     }
     Ok(())
 }
@@ -286,7 +347,7 @@ fn db(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     seed_customers(&url)?;
     // Counted: the hub's instructions per request (PostgreSQL's are not counted).
     for (label, build) in &builds {
-        let paths = [(NATIVE_CUSTOMER, Vec::new()), (MODULE_CUSTOMER, Vec::new())];
+        let paths = [(NATIVE_CUSTOMER, admin()), (MODULE_CUSTOMER, admin())];
         let out = count::out_dir(&format!("db-{}", label.trim_start_matches('-')));
         let env = [("DATABASE_URL", url.as_str())];
         let counts = count::callgrind(build, &["customers"], &env, &paths, false, &out)?;
@@ -334,14 +395,7 @@ fn db(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
 fn seed_customers(url: &str) -> anyhow::Result<()> {
     let seed = "INSERT INTO customers_customers (name, email) \
                 SELECT 'Customer ' || g, 'c' || g || '@example.com' FROM generate_series(1, 1000) g";
-    let status = Command::new("psql")
-        .args([url, "-q", "-c", seed])
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot run psql ({e}): install the PostgreSQL client (apt-get install postgresql-client)"))?;
-    if !status.success() {
-        bail!("seeding customers_customers failed");
-    }
-    Ok(())
+    psql(url, seed).context("seeding customers_customers failed")
 }
 
 /// Interleaved wrk runs of `module` and `native` (`pairs` of them); the table of medians and the

@@ -8,13 +8,15 @@
 //! - `new-module`: a new module from `plugins/_template`.
 //! - `bench`: performance as ratios against a baseline measured in the same run.
 //!
-//! Rooms, bottom up: `build` and `pg` (cargo, the workspace, a PostgreSQL cluster) → `fixtures`
-//! → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy tests.
+//! Rooms, bottom up: `build` and `pg` (cargo, the workspace, a PostgreSQL cluster) → `fixtures`,
+//! `node` (the OpenID provider's npm packages) → `run` (run and test) → `bench`, `new_module` →
+//! `main`; `tidy` holds the tidy tests.
 
 mod bench;
 mod build;
 mod fixtures;
 mod new_module;
+mod node;
 mod pg;
 mod run;
 mod tidy;

@@ -16,11 +16,51 @@ pub fn run(profile: &Profile) -> anyhow::Result<()> {
         pg::database_url(|| pg::Cluster::persistent(&target_dir().join("pg-run"), RUN_PG_PORT))?;
     pg::ignore_ctrl_c();
     let hub = target_dir().join(profile.dir()).join("hub");
+    let token = admin_token()?;
+    println!(
+        "xtask: the admin token is in target/admin-token: curl -H \"Authorization: Bearer $(cat target/admin-token)\" http://127.0.0.1:8000/api/v1/me"
+    );
     run_command(
         Command::new(hub)
             .current_dir(root())
-            .env("DATABASE_URL", url),
+            .env("DATABASE_URL", url)
+            .env("HUB_ADMIN_TOKEN", token),
     )
+}
+
+/// The bootstrap admin token of `cargo xtask run`: `HUB_ADMIN_TOKEN` when the environment or
+/// `./.env` sets it, else the one kept in `target/admin-token` (made once, readable by its owner
+/// only). Either way it is written there, so scripts and the docs can read it.
+fn admin_token() -> anyhow::Result<String> {
+    let path = target_dir().join("admin-token");
+    let from_env = std::env::var("HUB_ADMIN_TOKEN").ok().or_else(|| {
+        let text = std::fs::read_to_string(root().join(".env")).ok()?;
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("HUB_ADMIN_TOKEN="))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .next_back()
+    });
+    let token = match from_env.filter(|t| !t.is_empty()) {
+        Some(token) => token,
+        None => match std::fs::read_to_string(&path) {
+            Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+            _ => {
+                let mut bytes = [0u8; 32];
+                let mut random = std::fs::File::open("/dev/urandom")
+                    .context("cannot read /dev/urandom for an admin token")?;
+                std::io::Read::read_exact(&mut random, &mut bytes)?;
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            }
+        },
+    };
+    std::fs::create_dir_all(target_dir())?;
+    std::fs::write(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(token)
 }
 
 /// The port of `cargo xtask run`'s own cluster.
@@ -28,6 +68,7 @@ const RUN_PG_PORT: u16 = 54329;
 
 /// Build modules and fixtures, then run every test with the artifacts' locations exported.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
+    crate::node::provider_packages()?;
     let profile = Profile::from_release(false);
     build(&profile)?;
     let artifacts = target_dir().join("test-artifacts");

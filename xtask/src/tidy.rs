@@ -37,6 +37,7 @@ mod tests {
             &["manifest", "templates"],
             &["config"],
             &["logging", "db"],
+            &["identity"],
             &["loader"],
             &["instance"],
             &["registry"],
@@ -66,7 +67,7 @@ mod tests {
         src: "xtask/src",
         lines: &[
             &["build", "pg"],
-            &["fixtures"],
+            &["fixtures", "node"],
             &["run"],
             &["bench", "new_module"],
             &["main", "tidy"],

@@ -101,6 +101,9 @@ fn the_quickstart_works_as_written_and_the_new_module_passes_its_tests() {
     let hub = Setup::new()
         .env("MODULES_DIR", &plugins.display().to_string())
         .start();
+    // What `cargo xtask run` leaves there: the hub's admin token.
+    std::fs::create_dir_all(copy.path().join("target")).expect("target folder");
+    std::fs::write(copy.path().join("target/admin-token"), hub_testkit::TOKEN).expect("token file");
     let guide = std::fs::read_to_string(copy.path().join("docs/MODULE_QUICKSTART.md"))
         .expect("the quickstart");
     let blocks = blocks(&guide);

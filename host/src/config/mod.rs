@@ -39,7 +39,67 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "HUB_ADMIN_TOKEN",
         default: "",
-        help: "Bearer token for /api/v1/modules; unset: a random token is generated and logged once at start.",
+        help: "The bootstrap administrator's bearer token (every permission; also signs in at /login); unset: a random token is generated and logged once at start. Keep it secret; rotate it by changing it and restarting.",
+    },
+    Setting {
+        var: "HUB_PUBLIC_URL",
+        default: "",
+        help: "The hub's address as browsers reach it, e.g. https://hub.example.com (the sign-in redirect, and Secure cookies when https); unset: http://HUB_BIND.",
+    },
+    Setting {
+        var: "HUB_OIDC_ISSUER",
+        default: "",
+        help: "OpenID Connect issuer URL of the company's identity provider; unset: no single sign-on (tokens and the /login form still work).",
+    },
+    Setting {
+        var: "HUB_OIDC_CLIENT_ID",
+        default: "",
+        help: "The hub's client id at the identity provider (its redirect URI is HUB_PUBLIC_URL/auth/callback).",
+    },
+    Setting {
+        var: "HUB_OIDC_CLIENT_SECRET",
+        default: "",
+        help: "The hub's client secret at the identity provider.",
+    },
+    Setting {
+        var: "HUB_OIDC_GROUPS_CLAIM",
+        default: "groups",
+        help: "The ID token claim that lists the user's groups.",
+    },
+    Setting {
+        var: "HUB_GROUP_ROLES",
+        default: "",
+        help: "Which hub roles the identity provider's groups give, e.g. hub-admins=admin,it-staff=operator,it-staff=viewer.",
+    },
+    Setting {
+        var: "HUB_SESSION_IDLE_SECS",
+        default: "28800",
+        help: "A browser session unused this long ends.",
+    },
+    Setting {
+        var: "HUB_SESSION_MAX_SECS",
+        default: "604800",
+        help: "A browser session ends this long after sign-in, used or not.",
+    },
+    Setting {
+        var: "HUB_TRUSTED_PROXIES",
+        default: "",
+        help: "Addresses or networks (comma-separated, e.g. 10.0.0.5,10.1.0.0/16) of load balancers whose X-Forwarded-For and X-Forwarded-Proto the hub believes; from anyone else those headers are ignored.",
+    },
+    Setting {
+        var: "HUB_AUTH_FAILURES",
+        default: "10",
+        help: "Failed sign-ins or unknown tokens from one address within a minute before its attempts are refused with 429 for HUB_AUTH_BLOCK_SECS.",
+    },
+    Setting {
+        var: "HUB_AUTH_BLOCK_SECS",
+        default: "60",
+        help: "How long an address that failed too often is refused (429 with Retry-After).",
+    },
+    Setting {
+        var: "HUB_AUDIT_RETENTION_DAYS",
+        default: "365",
+        help: "Audit log rows older than this are deleted.",
     },
     Setting {
         var: "MODULES_ENABLED",
@@ -134,6 +194,17 @@ pub struct Config {
     pub database_url: Option<String>,
     pub bind: SocketAddr,
     pub admin_token: Option<String>,
+    /// The hub's address as browsers reach it, without a trailing slash.
+    pub public_url: String,
+    pub oidc: Option<OidcConfig>,
+    /// Group of the identity provider → hub role, in order.
+    pub group_roles: Vec<(String, String)>,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub auth_failures: u32,
+    pub auth_block: Duration,
+    pub audit_retention_days: u32,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
     pub auto_reload: bool,
@@ -152,6 +223,15 @@ pub struct Config {
     pub db_max_statement_timeout: Duration,
     pub db_retry: Duration,
     pub module_env: ModuleEnv,
+}
+
+/// Single sign-on settings (`HUB_OIDC_*`).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub groups_claim: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,10 +314,105 @@ impl Config {
             })
         };
         let modules_enabled = boolean("MODULES_ENABLED")?;
+        let seconds = |var: &'static str| -> Result<Duration, ConfigError> {
+            let value = get(var);
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs)
+                .ok_or(ConfigError {
+                    var,
+                    value,
+                    expected: "a whole number of seconds, at least 1",
+                })
+        };
+        let public_url = match optional("HUB_PUBLIC_URL") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(url) => {
+                return Err(ConfigError {
+                    var: "HUB_PUBLIC_URL",
+                    value: url,
+                    expected: "an http:// or https:// URL, like https://hub.example.com",
+                });
+            }
+            None => format!("http://{bind}"),
+        };
+        let oidc = match optional("HUB_OIDC_ISSUER") {
+            None => None,
+            Some(issuer) => Some(OidcConfig {
+                issuer,
+                client_id: optional("HUB_OIDC_CLIENT_ID").ok_or(ConfigError {
+                    var: "HUB_OIDC_CLIENT_ID",
+                    value: String::new(),
+                    expected: "the hub's client id at the identity provider (HUB_OIDC_ISSUER is set)",
+                })?,
+                client_secret: optional("HUB_OIDC_CLIENT_SECRET").ok_or(ConfigError {
+                    var: "HUB_OIDC_CLIENT_SECRET",
+                    value: String::new(),
+                    expected: "the hub's client secret at the identity provider (HUB_OIDC_ISSUER is set)",
+                })?,
+                groups_claim: get("HUB_OIDC_GROUPS_CLAIM"),
+            }),
+        };
+        let group_roles_text = get("HUB_GROUP_ROLES");
+        let group_roles = group_roles_text
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((group, role)) if !group.trim().is_empty() && !role.trim().is_empty() => {
+                    Ok((group.trim().to_owned(), role.trim().to_owned()))
+                }
+                _ => Err(ConfigError {
+                    var: "HUB_GROUP_ROLES",
+                    value: group_roles_text.clone(),
+                    expected: "group=role pairs separated by commas, like hub-admins=admin,staff=viewer",
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let proxies_text = get("HUB_TRUSTED_PROXIES");
+        let trusted_proxies = proxies_text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError {
+                        var: "HUB_TRUSTED_PROXIES",
+                        value: proxies_text.clone(),
+                        expected: "addresses or networks separated by commas, like 10.0.0.5,10.1.0.0/16",
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let small = |var: &'static str| -> Result<u32, ConfigError> {
+            let value = get(var);
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError {
+                    var,
+                    value,
+                    expected: "a whole number, at least 1",
+                })
+        };
         Ok(Config {
             database_url: optional("DATABASE_URL"),
             bind,
             admin_token: optional("HUB_ADMIN_TOKEN"),
+            public_url,
+            oidc,
+            group_roles,
+            session_idle: seconds("HUB_SESSION_IDLE_SECS")?,
+            session_max: seconds("HUB_SESSION_MAX_SECS")?,
+            trusted_proxies,
+            auth_failures: small("HUB_AUTH_FAILURES")?,
+            auth_block: seconds("HUB_AUTH_BLOCK_SECS")?,
+            audit_retention_days: small("HUB_AUDIT_RETENTION_DAYS")?,
             modules_enabled,
             modules_dir: PathBuf::from(get("MODULES_DIR")),
             auto_reload: boolean("MODULES_AUTO_RELOAD")?,

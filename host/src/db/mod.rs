@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub mod gateway;
+pub mod identity;
 pub mod ledger;
 pub mod migrate;
 pub mod pool;

@@ -245,7 +245,7 @@ mod tests {
     fn dependencies_are_met_only_when_running_in_range() {
         let modules = snapshot(&[
             ("crm", State::Running, "1.2.0", &[]),
-            ("auth", State::Disabled, "1.0.0", &[]),
+            ("acct", State::Disabled, "1.0.0", &[]),
             ("old", State::Running, "0.9.0", &[]),
             ("broken", State::Failed, "1.0.0", &[]),
         ]);
@@ -254,7 +254,7 @@ mod tests {
             "1.0.0",
             &[
                 ("crm", "^1.2"),
-                ("auth", "^1"),
+                ("acct", "^1"),
                 ("old", "^1"),
                 ("broken", "^1"),
                 ("gone", "^1"),
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(
             unmet_dependencies(&app, &modules),
             [
-                "needs auth, which is disabled",
+                "needs acct, which is disabled",
                 "needs broken, which failed",
                 "needs gone ^1, which is not installed",
                 "needs old ^1, found 0.9.0",
@@ -314,13 +314,13 @@ mod tests {
     fn missing_dependencies_come_in_start_order() {
         let disk = BTreeMap::from([
             ("app".to_owned(), manifest("app", "1.0.0", &[("crm", "*")])),
-            ("crm".to_owned(), manifest("crm", "1.0.0", &[("auth", "*")])),
-            ("auth".to_owned(), manifest("auth", "1.0.0", &[])),
+            ("crm".to_owned(), manifest("crm", "1.0.0", &[("acct", "*")])),
+            ("acct".to_owned(), manifest("acct", "1.0.0", &[])),
         ]);
         let none = snapshot(&[]);
-        assert_eq!(missing_dependencies(&disk, &none, "app"), ["auth", "crm"]);
-        let auth_runs = snapshot(&[("auth", State::Running, "1.0.0", &[])]);
-        assert_eq!(missing_dependencies(&disk, &auth_runs, "app"), ["crm"]);
+        assert_eq!(missing_dependencies(&disk, &none, "app"), ["acct", "crm"]);
+        let acct_runs = snapshot(&[("acct", State::Running, "1.0.0", &[])]);
+        assert_eq!(missing_dependencies(&disk, &acct_runs, "app"), ["crm"]);
     }
 
     #[test]

@@ -138,14 +138,14 @@ mod tests {
     #[test]
     fn dependencies_start_first_and_ties_go_by_name() {
         let ms = [
-            manifest("app", &[("crm", "^1"), ("auth", "^1")]),
-            manifest("crm", &[("auth", "^1")]),
-            manifest("auth", &[]),
+            manifest("app", &[("crm", "^1"), ("acct", "^1")]),
+            manifest("crm", &[("acct", "^1")]),
+            manifest("acct", &[]),
             manifest("zeta", &[]),
             manifest("beta", &[]),
         ];
         let graph = Graph::new(ms.iter().map(|m| (m.name.as_str(), m)));
-        assert_eq!(graph.start_order(), ["auth", "beta", "crm", "app", "zeta"]);
+        assert_eq!(graph.start_order(), ["acct", "beta", "crm", "app", "zeta"]);
         assert_eq!(graph.cycle_through("app"), None);
     }
 

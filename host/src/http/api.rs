@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, not_found};
 use crate::deps::document::{GraphDocument, document, svg};
+use crate::identity::Event;
 use crate::lifecycle::{ActionError, GraphOptions, Hub};
+use crate::manifest::Audience;
 use crate::names;
 use crate::registry::{ModuleEntry, State};
 use crate::status::{self, ModuleObject};
@@ -89,55 +91,66 @@ pub(crate) async fn ping() -> HttpResponse {
 }
 
 /// Every module, by name.
-#[utoipa::path(get, path = "/api/v1/modules", tag = "modules", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/api/v1/modules", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
     responses(
         (status = 200, description = "Every module, by name", body = [ModuleObject]),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
     ))]
-pub(crate) async fn list(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
+pub(crate) async fn list(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
     let all = hub.registry().all();
     let entries: Vec<_> = all.values().cloned().collect();
     let objects: Vec<ModuleObject> = objects(&hub, &entries).await;
-    HttpResponse::Ok().json(objects)
+    Ok(HttpResponse::Ok().json(objects))
 }
 
 /// The dependency graph: every module, and an edge from each to what it needs.
-#[utoipa::path(get, path = "/api/v1/modules/graph", tag = "modules", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/api/v1/modules/graph", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
     responses(
         (status = 200, description = "Nodes and edges", body = GraphDocument),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
     ))]
-pub(crate) async fn graph(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
-    HttpResponse::Ok().json(document(&hub.registry().all()))
+pub(crate) async fn graph(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
+    Ok(HttpResponse::Ok().json(document(&hub.registry().all())))
 }
 
 /// The dependency graph as a picture: states coloured, unmet dependencies dashed red.
-#[utoipa::path(get, path = "/api/v1/modules/graph.svg", tag = "modules", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/api/v1/modules/graph.svg", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
     responses(
         (status = 200, description = "An SVG image", content_type = "image/svg+xml", body = String),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
     ))]
-pub(crate) async fn graph_svg(_: Admin, hub: web::Data<Hub>) -> HttpResponse {
+pub(crate) async fn graph_svg(
+    caller: Caller,
+    hub: web::Data<Hub>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
     let document = document(&hub.registry().all());
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("image/svg+xml")
-        .body(svg(&document))
+        .body(svg(&document)))
 }
 
 /// One module.
-#[utoipa::path(get, path = "/api/v1/modules/{name}", tag = "modules", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/api/v1/modules/{name}", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
     params(("name" = String, Path, description = "The module's name")),
     responses(
         (status = 200, description = "The module", body = ModuleObject),
         (status = 400, description = "The name breaks the name rule", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such module", body = ErrorBody),
     ))]
 pub(crate) async fn get(
-    _: Admin,
+    caller: Caller,
     hub: web::Data<Hub>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
     let name = valid_name(&name)?;
     let entry = hub.get(name).map_err(action_error)?;
     Ok(HttpResponse::Ok().json(one(&hub, entry).await))
@@ -146,7 +159,7 @@ pub(crate) async fn get(
 /// Enable, disable or reload a module: effective at once, idempotent. Answers 200 with the
 /// module object whenever the action was carried out, even if the module then failed to start
 /// (`state` and `error` say so).
-#[utoipa::path(post, path = "/api/v1/modules/{name}/{action}", tag = "modules", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/api/v1/modules/{name}/{action}", tag = "modules", security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
         params(
         ("name" = String, Path, description = "The module's name"),
         ("action" = ModuleAction, Path, description = "enable, disable or reload"),
@@ -155,7 +168,8 @@ pub(crate) async fn get(
     responses(
         (status = 200, description = "The module after the action", body = ModuleObject),
         (status = 400, description = "The name breaks the name rule", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.manage` (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such module or action", body = ErrorBody),
                 (status = 409, description = "Dependencies not running (enable), or running dependents (disable); `details` names them", body = ErrorBody),
         (status = 403, description = "Sent from another site's page (`cross_site`)", body = ErrorBody),
@@ -163,7 +177,7 @@ pub(crate) async fn get(
         (status = 500, description = "module.json could not be written (`write_failed`, with the OS error)", body = ErrorBody),
     ))]
 pub(crate) async fn action(
-    _: Admin,
+    caller: Caller,
     req: HttpRequest,
     hub: web::Data<Hub>,
     path: web::Path<(String, String)>,
@@ -181,8 +195,9 @@ pub(crate) async fn action(
             req.method()
         )));
     }
+    caller.require("modules.manage")?;
     let name = valid_name(&name)?;
-    let entry = match action.as_str() {
+    let result = match action.as_str() {
         "enable" => {
             hub.set_enabled(name, true, options.into_inner().into())
                 .await
@@ -193,16 +208,70 @@ pub(crate) async fn action(
         }
         _ => hub.reload(name).await,
     }
-    .map_err(action_error)?;
-    Ok(HttpResponse::Ok().json(one(&hub, entry).await))
+    .map_err(action_error);
+    let (outcome, details) = match &result {
+        Ok(entry) => (
+            entry.kind().as_str(),
+            entry.state.error().map(|e| json!({"error": e.to_string()})),
+        ),
+        Err(error) => ("failed", Some(json!({"error": error.body().error}))),
+    };
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: &format!("module.{action}"),
+            module: Some(name),
+            target: result.as_ref().ok().and_then(|e| e.version()),
+            outcome,
+            details,
+        },
+    );
+    Ok(HttpResponse::Ok().json(one(&hub, result?).await))
 }
 
-pub(crate) async fn admin_not_found(_: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// Set who sees a module (`module.json`'s `audience`; `null`: everyone who may call its
+/// routes), applied at once as a reload.
+#[utoipa::path(put, path = "/api/v1/modules/{name}/audience", tag = "modules",
+    security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
+    params(("name" = String, Path, description = "The module's name")),
+    request_body(content = Option<Audience>, description = "Roles, groups and/or a percentage of users; `null` for everyone"),
+    responses(
+        (status = 200, description = "The module after the change", body = ModuleObject),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.manage` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 422, description = "An audience the manifest rules refuse; nothing was written", body = ErrorBody),
+    ))]
+pub(crate) async fn set_audience(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    body: web::Json<Option<Audience>>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.manage")?;
+    let name = valid_name(&name)?;
+    let audience = body.into_inner();
+    let details = json!({"audience": audience});
+    let result = hub.set_audience(name, audience).await.map_err(action_error);
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: "module.audience",
+            module: Some(name),
+            target: None,
+            outcome: if result.is_ok() { "ok" } else { "failed" },
+            details: Some(details),
+        },
+    );
+    Ok(HttpResponse::Ok().json(one(&hub, result?).await))
+}
+
+pub(crate) async fn admin_not_found(_: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     not_found(req).await
 }
 
 pub(crate) async fn admin_method_not_allowed(
-    _: Admin,
+    _: Caller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     method_not_allowed(req).await

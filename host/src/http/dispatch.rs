@@ -22,14 +22,16 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
-use plugin_api::ffi::{FfiResponse, FfiSpecial};
+use plugin_api::ffi::{FfiAccess, FfiResponse, FfiSpecial};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::auth;
 use super::error::{ApiError, ErrorBody, not_found};
 use super::request::ModuleRequest;
 use super::site;
 use super::views;
+use crate::identity::{self, Principal};
 use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
 use crate::registry::ModuleState;
@@ -80,7 +82,8 @@ pub async fn service(mut req: ServiceRequest) -> Result<ServiceResponse, actix_w
 async fn catch_all(req: &HttpRequest, parts: Parts, hub: &Hub) -> Result<HttpResponse, ApiError> {
     let raw = req.path();
     if raw == "/" && req.method() == actix_web::http::Method::GET {
-        return Ok(views::home(hub));
+        let user = auth::resolve(hub.identity(), req, &parts.headers).unwrap_or(None);
+        return Ok(views::home(hub, user.as_deref()));
     }
     if let Some(rest) = raw.strip_prefix("/modules/") {
         let (module, path) = split_module(rest);
@@ -174,6 +177,7 @@ async fn module_api(
 ) -> Result<HttpResponse, ApiError> {
     let method = req.method().as_str();
     let instance = running_instance(hub, name)?;
+    let caller = caller_of(hub, req, &parts.headers, &instance)?;
     let (index, params) = match instance.route(method, path) {
         RouteMatch::Found { index, params } => (index, params),
         RouteMatch::NotFound => return Err(no_route(name, method, path)),
@@ -191,8 +195,65 @@ async fn module_api(
             return Ok(response);
         }
     };
-    let response = call_route(req, parts, hub, &instance, path, index, params).await?;
+    let principal = admit(hub, req, &instance, index, caller)?;
+    let response = call_route(req, parts, hub, &instance, path, index, params, principal).await?;
     Ok(into_http(name, response))
+}
+
+/// The caller of a module's route: `Err` when they are outside the module's audience (404, as
+/// if it were disabled); refused credentials are kept for [`admit`] to judge.
+fn caller_of(
+    hub: &Hub,
+    req: &HttpRequest,
+    headers: &HeaderMap,
+    instance: &Instance,
+) -> Result<Result<Option<Arc<Principal>>, ApiError>, ApiError> {
+    let caller = auth::resolve(hub.identity(), req, headers);
+    if let Some(audience) = &instance.access().audience {
+        let principal = caller.as_ref().ok().and_then(|c| c.as_deref());
+        if !identity::in_audience(principal, instance.name(), audience) {
+            return Err(ApiError::module_not_found(instance.name()));
+        }
+    }
+    Ok(caller)
+}
+
+/// Whether `caller` may call route `index` of `instance`: the principal to hand the module, or
+/// 401 `unauthenticated` / 403 `permission_denied`.
+fn admit(
+    hub: &Hub,
+    req: &HttpRequest,
+    instance: &Instance,
+    index: u32,
+    caller: Result<Option<Arc<Principal>>, ApiError>,
+) -> Result<Option<Arc<Principal>>, ApiError> {
+    match instance.route_access(index) {
+        // Refused credentials on a public route: the caller is anonymous.
+        FfiAccess::Public => Ok(caller.unwrap_or(None)),
+        FfiAccess::SignedIn => caller?.map(Some).ok_or_else(sign_in_first),
+        FfiAccess::Require(permission) => {
+            let principal = caller?.ok_or_else(sign_in_first)?;
+            if principal.permissions.can_in(instance.name(), permission) {
+                return Ok(Some(principal));
+            }
+            let wanted = format!("{}:{permission}", instance.name());
+            let actor = auth::actor(hub.identity(), req, Some(&principal));
+            hub.identity().auditor.count(
+                &actor,
+                "permission.denied",
+                Some(instance.name()),
+                &wanted,
+            );
+            Err(ApiError::permission_denied(&wanted))
+        }
+    }
+}
+
+#[cold]
+fn sign_in_first() -> ApiError {
+    ApiError::unauthenticated(
+        "sign in first: send Authorization: Bearer <token> (the admin token or an API token), or sign in at /login",
+    )
 }
 
 fn no_route(name: &str, method: &str, path: &str) -> ApiError {
@@ -227,6 +288,10 @@ async fn module_view(
         Ok(instance) => instance,
         Err(error) => return page_of(error, None),
     };
+    let caller = match caller_of(hub, req, &parts.headers, &instance) {
+        Ok(caller) => caller,
+        Err(error) => return page_of(error, None),
+    };
     if let (Some(file), "GET") = (path.strip_prefix("/static/"), method) {
         return views::static_file(&instance, file).unwrap_or_else(|| {
             page_of(
@@ -246,15 +311,25 @@ async fn module_view(
             return page_of(error, Some(&instance));
         }
     };
-    let response = match call_route(req, parts, hub, &instance, path, index, params).await {
-        Ok(response) => response,
+    let principal = match admit(hub, req, &instance, index, caller) {
+        Ok(principal) => principal,
+        Err(error) if error.status() == StatusCode::UNAUTHORIZED => {
+            return views::to_login(req);
+        }
         Err(error) => return page_of(error, Some(&instance)),
     };
+    let user = principal.clone();
+    let response =
+        match call_route(req, parts, hub, &instance, path, index, params, principal).await {
+            Ok(response) => response,
+            Err(error) => return page_of(error, Some(&instance)),
+        };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let ROption::RSome(FfiSpecial::Template(template)) = response.special.as_deref() {
         return views::page(
             hub,
             &instance,
+            user.as_deref(),
             template.name.as_str(),
             template.context.as_str(),
             status,
@@ -290,14 +365,16 @@ async fn module_view(
 
 /// Call route `index` of `instance`: the body within its limit, the request, the call under the
 /// request timeout; a panic or a timeout as the error the client should see.
+#[allow(clippy::too_many_arguments)]
 async fn call_route(
     req: &HttpRequest,
     parts: Parts,
     hub: &Hub,
-    instance: &Instance,
+    instance: &Arc<Instance>,
     path: &str,
     index: u32,
     params: Vec<(String, String)>,
+    principal: Option<Arc<Principal>>,
 ) -> Result<FfiResponse, ApiError> {
     let (name, method) = (instance.name(), req.method().as_str());
     let body = match parts.payload {
@@ -312,6 +389,9 @@ async fn call_route(
         params: decoded(params),
         headers: parts.headers,
         body,
+        principal,
+        instance: instance.clone(),
+        peer: req.peer_addr().map(|a| a.ip()),
     };
     let timeout = hub.config().request_timeout;
     let mut call = instance.call(index, request.into_object());

@@ -17,7 +17,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorObject {
-    /// Stable, machine-readable: `module_not_found`, `unauthorized`, `handler_timeout`, …
+    /// Stable, machine-readable: `module_not_found`, `unauthenticated`, `handler_timeout`, …
     pub code: String,
     /// For people: names the module, file or variable and says how to fix it.
     pub message: String,
@@ -31,7 +31,10 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    details: Option<Value>,
+    /// Boxed: most errors have none, and an error travels in every `Result` of a handler.
+    details: Option<Box<Value>>,
+    /// Seconds for `Retry-After` (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -41,11 +44,12 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -53,12 +57,26 @@ impl ApiError {
         self.status
     }
 
-    pub fn unauthorized() -> ApiError {
+    /// 401: no credentials, or credentials that were refused (the message says which).
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403: the caller lacks `permission` (a hub permission, or `<module>:<permission>`).
+    pub fn permission_denied(permission: &str) -> ApiError {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong admin token: send Authorization: Bearer <HUB_ADMIN_TOKEN>",
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            format!("this needs permission '{permission}': ask an administrator for a role that grants it"),
         )
+        .with_details(serde_json::json!({"permission": permission}))
+    }
+
+    /// 429: too many failed attempts from the caller's address.
+    pub fn too_many(message: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message);
+        error.retry_after = Some(retry_after.as_secs().max(1));
+        error
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
@@ -132,7 +150,7 @@ impl ApiError {
             error: ErrorObject {
                 code: self.code.to_owned(),
                 message: self.message.clone(),
-                details: self.details.clone(),
+                details: self.details.as_deref().cloned(),
             },
         }
     }
@@ -153,6 +171,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
         }
         response.json(self.body())
     }

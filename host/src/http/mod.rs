@@ -1,5 +1,6 @@
-//! The HTTP rooms: the server (`server.rs`), the hub's own routes (`api.rs`: management, health),
-//! the admin token (`auth.rs`), the module catch-all (`dispatch.rs`), HTML pages (`views.rs`), the
+//! The HTTP rooms: the server (`server.rs`), the hub's own routes (`api.rs`: management, health;
+//! `login.rs`: signing in and out; `people.rs`: tokens, users, roles, audit), who is calling
+//! (`auth.rs`), the module catch-all (`dispatch.rs`), HTML pages (`views.rs`), the
 //! OpenAPI document (`openapi.rs`) and the one error type (`error.rs`). Only these rooms know
 //! actix-web.
 
@@ -7,7 +8,9 @@ mod api;
 mod auth;
 mod dispatch;
 mod error;
+mod login;
 mod openapi;
+mod people;
 mod request;
 pub mod server;
 mod site;
@@ -22,7 +25,15 @@ use actix_web::web;
 
 /// The first segments under `/api/v1/` that are the hub's own routes, registered after the
 /// module surface (which lets them through).
-const HUB_API_SEGMENTS: &[&str] = &["modules", "openapi.json"];
+const HUB_API_SEGMENTS: &[&str] = &[
+    "modules",
+    "openapi.json",
+    "me",
+    "tokens",
+    "users",
+    "roles",
+    "audit",
+];
 
 /// Register the routes: first the module surfaces (`/api/v1/…`, `/modules/…`: the hot path, one
 /// prefix comparison away), then the hub's own routes; everything else reaches the default service
@@ -53,6 +64,71 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(openapi::openapi_json))
             .default_service(web::to(api::method_not_allowed)),
     )
+    .service(
+        web::resource("/login")
+            .route(web::get().to(login::login))
+            .route(web::post().to(login::login_form))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/callback")
+            .route(web::get().to(login::callback))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/logout")
+            .route(web::post().to(login::logout))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/me")
+            .route(web::get().to(login::me))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tokens")
+            .route(web::get().to(people::list_tokens))
+            .route(web::post().to(people::create_token))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tokens/{id}")
+            .route(web::delete().to(people::revoke_token))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users")
+            .route(web::get().to(people::list_users))
+            .route(web::post().to(people::create_user))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users/{id}/roles")
+            .route(web::put().to(people::set_roles))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users/{id}/offboard")
+            .route(web::post().to(people::offboard))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/roles")
+            .route(web::get().to(people::list_roles))
+            .route(web::post().to(people::create_role))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/roles/{name}")
+            .route(web::put().to(people::update_role))
+            .route(web::delete().to(people::delete_role))
+            .default_service(web::to(api::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/audit")
+            .route(web::get().to(people::audit_log))
+            .default_service(web::to(api::method_not_allowed)),
+    )
     // A scope with a static prefix: requests for module routes skip it with one comparison.
     .service(
         web::scope("/api/v1/modules")
@@ -75,6 +151,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/{name}")
                     .route(web::get().to(api::get))
+                    .default_service(web::to(api::admin_method_not_allowed)),
+            )
+            .service(
+                web::resource("/{name}/audience")
+                    .route(web::put().to(api::set_audience))
                     .default_service(web::to(api::admin_method_not_allowed)),
             )
             .service(web::resource("/{name}/{action}").to(api::action))

@@ -3,7 +3,9 @@
 //! own, built per request from the registry, so the document follows enables, reloads and removals.
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{OpenApi as Document, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -17,7 +19,10 @@ use crate::lifecycle::Hub;
     info(
         title = "BMC Hub",
         description = "The hub's management API and the routes of its running modules. Module \
-            routes are listed under one tag per module; they are not authenticated by the hub."
+            routes are listed under one tag per module, each with the caller it needs: none \
+            (public), any signed-in caller, or a permission (`<module>:<permission>`). Callers \
+            sign in with `Authorization: Bearer <token>` (the admin token or an API token) or a \
+            session cookie from /login."
     ),
     paths(
         super::api::healthz,
@@ -28,32 +33,73 @@ use crate::lifecycle::Hub;
         super::api::graph_svg,
         super::api::get,
         super::api::action,
+        super::api::set_audience,
         super::dispatch::module_health,
+        super::login::login,
+        super::login::callback,
+        super::login::logout,
+        super::login::me,
+        super::people::create_token,
+        super::people::list_tokens,
+        super::people::revoke_token,
+        super::people::list_users,
+        super::people::create_user,
+        super::people::set_roles,
+        super::people::offboard,
+        super::people::list_roles,
+        super::people::create_role,
+        super::people::update_role,
+        super::people::delete_role,
+        super::people::audit_log,
     ),
     components(schemas(super::api::ModuleAction)),
     tags(
         (name = "hub", description = "The hub itself"),
-        (name = "modules", description = "Managing modules; needs the admin token"),
+        (name = "modules", description = "Managing modules: `modules.read` to see them, `modules.manage` to change them"),
+        (name = "identity", description = "Signing in, API tokens, users, roles and the audit log"),
     ),
-    modifiers(&AdminTokenScheme)
+    modifiers(&Schemes)
 )]
 struct HubApi;
 
-struct AdminTokenScheme;
+struct Schemes;
 
-impl Modify for AdminTokenScheme {
+impl Modify for Schemes {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "admin_token",
+            "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("HUB_ADMIN_TOKEN"))
+                    .description(Some(
+                        "The admin token (HUB_ADMIN_TOKEN) or an API token (POST /api/v1/tokens); the scopes are the permissions the route needs",
+                    ))
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::identity::SESSION_COOKIE,
+                "A browser session from /login",
+            ))),
+        );
     }
+}
+
+/// Who may call a module route, as OpenAPI says it: public (`{}`), any signed-in caller, or a
+/// permission.
+fn security(access: &str) -> Vec<SecurityRequirement> {
+    let scopes: Vec<&str> = match access {
+        "public" => return vec![SecurityRequirement::default()],
+        "signed_in" => Vec::new(),
+        permission => vec![permission],
+    };
+    vec![
+        SecurityRequirement::new("bearer", scopes.clone()),
+        SecurityRequirement::new("session", scopes),
+    ]
 }
 
 /// This document: the hub's routes and each running module's routes under its own tag.
@@ -106,12 +152,26 @@ pub fn document(hub: &Hub) -> Document {
                         .description("The module's response")
                         .build(),
                 )
+                .securities(Some(security(&route.access)))
                 .response("500", error_response("The handler panicked"))
                 .response("503", error_response("The module failed to start"))
                 .response(
                     "504",
                     error_response("The handler did not answer within HUB_REQUEST_TIMEOUT_MS"),
                 );
+            if route.access != "public" {
+                operation =
+                    operation.response("401", error_response("Not signed in (`unauthenticated`)"));
+            }
+            if route.access.contains(':') {
+                operation = operation.response(
+                    "403",
+                    error_response(&format!(
+                        "The caller lacks `{}` (`permission_denied`)",
+                        route.access
+                    )),
+                );
+            }
             for param in params {
                 operation = operation.parameter(
                     ParameterBuilder::new()

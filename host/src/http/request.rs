@@ -2,14 +2,20 @@
 //! module may read. Nothing is copied into it that actix already holds (the URI, the header map
 //! taken out of the request head, the body's bytes); the module reads through the object.
 
+use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::std_types::{RNone, ROption, RSlice, RStr, RVec, Tuple2};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, Uri};
 use bytes::Bytes;
-use plugin_api::ffi::{RequestBox, RequestObj, RequestObj_TO};
+use plugin_api::ffi::{FfiUser, RequestBox, RequestObj, RequestObj_TO};
+use serde_json::Value;
+
+use crate::identity::{Actor, Event, Principal};
+use crate::instance::Instance;
 
 /// A request as a module reads it.
 pub struct ModuleRequest {
@@ -22,6 +28,12 @@ pub struct ModuleRequest {
     pub params: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The caller; `None` for an anonymous caller of a public route.
+    pub principal: Option<Arc<Principal>>,
+    /// The instance called (its permissions, the hub's audit log).
+    pub instance: Arc<Instance>,
+    /// The peer's address (the caller's, unless a trusted proxy forwarded the request).
+    pub peer: Option<IpAddr>,
 }
 
 impl ModuleRequest {
@@ -85,5 +97,63 @@ impl RequestObj for ModuleRequest {
 
     fn body(&self) -> RSlice<'_, u8> {
         RSlice::from_slice(&self.body)
+    }
+
+    fn user(&self) -> ROption<FfiUser> {
+        catch_unwind(AssertUnwindSafe(|| {
+            let principal = self.principal.as_deref()?;
+            let module = self.instance.name();
+            let permissions = self
+                .instance
+                .access()
+                .permissions
+                .keys()
+                .filter(|p| principal.permissions.can_in(module, p))
+                .map(|p| p.as_str().into())
+                .collect();
+            Some(FfiUser {
+                id: principal.public_id().into(),
+                name: principal.name.as_str().into(),
+                email: principal.email.as_deref().map(Into::into).into(),
+                kind: principal.kind.as_str().into(),
+                roles: principal.roles.iter().map(|r| r.as_str().into()).collect(),
+                permissions,
+            })
+        }))
+        .ok()
+        .flatten()
+        .into()
+    }
+
+    fn audit(&self, action: RStr<'_>, target: RStr<'_>, details: RStr<'_>) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let identity = &self.instance.access().identity;
+            let forwarded = self
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let actor = Actor {
+                id: self
+                    .principal
+                    .as_deref()
+                    .map_or_else(|| "anonymous".to_owned(), Principal::actor),
+                name: self.principal.as_ref().map(|p| p.name.clone()),
+                address: identity
+                    .client_address(self.peer, forwarded)
+                    .map(|ip| ip.to_string()),
+            };
+            let details: Value = serde_json::from_str(details.as_str())
+                .unwrap_or_else(|_| Value::String(details.as_str().to_owned()));
+            identity.auditor.record(
+                &actor,
+                Event {
+                    action: action.as_str(),
+                    module: Some(self.instance.name()),
+                    target: Some(target.as_str()).filter(|t| !t.is_empty()),
+                    outcome: "ok",
+                    details: Some(details).filter(|d| !d.is_null()),
+                },
+            );
+        }));
     }
 }

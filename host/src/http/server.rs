@@ -5,7 +5,6 @@
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
-use super::auth::AdminToken;
 use super::error::ApiError;
 use crate::config::Config;
 use crate::lifecycle::Hub;
@@ -19,16 +18,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Run the hub until SIGINT/SIGTERM, then run module shutdown hooks and return.
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let hub = Hub::new(config.clone())?;
     let token = match &config.admin_token {
         Some(token) => token.clone(),
         None => {
-            let token = super::auth::random_token()?;
+            let token = crate::identity::random_admin_token()?;
             tracing::warn!("HUB_ADMIN_TOKEN is not set; the admin token of this run is {token}");
             token
         }
     };
-    hub.prepare_database().await;
+    let hub = Hub::new(config.clone(), &token)?;
+    if hub.prepare_database().await
+        && let Err(e) = hub.identity().refresh(true).await
+    {
+        tracing::warn!("cannot read users and tokens yet: {e}");
+    }
+    actix_web::rt::spawn(hub.identity().clone().tick(config.audit_retention_days));
     hub.discover().await;
     if config.modules_enabled {
         let report = status::startup_report(&config.modules_dir, &hub.registry().all());
@@ -57,11 +61,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let signals = Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
     let data = web::Data::from(hub.clone());
-    let token = web::Data::new(AdminToken::new(&token));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(token.clone())
+            .app_data(web::FormConfig::default().error_handler(|e, _| {
+                ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "bad_form",
+                    format!("the form is invalid: {e}"),
+                )
+                .into()
+            }))
+            // curl -d sends a form's content type; the body is what counts.
+            .app_data(
+                web::JsonConfig::default()
+                    .content_type_required(false)
+                    .error_handler(|e, _| {
+                        ApiError::new(
+                            actix_web::http::StatusCode::BAD_REQUEST,
+                            "invalid_json",
+                            format!("request body is not the expected JSON: {e}"),
+                        )
+                        .into()
+                    }),
+            )
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::new(
                     actix_web::http::StatusCode::BAD_REQUEST,

@@ -6,21 +6,27 @@
 //! `dry_run`), `hub.modules` (the running modules: `name`, `version`, `description`, `views`:
 //! whether it has a page at its root) and `hub.title`.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
+use crate::identity::{self, Principal};
 use crate::instance::Instance;
 use crate::lifecycle::Hub;
 use crate::templates;
 
-/// `hub` of a page's context.
-fn hub_context(hub: &Hub, module: Option<&Instance>) -> Value {
+/// `hub` of a page's context, for `user` (the modules outside their audience are not listed).
+fn hub_context(hub: &Hub, module: Option<&Instance>, user: Option<&Principal>) -> Value {
     let all = hub.registry().all();
     let modules: Vec<Value> = all
         .values()
         .filter_map(|e| {
             let instance = e.instance()?;
+            if let Some(audience) = &instance.access().audience
+                && !identity::in_audience(user, &e.name, audience)
+            {
+                return None;
+            }
             let views = instance.has_home_page();
             Some(json!({
                 "name": e.name,
@@ -42,6 +48,7 @@ fn hub_context(hub: &Hub, module: Option<&Instance>) -> Value {
     });
     json!({
         "modules": modules,
+        "user": user.map(|u| json!({"name": u.name, "kind": u.kind.as_str()})),
         "module": current,
         "title": module.map_or("BMC Hub", Instance::name),
     })
@@ -54,8 +61,8 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
 }
 
 /// `GET /`: the running modules, with links to their views.
-pub fn home(hub: &Hub) -> HttpResponse {
-    let context = json!({"hub": hub_context(hub, None)});
+pub fn home(hub: &Hub, user: Option<&Principal>) -> HttpResponse {
+    let context = json!({"hub": hub_context(hub, None, user)});
     match templates::render_hub("home.html", context) {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => html(
@@ -74,7 +81,7 @@ pub fn error_page(
     message: &str,
 ) -> HttpResponse {
     let context = json!({
-        "hub": hub_context(hub, module),
+        "hub": hub_context(hub, module, None),
         "status": status.as_u16(),
         "reason": status.canonical_reason().unwrap_or(""),
         "code": code,
@@ -98,6 +105,7 @@ pub fn error_page(
 pub fn page(
     hub: &Hub,
     instance: &Instance,
+    user: Option<&Principal>,
     template: &str,
     context: &str,
     status: StatusCode,
@@ -106,7 +114,7 @@ pub fn page(
         .map_err(|e| format!("the context is not JSON: {e}"))
         .and_then(|context| match context {
             Value::Object(mut object) => {
-                object.insert("hub".to_owned(), hub_context(hub, Some(instance)));
+                object.insert("hub".to_owned(), hub_context(hub, Some(instance), user));
                 Ok(Value::Object(object))
             }
             _ => Err("the context must be a JSON object".to_owned()),
@@ -142,6 +150,43 @@ pub fn static_file(instance: &Instance, path: &str) -> Option<HttpResponse> {
             .insert_header(("cache-control", "no-cache"))
             .body(bytes::Bytes::from_static(bytes)),
     )
+}
+
+/// The sign-in page: the token form, the single sign-on link when there is a provider, and
+/// `message` (why the last attempt failed).
+pub fn login_page(
+    hub: &Hub,
+    next: &str,
+    message: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    let context = json!({
+        "hub": hub_context(hub, None, None),
+        "next": next,
+        "sso": hub.identity().has_provider(),
+        "message": message,
+    });
+    match templates::render_hub("login.html", context) {
+        Ok(body) => html(status, body),
+        Err(e) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("<h1>500</h1><p>{}</p>", escape(&e)),
+        ),
+    }
+}
+
+/// 303 to `/login?next=<this page>`: a view that needs a signed-in caller, for a browser that is
+/// not signed in.
+pub fn to_login(req: &HttpRequest) -> HttpResponse {
+    let here = match req.uri().query() {
+        Some(query) => format!("{}?{query}", req.path()),
+        None => req.path().to_owned(),
+    };
+    let next: String =
+        percent_encoding::utf8_percent_encode(&here, percent_encoding::NON_ALPHANUMERIC).collect();
+    HttpResponse::SeeOther()
+        .insert_header(("location", format!("/login?next={next}")))
+        .finish()
 }
 
 fn escape(text: &str) -> String {

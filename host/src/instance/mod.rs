@@ -19,9 +19,13 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 pub use self::routes::{RouteInfo, RouteMatch, RouteTable};
+use std::collections::BTreeMap;
+
 use crate::assets::ModuleAssets;
 use crate::db::migrate::MigrationSpec;
+use crate::identity::Identity;
 use crate::loader::LibraryInfo;
+use crate::manifest::Audience;
 use crate::templates::ModuleTemplates;
 
 /// The last health report of a module.
@@ -52,9 +56,19 @@ impl HealthReport {
     }
 }
 
+/// Who may use a module.
+pub struct Access {
+    /// The module's permissions (`module.json`), name → description.
+    pub permissions: BTreeMap<String, String>,
+    pub audience: Option<Audience>,
+    /// The hub's identity: the audit log of the module's requests.
+    pub identity: Arc<Identity>,
+}
+
 /// One started module.
 pub struct Instance {
     name: String,
+    access: Access,
     info: LibraryInfo,
     object: ModuleBox,
     routes: RouteTable,
@@ -78,17 +92,27 @@ pub struct Started {
 impl Instance {
     /// Wrap a freshly initialised module; `Err` when its route table or its templates are
     /// unusable.
-    pub fn new(name: &str, started: Started, reaper: Reaper) -> Result<Instance, String> {
+    pub fn new(
+        name: &str,
+        started: Started,
+        reaper: Reaper,
+        access: Access,
+    ) -> Result<Instance, String> {
         let Started {
             info,
             object,
             migrations,
             assets,
         } = started;
-        let routes = RouteTable::new(name, object.routes().into_iter().collect())?;
+        let routes = RouteTable::new(
+            name,
+            object.routes().into_iter().collect(),
+            &access.permissions,
+        )?;
         let templates = ModuleTemplates::new(name, &assets)?;
         Ok(Instance {
             name: name.to_owned(),
+            access,
             info,
             object,
             routes,
@@ -108,6 +132,16 @@ impl Instance {
 
     pub fn info(&self) -> &LibraryInfo {
         &self.info
+    }
+
+    /// Who may use the module.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// Who may call route `index`.
+    pub fn route_access(&self, index: u32) -> &plugin_api::ffi::FfiAccess {
+        self.routes.access(index)
     }
 
     /// Every route with its full path.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use plugin_api::ffi::RouteDef;
+use plugin_api::ffi::{FfiAccess, RouteDef};
 use serde::Serialize;
 
 /// Where a request's method and path lead within a module.
@@ -24,6 +24,9 @@ pub enum RouteMatch {
 pub struct RouteInfo {
     pub method: String,
     pub path: String,
+    /// Who may call it: `public`, `signed_in`, or the module's permission it requires
+    /// (`<module>:<permission>`).
+    pub access: String,
 }
 
 type Methods = Vec<(String, u32)>;
@@ -34,17 +37,27 @@ pub struct RouteTable {
     views: matchit::Router<Methods>,
     /// Every route with its full path, the hub's health route first.
     listed: Vec<RouteInfo>,
+    /// Who may call each route, by index.
+    access: Vec<FfiAccess>,
 }
 
 impl RouteTable {
     /// The table of module `name`'s declared `routes`; `Err` says which route is unusable.
-    pub fn new(name: &str, routes: Vec<RouteDef>) -> Result<RouteTable, String> {
+    /// A route that requires a permission must require one of `declared` (the module's
+    /// `permissions` in `module.json`).
+    pub fn new(
+        name: &str,
+        routes: Vec<RouteDef>,
+        declared: &BTreeMap<String, String>,
+    ) -> Result<RouteTable, String> {
         // (API, views): path → [(method, index)]
         let mut by_path: [BTreeMap<String, Methods>; 2] = Default::default();
         let mut listed = vec![RouteInfo {
             method: "GET".to_owned(),
             path: format!("/api/v1/{name}/health"),
+            access: "public".to_owned(),
         }];
+        let mut access = Vec::with_capacity(routes.len());
         for (index, def) in routes.into_iter().enumerate() {
             let method = def.method.as_str().to_ascii_uppercase();
             let path = def.path.into_string();
@@ -64,6 +77,19 @@ impl RouteTable {
                 return Err(format!("{surface} {method} {path} is declared twice"));
             }
             let index = u32::try_from(index).map_err(|_| "too many routes".to_owned())?;
+            let access_text = match &def.access {
+                FfiAccess::Public => "public".to_owned(),
+                FfiAccess::SignedIn => "signed_in".to_owned(),
+                FfiAccess::Require(permission) if declared.contains_key(permission.as_str()) => {
+                    format!("{name}:{permission}")
+                }
+                FfiAccess::Require(permission) => {
+                    return Err(format!(
+                        "{surface} {method} {path} requires permission '{permission}', which module.json does not declare: add it to \"permissions\" with a description"
+                    ));
+                }
+            };
+            access.push(def.access.clone());
             methods.push((method.clone(), index));
             let mount = if def.view {
                 format!("/modules/{name}")
@@ -73,6 +99,7 @@ impl RouteTable {
             listed.push(RouteInfo {
                 method,
                 path: format!("{mount}{path}"),
+                access: access_text,
             });
         }
         let [api, views] = by_path.map(|paths| {
@@ -88,7 +115,15 @@ impl RouteTable {
             api: api?,
             views: views?,
             listed,
+            access,
         })
+    }
+
+    /// Who may call route `index`.
+    pub fn access(&self, index: u32) -> &FfiAccess {
+        self.access
+            .get(index as usize)
+            .unwrap_or(&FfiAccess::SignedIn)
     }
 
     /// Every route with its full path.

@@ -26,6 +26,7 @@ use crate::config::module::resolve_safety;
 use crate::db::Database;
 use crate::deps::Graph;
 use crate::deps::checks;
+use crate::identity::{Actor, Event, Identity};
 use crate::instance::Reaper;
 use crate::loader::{Fingerprint, LibraryFile, Loader};
 use crate::manifest::{self, Manifest, is_module_folder, module_folders};
@@ -56,7 +57,7 @@ pub struct Hub {
 impl Hub {
     /// Make a hub with no module loaded yet. Call from within the runtime that will run
     /// shutdown hooks.
-    pub fn new(config: Config) -> anyhow::Result<Arc<Hub>> {
+    pub fn new(config: Config, admin_token: &str) -> anyhow::Result<Arc<Hub>> {
         let loader = Loader::new(config.runtime_dir.as_deref()).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the hub's private folder for library copies in {} (HUB_RUNTIME_DIR): {e}",
@@ -65,7 +66,8 @@ impl Hub {
         })?;
         let reaper = Reaper::new(config.shutdown_grace);
         let database = Arc::new(Database::new(&config)?);
-        let starter = Starter::new(Arc::new(loader), database, reaper);
+        let identity = Arc::new(Identity::new(&config, database.clone(), admin_token)?);
+        let starter = Starter::new(Arc::new(loader), database, reaper, identity);
         Ok(Arc::new_cyclic(|this| Hub {
             config,
             registry: Registry::default(),
@@ -86,6 +88,11 @@ impl Hub {
 
     pub fn database(&self) -> &Database {
         &self.starter.database
+    }
+
+    /// Who is calling, and what they may do.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.starter.identity
     }
 
     /// Reach the database and apply the hub's own migrations; logs the outcome.
@@ -170,6 +177,29 @@ impl Hub {
     pub async fn reload(&self, name: &str) -> Result<Arc<ModuleEntry>, ActionError> {
         let lock = self.lock_for(name);
         let _guard = lock.lock().await;
+        self.converge(name, Action::Reload, None).await
+    }
+
+    /// Set the module's audience in its `module.json` (`None`: everyone), then apply it as a
+    /// reload does.
+    pub async fn set_audience(
+        &self,
+        name: &str,
+        audience: Option<manifest::Audience>,
+    ) -> Result<Arc<ModuleEntry>, ActionError> {
+        if !self.config.modules_enabled {
+            return Err(ActionError::ModulesOff);
+        }
+        let lock = self.lock_for(name);
+        let _guard = lock.lock().await;
+        let folder = self.folder(name);
+        if !is_module_folder(&folder) {
+            self.forget(name);
+            return Err(ActionError::NotInstalled(name.to_owned()));
+        }
+        Manifest::load(&folder)?;
+        let value = audience.map(|a| serde_json::to_value(a).unwrap_or_default());
+        manifest::write_key(&folder.join(manifest::FILE_NAME), "audience", value)?;
         self.converge(name, Action::Reload, None).await
     }
 
@@ -443,6 +473,27 @@ impl Hub {
             outcome,
             started.elapsed(),
         );
+        // The API's actions are audited by the API, with the caller; the hub's own here.
+        let actor = match action {
+            Action::FileChange => Some("watcher"),
+            Action::Start | Action::Retry => Some("hub"),
+            Action::Enable | Action::Disable | Action::Reload => None,
+        };
+        if let Some(actor) = actor.filter(|_| outcome != Outcome::Unchanged) {
+            self.identity().auditor.record(
+                &Actor::system(actor),
+                Event {
+                    action: action.audit_name(),
+                    module: Some(name),
+                    target: entry.version(),
+                    outcome: outcome.as_str(),
+                    details: entry
+                        .state
+                        .error()
+                        .map(|e| serde_json::json!({"error": e.to_string()})),
+                },
+            );
+        }
         Ok(entry)
     }
 

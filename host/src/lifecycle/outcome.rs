@@ -32,6 +32,18 @@ impl Action {
         }
     }
 
+    /// The action's name in the audit log.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Action::Start => "module.start",
+            Action::Enable => "module.enable",
+            Action::Disable => "module.disable",
+            Action::Reload => "module.reload",
+            Action::Retry => "module.retry",
+            Action::FileChange => "module.file_change",
+        }
+    }
+
     /// Whether a running instance is replaced (enable leaves a running module alone).
     pub fn restarts(self) -> bool {
         matches!(
@@ -58,6 +70,19 @@ pub enum Outcome {
     Kept,
     /// Already as asked.
     Unchanged,
+}
+
+impl Outcome {
+    /// The outcome's name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Disabled => "disabled",
+            Outcome::Failed => "failed",
+            Outcome::Kept => "kept",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// One log line per action: module, version(s), duration, outcome.

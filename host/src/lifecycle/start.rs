@@ -14,7 +14,8 @@ use crate::db::migrate::{Applied, MigrationSpec};
 use crate::db::roles::{self, Declaration};
 use crate::db::{Database, MigrationRun};
 use crate::deps;
-use crate::instance::{Instance, Reaper, Started};
+use crate::identity::Identity;
+use crate::instance::{Access, Instance, Reaper, Started};
 use crate::loader::{InstanceArgs, LibraryFile, Loader};
 use crate::manifest::{Manifest, UseMode};
 use crate::registry::StartError;
@@ -24,15 +25,22 @@ pub struct Starter {
     pub loader: Arc<Loader>,
     pub database: Arc<Database>,
     pub reaper: Reaper,
+    pub identity: Arc<Identity>,
     max_log_level: LogLevel,
 }
 
 impl Starter {
-    pub fn new(loader: Arc<Loader>, database: Arc<Database>, reaper: Reaper) -> Starter {
+    pub fn new(
+        loader: Arc<Loader>,
+        database: Arc<Database>,
+        reaper: Reaper,
+        identity: Arc<Identity>,
+    ) -> Starter {
         Starter {
             loader,
             database,
             reaper,
+            identity,
             max_log_level: max_log_level(),
         }
     }
@@ -100,8 +108,13 @@ impl Starter {
         })
         .await
         .map_err(|e| StartError::Interrupted(e.to_string()))??;
-        let instance =
-            Instance::new(name, opened, self.reaper.clone()).map_err(StartError::Routes)?;
+        let instance = Instance::new(
+            name,
+            opened,
+            self.reaper.clone(),
+            access(manifest, &self.identity),
+        )
+        .map_err(StartError::Routes)?;
         let instance = Arc::new(instance);
         // From here on, a failure after migrations that are not expand leaves a schema that an
         // older version may not work on: the error says so, and the lifecycle keeps none.
@@ -205,5 +218,15 @@ fn max_log_level() -> LogLevel {
         LevelFilter::INFO => LogLevel::Info,
         LevelFilter::WARN => LogLevel::Warn,
         _ => LogLevel::Error,
+    }
+}
+
+/// Who may use the module: its declared permissions, its audience, and the hub's identity (for
+/// the audit entries its requests write).
+fn access(manifest: &Manifest, identity: &Arc<Identity>) -> Access {
+    Access {
+        permissions: manifest.permissions.clone(),
+        audience: manifest.audience.clone(),
+        identity: identity.clone(),
     }
 }

@@ -25,6 +25,16 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Disabled => "disabled",
+            State::Failed => "failed",
+        }
+    }
+}
+
 /// Where a module is, with what that state holds.
 #[derive(Clone)]
 pub enum ModuleState {

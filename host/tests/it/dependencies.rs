@@ -319,7 +319,7 @@ fn the_graph_is_json_and_a_picture() {
         .fixture("app", needs(json!({"base": "^0.1"})))
         .fixture("picky", needs(json!({"base": "^3"})))
         .start();
-    assert_eq!(hub.get("/api/v1/modules/graph").status, 401);
+    assert_eq!(hub.anonymous_get("/api/v1/modules/graph").status, 401);
     let graph = hub.admin_get("/api/v1/modules/graph").json();
     assert_eq!(
         graph["nodes"],

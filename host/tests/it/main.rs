@@ -45,3 +45,6 @@ mod roles;
 /// Migrations past the prefix check, sessions outliving a call, reloads failing after their
 /// migrations (issue 12).
 mod guards;
+
+/// Identity: who may call what, tokens, sessions, roles, the audit log, audiences (issue 13).
+mod identity;

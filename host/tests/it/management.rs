@@ -5,13 +5,18 @@ use serde_json::json;
 
 use crate::support::{Setup, TOKEN, lib_file};
 
-fn unauthorized() -> serde_json::Value {
-    json!({"error": {"code": "unauthorized", "message": "missing or wrong admin token: send Authorization: Bearer <HUB_ADMIN_TOKEN>"}})
+fn unauthenticated(message: &str) -> serde_json::Value {
+    json!({"error": {"code": "unauthenticated", "message": message}})
 }
+
+const SIGN_IN_FIRST: &str = "sign in first: send Authorization: Bearer <token> (the admin token or an API token), or sign in at /login";
+const INVALID_TOKEN: &str = "the token is not valid (unknown, expired or revoked): create a new one with POST /api/v1/tokens";
+const MALFORMED: &str = "the Authorization header must be `Bearer <token>`, with the admin token or an API token (hub_…)";
 
 #[test]
 fn every_management_call_needs_the_admin_token() {
-    let hub = Setup::new().hello().start();
+    // Twelve wrong tokens from one address would be refused with 429 by default.
+    let hub = Setup::new().hello().env("HUB_AUTH_FAILURES", "100").start();
     for (method, path) in [
         ("GET", "/api/v1/modules"),
         ("GET", "/api/v1/modules/hello"),
@@ -20,10 +25,17 @@ fn every_management_call_needs_the_admin_token() {
         ("POST", "/api/v1/modules/hello/reload"),
         ("POST", "/api/v1/modules/../enable"),
     ] {
-        for token in [None, Some("wrong-token"), Some("")] {
-            let reply = hub.request(method, path, token, None);
+        let reply = hub.anonymous(method, path, None);
+        assert_eq!(reply.status, 401, "{method} {path} anonymous");
+        assert_eq!(reply.json(), unauthenticated(SIGN_IN_FIRST));
+        for (token, message) in [("wrong-token", INVALID_TOKEN), ("", MALFORMED)] {
+            let reply = hub.request(method, path, Some(token), None);
             assert_eq!(reply.status, 401, "{method} {path} with {token:?}");
-            assert_eq!(reply.json(), unauthorized());
+            assert_eq!(
+                reply.json(),
+                unauthenticated(message),
+                "{method} {path} with {token:?}"
+            );
         }
     }
     assert_eq!(
@@ -80,10 +92,10 @@ fn the_module_object_has_its_fields() {
     assert_eq!(
         module["routes"],
         json!([
-            {"method": "GET", "path": "/api/v1/hello/health"},
-            {"method": "GET", "path": "/api/v1/hello/"},
-            {"method": "GET", "path": "/api/v1/hello/ping"},
-            {"method": "GET", "path": "/api/v1/hello/greet/{name}"},
+            {"method": "GET", "path": "/api/v1/hello/health", "access": "public"},
+            {"method": "GET", "path": "/api/v1/hello/", "access": "signed_in"},
+            {"method": "GET", "path": "/api/v1/hello/ping", "access": "public"},
+            {"method": "GET", "path": "/api/v1/hello/greet/{name}", "access": "signed_in"},
         ])
     );
     assert_eq!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Hub, Setup, artifacts, lib_file};
+use crate::support::{Hub, Setup, TOKEN, artifacts, lib_file};
 
 /// Copy `artifact` next to `module`'s library under a temporary name, then rename it into place,
 /// as `cargo xtask build` does.
@@ -351,7 +351,11 @@ fn ten_reloads_under_concurrent_load_fail_no_request_and_serve_both_versions() {
                     .build()
                     .into();
                 while !stop.load(Ordering::Relaxed) {
-                    match agent.get(&url).call() {
+                    match agent
+                        .get(&url)
+                        .header("Authorization", format!("Bearer {TOKEN}"))
+                        .call()
+                    {
                         Ok(mut r) if r.status() == 200 => {
                             let body = r.body_mut().read_to_string().unwrap_or_default();
                             seen.lock().expect("seen").push(body);

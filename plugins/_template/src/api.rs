@@ -35,6 +35,17 @@ fn answer(status: u16, value: &impl serde::Serialize, dry_run: bool) -> Response
 }
 
 impl Tmplmod {
+    /// `GET /about` (public): the module and who is asking (`null` when anonymous).
+    pub(crate) async fn about(self: Arc<Self>, req: Request) -> Json<plugin_api::Value> {
+        let user = req.user();
+        Json(json!({
+            "module": req.ctx().module_name(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "user": user.name(),
+            "can_write": user.can("items.write"),
+        }))
+    }
+
     /// `GET /items?limit&offset`
     pub(crate) async fn list_items(
         self: Arc<Self>,
@@ -57,6 +68,12 @@ impl Tmplmod {
             .rows
             .first()
             .ok_or_else(|| Error::internal("the insert returned no row"))?;
+        // Kept in the hub's audit log with the caller, also when DRY_RUN rolled the insert back.
+        req.audit(
+            "item.create",
+            &item.id.to_string(),
+            json!({"title": input.title, "dry_run": created.dry_run}),
+        );
         Ok(answer(201, item, created.dry_run))
     }
 
@@ -75,6 +92,11 @@ impl Tmplmod {
         let input = req.json::<ItemInput>()?.validate().map_err(invalid)?;
         let updated = items::update(req.ctx(), id, &input).await?;
         let item = updated.rows.first().ok_or_else(|| not_found(id))?;
+        req.audit(
+            "item.update",
+            &id.to_string(),
+            json!({"dry_run": updated.dry_run}),
+        );
         Ok(answer(200, item, updated.dry_run))
     }
 
@@ -85,6 +107,11 @@ impl Tmplmod {
         if deleted.rows_affected == 0 {
             return Err(not_found(id));
         }
+        req.audit(
+            "item.delete",
+            &id.to_string(),
+            json!({"dry_run": deleted.dry_run}),
+        );
         let response = Response::no_content();
         Ok(if deleted.dry_run {
             response.with_header("x-dry-run", "true")

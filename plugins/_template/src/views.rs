@@ -62,9 +62,10 @@ impl Tmplmod {
     /// `GET /`: every item.
     pub(crate) async fn index_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
         let items = items::list(req.ctx(), self.page_size, 0).await?;
+        let can_write = req.user().can("items.write");
         Ok(View::page(
             "index.html",
-            json!({"title": self.title, "items": items}),
+            json!({"title": self.title, "items": items, "can_write": can_write}),
         ))
     }
 
