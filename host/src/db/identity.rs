@@ -106,10 +106,17 @@ pub struct LoginRow {
     pub next: String,
 }
 
-/// One row of the audit log.
+/// One row of the audit log: its id and its entry.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: i64,
+    #[serde(flatten)]
+    pub entry: NewAudit,
+}
+
+/// An entry of the audit log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct NewAudit {
     pub at: DateTime<Utc>,
     /// `user:<id>`, `token:<id>`, `admin`, `watcher`, `hub` or `anonymous`.
     pub actor: String,
@@ -119,21 +126,7 @@ pub struct AuditRow {
     pub action: String,
     pub module: Option<String>,
     pub target: Option<String>,
-    /// `ok`, `failed` or `denied`.
-    pub outcome: String,
-    pub details: Option<Value>,
-}
-
-/// An audit entry to write.
-#[derive(Debug, Clone)]
-pub struct NewAudit {
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub actor_name: Option<String>,
-    pub address: Option<String>,
-    pub action: String,
-    pub module: Option<String>,
-    pub target: Option<String>,
+    /// `ok`, `failed`, `denied`, or how a module action ended (`running`, `disabled`, …).
     pub outcome: String,
     pub details: Option<Value>,
 }
@@ -703,15 +696,17 @@ pub async fn audit(db: &Database, filter: &AuditFilter) -> Result<Vec<AuditRow>,
         .iter()
         .map(|r| AuditRow {
             id: r.get(0),
-            at: r.get(1),
-            actor: r.get(2),
-            actor_name: r.get(3),
-            address: r.get(4),
-            action: r.get(5),
-            module: r.get(6),
-            target: r.get(7),
-            outcome: r.get(8),
-            details: r.get(9),
+            entry: NewAudit {
+                at: r.get(1),
+                actor: r.get(2),
+                actor_name: r.get(3),
+                address: r.get(4),
+                action: r.get(5),
+                module: r.get(6),
+                target: r.get(7),
+                outcome: r.get(8),
+                details: r.get(9),
+            },
         })
         .collect())
 }

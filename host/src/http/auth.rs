@@ -15,10 +15,17 @@ use super::error::ApiError;
 use crate::identity::{Actor, AuthError, Identity, Presented, Principal, SESSION_COOKIE};
 use crate::lifecycle::Hub;
 
-/// The credentials `headers` carry.
+/// The credentials `headers` carry: `Authorization`, else the session cookie (not looked for
+/// when there is an `Authorization`, which wins).
 pub fn presented(headers: &HeaderMap) -> Presented<'_> {
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        return Presented {
+            authorization: Some(authorization.as_bytes()),
+            session: None,
+        };
+    }
     Presented {
-        authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        authorization: None,
         session: headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
@@ -51,20 +58,20 @@ pub fn is_https(identity: &Identity, req: &HttpRequest) -> bool {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
 }
 
-/// The caller of `req`: `Ok(None)` when it presented nothing.
+/// The caller of `req`: `Ok(None)` when it presented nothing. The error stays small (an
+/// `AuthError`) until a client is to see it ([`auth_error`]).
 pub fn resolve(
     identity: &Identity,
     req: &HttpRequest,
     headers: &HeaderMap,
-) -> Result<Option<Arc<Principal>>, ApiError> {
-    identity
-        .resolve(presented(headers), || {
-            address(identity, req.peer_addr().map(|a| a.ip()), headers)
-        })
-        .map_err(auth_error)
+) -> Result<Option<Arc<Principal>>, AuthError> {
+    identity.resolve(presented(headers), || {
+        address(identity, req.peer_addr().map(|a| a.ip()), headers)
+    })
 }
 
 /// The error a client sees for refused credentials.
+#[cold]
 pub fn auth_error(error: AuthError) -> ApiError {
     match error {
         AuthError::TooMany { retry_after, .. } => {
@@ -138,7 +145,9 @@ fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<Hub>>()
         .ok_or_else(|| ApiError::internal("the hub is not registered with the server"))?;
     let identity = hub.identity().clone();
-    let principal = resolve(&identity, req, req.headers())?.ok_or_else(|| {
+    let principal = resolve(&identity, req, req.headers())
+        .map_err(auth_error)?
+        .ok_or_else(|| {
         ApiError::unauthenticated(
             "sign in first: send Authorization: Bearer <token> (the admin token or an API token), or sign in at /login",
         )

@@ -28,10 +28,10 @@ use utoipa::ToSchema;
 
 use super::auth;
 use super::error::{ApiError, ErrorBody, not_found};
-use super::request::ModuleRequest;
+use super::request::{Caller, ModuleRequest};
 use super::site;
 use super::views;
-use crate::identity::{self, Principal};
+use crate::identity::{self, AuthError, Principal};
 use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
 use crate::registry::ModuleState;
@@ -195,46 +195,62 @@ async fn module_api(
             return Ok(response);
         }
     };
-    let principal = admit(hub, req, &instance, index, caller)?;
+    let principal = admit(hub, req, &parts.headers, &instance, index, caller)?;
     let response = call_route(req, parts, hub, &instance, path, index, params, principal).await?;
     Ok(into_http(name, response))
 }
 
-/// The caller of a module's route: `Err` when they are outside the module's audience (404, as
-/// if it were disabled); refused credentials are kept for [`admit`] to judge.
+/// The caller as far as it was resolved: `None` when nobody asked yet.
+type Resolved = Option<Result<Option<Arc<Principal>>, AuthError>>;
+
+/// The caller of a module's route, resolved here only when the module has an audience (`Err`
+/// when the caller is outside it: 404, as if the module were disabled); refused credentials are
+/// kept for [`admit`] to judge.
 fn caller_of(
     hub: &Hub,
     req: &HttpRequest,
     headers: &HeaderMap,
     instance: &Instance,
-) -> Result<Result<Option<Arc<Principal>>, ApiError>, ApiError> {
+) -> Result<Resolved, ApiError> {
+    let Some(audience) = &instance.access().audience else {
+        return Ok(None);
+    };
     let caller = auth::resolve(hub.identity(), req, headers);
-    if let Some(audience) = &instance.access().audience {
-        let principal = caller.as_ref().ok().and_then(|c| c.as_deref());
-        if !identity::in_audience(principal, instance.name(), audience) {
-            return Err(ApiError::module_not_found(instance.name()));
-        }
+    let principal = caller.as_ref().ok().and_then(|c| c.as_deref());
+    if !identity::in_audience(principal, instance.name(), audience) {
+        return Err(ApiError::module_not_found(instance.name()));
     }
-    Ok(caller)
+    Ok(Some(caller))
 }
 
-/// Whether `caller` may call route `index` of `instance`: the principal to hand the module, or
-/// 401 `unauthenticated` / 403 `permission_denied`.
+/// Whether the caller may call route `index` of `instance`: who the module sees (on a public
+/// route, resolved only if the module asks), or 401 `unauthenticated` / 403 `permission_denied`.
 fn admit(
     hub: &Hub,
     req: &HttpRequest,
+    headers: &HeaderMap,
     instance: &Instance,
     index: u32,
-    caller: Result<Option<Arc<Principal>>, ApiError>,
-) -> Result<Option<Arc<Principal>>, ApiError> {
+    caller: Resolved,
+) -> Result<Caller, ApiError> {
+    let resolve =
+        |caller: Resolved| caller.unwrap_or_else(|| auth::resolve(hub.identity(), req, headers));
     match instance.route_access(index) {
         // Refused credentials on a public route: the caller is anonymous.
-        FfiAccess::Public => Ok(caller.unwrap_or(None)),
-        FfiAccess::SignedIn => caller?.map(Some).ok_or_else(sign_in_first),
+        FfiAccess::Public => Ok(match caller {
+            Some(caller) => Caller::Known(caller.unwrap_or(None)),
+            None => Caller::NotAsked,
+        }),
+        FfiAccess::SignedIn => resolve(caller)
+            .map_err(auth::auth_error)?
+            .map(|p| Caller::Known(Some(p)))
+            .ok_or_else(sign_in_first),
         FfiAccess::Require(permission) => {
-            let principal = caller?.ok_or_else(sign_in_first)?;
+            let principal = resolve(caller)
+                .map_err(auth::auth_error)?
+                .ok_or_else(sign_in_first)?;
             if principal.permissions.can_in(instance.name(), permission) {
-                return Ok(Some(principal));
+                return Ok(Caller::Known(Some(principal)));
             }
             let wanted = format!("{}:{permission}", instance.name());
             let actor = auth::actor(hub.identity(), req, Some(&principal));
@@ -311,14 +327,19 @@ async fn module_view(
             return page_of(error, Some(&instance));
         }
     };
-    let principal = match admit(hub, req, &instance, index, caller) {
+    // A page shows who is signed in: resolved here, not on demand.
+    let caller = caller.or_else(|| Some(auth::resolve(hub.identity(), req, &parts.headers)));
+    let principal = match admit(hub, req, &parts.headers, &instance, index, caller) {
         Ok(principal) => principal,
         Err(error) if error.status() == StatusCode::UNAUTHORIZED => {
             return views::to_login(req);
         }
         Err(error) => return page_of(error, Some(&instance)),
     };
-    let user = principal.clone();
+    let user = match &principal {
+        Caller::Known(principal) => principal.clone(),
+        Caller::NotAsked => None,
+    };
     let response =
         match call_route(req, parts, hub, &instance, path, index, params, principal).await {
             Ok(response) => response,
@@ -374,7 +395,7 @@ async fn call_route(
     path: &str,
     index: u32,
     params: Vec<(String, String)>,
-    principal: Option<Arc<Principal>>,
+    principal: Caller,
 ) -> Result<FfiResponse, ApiError> {
     let (name, method) = (instance.name(), req.method().as_str());
     let body = match parts.payload {

@@ -28,15 +28,42 @@ pub struct ModuleRequest {
     pub params: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The caller; `None` for an anonymous caller of a public route.
-    pub principal: Option<Arc<Principal>>,
+    /// The caller, as far as the dispatcher resolved it.
+    pub principal: Caller,
     /// The instance called (its permissions, the hub's audit log).
     pub instance: Arc<Instance>,
     /// The peer's address (the caller's, unless a trusted proxy forwarded the request).
     pub peer: Option<IpAddr>,
 }
 
+/// Who is calling, as far as the dispatcher looked: a public route of a module without an
+/// audience leaves it to the module to ask (most never do).
+pub enum Caller {
+    /// `None`: anonymous.
+    Known(Option<Arc<Principal>>),
+    NotAsked,
+}
+
 impl ModuleRequest {
+    /// The caller, resolved now if the dispatcher did not (refused credentials: anonymous).
+    fn principal(&self) -> Option<Arc<Principal>> {
+        match &self.principal {
+            Caller::Known(principal) => principal.clone(),
+            Caller::NotAsked => {
+                let identity = &self.instance.access().identity;
+                let forwarded = self
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok());
+                identity
+                    .resolve(super::auth::presented(&self.headers), || {
+                        identity.client_address(self.peer, forwarded)
+                    })
+                    .unwrap_or(None)
+            }
+        }
+    }
+
     /// The object a module receives.
     pub fn into_object(self) -> RequestBox {
         RequestObj_TO::from_value(self, TD_Opaque)
@@ -101,7 +128,7 @@ impl RequestObj for ModuleRequest {
 
     fn user(&self) -> ROption<FfiUser> {
         catch_unwind(AssertUnwindSafe(|| {
-            let principal = self.principal.as_deref()?;
+            let principal = self.principal()?;
             let module = self.instance.name();
             let permissions = self
                 .instance
@@ -132,12 +159,12 @@ impl RequestObj for ModuleRequest {
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok());
+            let principal = self.principal();
             let actor = Actor {
-                id: self
-                    .principal
+                id: principal
                     .as_deref()
                     .map_or_else(|| "anonymous".to_owned(), Principal::actor),
-                name: self.principal.as_ref().map(|p| p.name.clone()),
+                name: principal.as_ref().map(|p| p.name.clone()),
                 address: identity
                     .client_address(self.peer, forwarded)
                     .map(|ip| ip.to_string()),

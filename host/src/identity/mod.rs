@@ -4,10 +4,11 @@
 //! log's writer (`audit.rs`), failed attempts by address (`limiter.rs`) and secrets
 //! (`secret.rs`). The tables are `db/identity.rs`'s.
 //!
-//! Resolving a caller reads memory only: the presented secret's keyed hash finds a verified
-//! credential; a secret not seen before is hashed with SHA-256 and looked up in the directory,
-//! which is read again from PostgreSQL when the identity tables change (checked every second,
-//! and at once after a change made through this hub).
+//! Resolving a caller reads memory only: a secret verified before is found in a cache of verified
+//! secrets (only valid ones are ever inserted, so a flood of made-up tokens cannot grow it); a
+//! secret not seen before is hashed with SHA-256 and looked up in the directory, which is read
+//! again from PostgreSQL when the identity tables change (checked every second, and at once after
+//! a change made through this hub). The database keeps only SHA-256 digests.
 
 pub mod audit;
 mod directory;
@@ -17,7 +18,7 @@ pub mod permissions;
 mod secret;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,6 @@ use self::directory::{Directory, Session};
 pub use self::directory::{Kind, Principal};
 use self::limiter::Limiter;
 pub use self::permissions::{HUB_PERMISSIONS, Permissions};
-use self::secret::Keyed;
 pub use self::secret::TOKEN_PREFIX;
 use crate::config::Config;
 use crate::db::identity::{self as store, LoginRow, SessionRow, StoreError};
@@ -82,30 +82,41 @@ enum Verified {
     Session(Arc<Session>),
 }
 
-/// The keyed hash is already uniform: a map keyed by it needs no second hash.
-#[derive(Default)]
-struct Passthrough(u64);
+/// Verified secrets, each with the whole secret, by its last 8 bytes (random in every secret the
+/// hub makes: 48 bits) mixed with a seed of the process's. Only secrets that were verified are
+/// inserted, so a flood of made-up ones cannot grow it.
+type VerifiedMap = HashMap<u64, (Box<[u8]>, Verified), BuildHasherDefault<Prehashed>>;
 
-impl Hasher for Passthrough {
+/// The last 8 bytes of `secret` (fewer, zero-padded, for a shorter one) as a number.
+fn tail(secret: &[u8]) -> u64 {
+    let mut last = [0u8; 8];
+    let from = secret.len().saturating_sub(8);
+    last[..secret.len() - from].copy_from_slice(&secret[from..]);
+    u64::from_le_bytes(last)
+}
+
+/// The map's keys are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
-
-type VerifiedMap = HashMap<u128, Verified, BuildHasherDefault<Passthrough>>;
 
 /// At most this many verified secrets are remembered (then the cache starts again).
 const MAX_VERIFIED: usize = 65_536;
 
-/// Hash kinds, so a token and a session id never share a keyed hash.
+/// How a secret was presented.
 const BEARER: u8 = 1;
 const COOKIE: u8 = 2;
 
@@ -165,10 +176,11 @@ pub struct Identity {
     redirect_url: String,
     oidc: tokio::sync::Mutex<Option<Arc<oidc::Oidc>>>,
     admin_digest: [u8; 32],
-    admin_keyed: u128,
-    keyed: Keyed,
     directory: ArcSwap<Directory>,
-    verified: Mutex<VerifiedMap>,
+    /// Verified bearer tokens and session ids.
+    verified: [Mutex<VerifiedMap>; 2],
+    /// Random per process: mixed into the verified-secrets cache's keys.
+    seed: u64,
     bootstrap: ArcSwap<Principal>,
     /// Unix seconds, moved by the ticker: the hot path reads the clock from here.
     now: AtomicI64,
@@ -182,7 +194,6 @@ pub struct Identity {
 impl Identity {
     /// The identity of a hub with `config` and bootstrap token `admin_token`.
     pub fn new(config: &Config, db: Arc<Database>, admin_token: &str) -> anyhow::Result<Identity> {
-        let keyed = Keyed::new()?;
         Ok(Identity {
             db,
             group_roles: config.group_roles.clone(),
@@ -194,10 +205,14 @@ impl Identity {
             redirect_url: format!("{}/auth/callback", config.public_url),
             oidc: tokio::sync::Mutex::new(None),
             admin_digest: secret::digest(admin_token),
-            admin_keyed: keyed.hash(BEARER, admin_token),
-            keyed,
             directory: ArcSwap::from_pointee(Directory::default()),
-            verified: Mutex::new(VerifiedMap::default()),
+            verified: Default::default(),
+            seed: {
+                let mut seed = [0u8; 8];
+                getrandom::fill(&mut seed)
+                    .map_err(|e| anyhow::anyhow!("cannot generate a seed: {e}"))?;
+                u64::from_le_bytes(seed)
+            },
             bootstrap: ArcSwap::from_pointee(Principal::bootstrap(None)),
             now: AtomicI64::new(Utc::now().timestamp()),
             flushed_until: AtomicI64::new(Utc::now().timestamp()),
@@ -235,7 +250,7 @@ impl Identity {
             } => (BEARER, bearer(header).ok_or(AuthError::Malformed)),
             Presented {
                 session: Some(id), ..
-            } => (COOKIE, Ok(id)),
+            } => (COOKIE, Ok(id.as_bytes())),
             _ => return Ok(None),
         };
         if self.limiter.watching()
@@ -268,26 +283,26 @@ impl Identity {
     }
 
     /// The principal of `secret` presented as `kind`.
-    fn verify(&self, kind: u8, secret: &str) -> Result<Arc<Principal>, AuthError> {
-        let keyed = self.keyed.hash(kind, secret);
-        if kind == BEARER && keyed == self.admin_keyed {
-            return Ok(self.bootstrap.load_full());
-        }
-        let cached = self
-            .verified
+    fn verify(&self, kind: u8, secret: &[u8]) -> Result<Arc<Principal>, AuthError> {
+        let cache = &self.verified[usize::from(kind == COOKIE)];
+        // The secret's last 8 bytes are random already: mixed with the process's seed, they are
+        // the key (only verified secrets are ever inserted, so there is nothing to flood).
+        let key = (tail(secret) ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let cached = cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&keyed)
-            .cloned();
+            .get(&key)
+            .filter(|(verified, _)| **verified == *secret)
+            .map(|(_, verified)| verified.clone());
         let verified = match cached {
             Some(verified) => verified,
             None => {
                 let verified = self.look_up(kind, secret)?;
-                let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.len() >= MAX_VERIFIED {
                     cache.clear();
                 }
-                cache.insert(keyed, verified.clone());
+                cache.insert(key, (secret.into(), verified.clone()));
                 verified
             }
         };
@@ -320,7 +335,12 @@ impl Identity {
     }
 
     /// A secret not in the cache: its SHA-256 in the directory.
-    fn look_up(&self, kind: u8, secret: &str) -> Result<Verified, AuthError> {
+    fn look_up(&self, kind: u8, secret: &[u8]) -> Result<Verified, AuthError> {
+        let invalid = match kind {
+            BEARER => AuthError::InvalidToken,
+            _ => AuthError::SessionEnded,
+        };
+        let secret = std::str::from_utf8(secret).map_err(|_| invalid.clone())?;
         let digest = secret::digest(secret);
         let directory = self.directory.load();
         if kind == BEARER {
@@ -394,10 +414,9 @@ impl Identity {
                 .store(Arc::new(Principal::bootstrap(directory.admin_user)));
         }
         self.directory.store(Arc::new(directory));
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        for cache in &self.verified {
+            cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
         Ok(())
     }
 
@@ -637,12 +656,16 @@ pub fn random_admin_token() -> anyhow::Result<String> {
 }
 
 /// The credentials of `Authorization: Bearer <credentials>`; the scheme's name is
-/// case-insensitive (RFC 9110 §11.1).
-fn bearer(header: &[u8]) -> Option<&str> {
-    let header = std::str::from_utf8(header).ok()?;
-    let (scheme, credentials) = header.split_once(' ')?;
-    let credentials = credentials.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
+/// case-insensitive (RFC 9110 §11.1). Bytes, not text: the hot path hashes them as they came.
+fn bearer(header: &[u8]) -> Option<&[u8]> {
+    let (&[b, e, a, r, e2, r2, space], rest) = header.split_first_chunk::<7>()?;
+    // `| 0x20` lowercases an ASCII letter, and only `B` and `b` become `b`: one comparison.
+    let scheme = u64::from_le_bytes([b, e, a, r, e2, r2, space, 0]) | 0x0000_2020_2020_2020;
+    if scheme != u64::from_le_bytes(*b"bearer \0") {
+        return None;
+    }
+    let credentials = rest.trim_ascii();
+    (!credentials.is_empty()).then_some(credentials)
 }
 
 /// Whether a user with `user` (their permissions) may hand `grants` to a token.
@@ -690,9 +713,13 @@ mod tests {
 
     #[test]
     fn bearer_needs_the_scheme_and_a_value() {
-        assert_eq!(bearer(b"Bearer abc"), Some("abc"));
-        assert_eq!(bearer(b"bearer  abc "), Some("abc"));
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
         assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"BEARER abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Bearer\tabc"), None);
+        assert_eq!(bearer(b"bearee abc"), None);
+        assert_eq!(bearer(b"bearer"), None);
         assert_eq!(bearer(b"Bearer "), None);
         assert_eq!(bearer(b"abc"), None);
     }

@@ -1,12 +1,9 @@
-//! Secrets: API tokens and session ids (32 random bytes), their SHA-256 (what the database
-//! keeps), and a keyed 128-bit hash of a presented secret (what the in-memory cache of verified
-//! secrets is keyed by, so the hot path does not hash with SHA-256 on every request).
+//! Secrets: API tokens and session ids (32 random bytes) and their SHA-256 (what the database
+//! keeps).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
-use siphasher::sip128::{Hasher128 as _, SipHasher13};
-use std::hash::Hasher as _;
 
 /// API tokens start with this, so that they are recognisable (in logs, secret scanners).
 pub const TOKEN_PREFIX: &str = "hub_";
@@ -43,26 +40,6 @@ pub fn well_formed(text: &str, prefix: &str) -> bool {
     })
 }
 
-/// A keyed hash of presented secrets, with a key of this process's own: an attacker who does not
-/// know the key cannot find two secrets with the same hash.
-pub struct Keyed(SipHasher13);
-
-impl Keyed {
-    pub fn new() -> anyhow::Result<Keyed> {
-        let mut key = [0u8; 16];
-        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("cannot generate a key: {e}"))?;
-        Ok(Keyed(SipHasher13::new_with_key(&key)))
-    }
-
-    /// The hash of `secret` presented as `kind` (a token and a session id never share one).
-    pub fn hash(&self, kind: u8, secret: &str) -> u128 {
-        let mut hasher = self.0;
-        hasher.write_u8(kind);
-        hasher.write(secret.as_bytes());
-        hasher.finish128().as_u128()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,15 +52,6 @@ mod tests {
         assert!(!well_formed(&a[..a.len() - 1], TOKEN_PREFIX));
         assert!(!well_formed("hub_../../etc/passwd", TOKEN_PREFIX));
         assert!(well_formed(&new_session_id()?, ""));
-        Ok(())
-    }
-
-    #[test]
-    fn the_keyed_hash_separates_kinds_and_keys() -> anyhow::Result<()> {
-        let (k1, k2) = (Keyed::new()?, Keyed::new()?);
-        assert_eq!(k1.hash(1, "x"), k1.hash(1, "x"));
-        assert_ne!(k1.hash(1, "x"), k1.hash(2, "x"));
-        assert_ne!(k1.hash(1, "x"), k2.hash(1, "x"));
         Ok(())
     }
 }
