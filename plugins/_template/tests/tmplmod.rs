@@ -269,3 +269,42 @@ fn health_checks_the_table_and_the_status_shows_it() {
     );
     assert_eq!(module["migrations"]["applied"][0]["name"], "init");
 }
+
+#[test]
+fn routes_answer_whom_they_say() {
+    let hub = live();
+    // Public: anyone.
+    assert_eq!(hub.anonymous_get("/api/v1/tmplmod/about").status, 200);
+    // The default: signed-in callers.
+    let reply = hub.anonymous_get("/api/v1/tmplmod/items");
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json()["error"]["code"], "unauthenticated");
+    // A token that may read the hub but holds no tmplmod permission: reads, does not write.
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tokens",
+        None,
+        Some(r#"{"name": "reader", "permissions": ["modules.read"]}"#),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let token = reply.json()["token_secret"]
+        .as_str()
+        .expect("the token's secret")
+        .to_owned();
+    assert_eq!(
+        hub.request("GET", "/api/v1/tmplmod/items", Some(&token), None)
+            .status,
+        200
+    );
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tmplmod/items",
+        Some(&token),
+        Some(r#"{"title": "x"}"#),
+    );
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.json()["error"]["details"],
+        json!({"permission": "tmplmod:items.write"})
+    );
+}
