@@ -210,7 +210,10 @@ pub fn run(profile: &Profile) -> anyhow::Result<()> {
 fn get_build(mut stream: TcpStream, addr: &str) -> anyhow::Result<(TcpStream, u8)> {
     // One write, no Nagle: a request split over small writes waits for delayed ACKs.
     stream.set_nodelay(true)?;
-    let request = format!("GET /api/v1/fx/build HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // The bench hubs' admin token: the fixture's routes answer signed-in callers.
+    let request = format!(
+        "GET /api/v1/fx/build HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer bench\r\n\r\n"
+    );
     stream.write_all(request.as_bytes())?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let (status, body) = read_response(&mut reader)?;

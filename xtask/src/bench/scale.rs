@@ -190,7 +190,8 @@ fn serve_all(hub: &BenchHub, layout: Layout, started: Instant) -> anyhow::Result
     };
     for path in &paths {
         loop {
-            match get(&addr, path, None) {
+            // The bench hubs' admin token: module routes answer signed-in callers.
+            match get(&addr, path, Some("bench")) {
                 Ok((200, _)) => break,
                 Ok(_) | Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
