@@ -190,10 +190,10 @@ pub(crate) async fn action(
         )));
     }
     if req.method() != actix_web::http::Method::POST {
-        return Err(ApiError::method_not_allowed(format!(
-            "{action} takes POST, not {}",
-            req.method()
-        )));
+        return Err(ApiError::method_not_allowed(
+            format!("{action} takes POST, not {}", req.method()),
+            "POST",
+        ));
     }
     caller.require("modules.manage")?;
     let name = valid_name(&name)?;
@@ -270,19 +270,24 @@ pub(crate) async fn admin_not_found(_: Caller, req: HttpRequest) -> Result<HttpR
     not_found(req).await
 }
 
-pub(crate) async fn admin_method_not_allowed(
-    _: Caller,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    method_not_allowed(req).await
+/// The answer of a hub route to a method it does not take: 405 with `Allow: <allowed>`.
+pub(crate) fn not_allowed(
+    allowed: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone {
+    move |req| {
+        std::future::ready(Err(ApiError::method_not_allowed(
+            format!("{} is not allowed on {}: use {allowed}", req.method(), req.path()),
+            allowed,
+        )))
+    }
 }
 
-pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::method_not_allowed(format!(
-        "{} is not allowed on {}",
-        req.method(),
-        req.path()
-    )))
+/// The same for a management route: the caller must be signed in first (what the route is
+/// and allows is not shown to anyone else).
+pub(crate) fn admin_not_allowed(
+    allowed: &'static str,
+) -> impl Fn(Caller, HttpRequest) -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone {
+    move |_, req| not_allowed(allowed)(req)
 }
 
 /// `cargo xtask bench db`'s baseline: the customers module's lookup by primary key, run by the

@@ -16,7 +16,8 @@ use crate::identity::{Actor, AuthError, Identity, Presented, Principal, SESSION_
 use crate::lifecycle::Hub;
 
 /// The credentials `headers` carry: `Authorization`, else the session cookie (not looked for
-/// when there is an `Authorization`, which wins).
+/// when there is an `Authorization`, which wins). Two lookups: a pass over the headers instead
+/// was measured dearer (+50 instructions) with an API client's two headers.
 pub fn presented(headers: &HeaderMap) -> Presented<'_> {
     if let Some(authorization) = headers.get(header::AUTHORIZATION) {
         return Presented {

@@ -81,7 +81,13 @@ pub async fn service(mut req: ServiceRequest) -> Result<ServiceResponse, actix_w
 /// every request.
 async fn catch_all(req: &HttpRequest, parts: Parts, hub: &Hub) -> Result<HttpResponse, ApiError> {
     let raw = req.path();
-    if raw == "/" && req.method() == actix_web::http::Method::GET {
+    if raw == "/" {
+        if req.method() != actix_web::http::Method::GET {
+            return Err(ApiError::method_not_allowed(
+                format!("{} is not allowed on the home page: use GET", req.method()),
+                "GET",
+            ));
+        }
         let user = auth::resolve(hub.identity(), req, &parts.headers).unwrap_or(None);
         return Ok(views::home(hub, user.as_deref()));
     }
@@ -107,7 +113,16 @@ async fn catch_all(req: &HttpRequest, parts: Parts, hub: &Hub) -> Result<HttpRes
     if name.is_empty() {
         return not_found(req.clone()).await;
     }
-    if path == "/health" && req.method() == actix_web::http::Method::GET {
+    if path == "/health" {
+        if req.method() != actix_web::http::Method::GET {
+            return Err(ApiError::method_not_allowed(
+                format!(
+                    "{} is not allowed on a module's health check: use GET",
+                    req.method()
+                ),
+                "GET",
+            ));
+        }
         return module_health(hub, &name).await;
     }
     module_api(req, parts, hub, &name, path).await
@@ -183,16 +198,10 @@ async fn module_api(
         RouteMatch::NotFound => return Err(no_route(name, method, path)),
         RouteMatch::MethodNotAllowed(allowed) => {
             let allowed = allowed.join(", ");
-            let error = ApiError::method_not_allowed(format!(
-                "module '{name}' has no route {method} {path}; it allows {allowed}"
+            return Err(ApiError::method_not_allowed(
+                format!("module '{name}' has no route {method} {path}; it allows {allowed}"),
+                &allowed,
             ));
-            let mut response = actix_web::ResponseError::error_response(&error);
-            if let Ok(value) = HeaderValue::from_str(&allowed) {
-                response
-                    .headers_mut()
-                    .insert(actix_web::http::header::ALLOW, value);
-            }
-            return Ok(response);
         }
     };
     let principal = admit(hub, req, &parts.headers, &instance, index, caller)?;
@@ -292,13 +301,18 @@ async fn module_view(
     let method = req.method().as_str();
     let page_of = |error: ApiError, instance: Option<&Instance>| {
         let body = error.body();
-        views::error_page(
+        let mut page = views::error_page(
             hub,
             instance,
             error.status(),
             &body.error.code,
             &body.error.message,
-        )
+        );
+        if let Some(allow) = error.allow().and_then(|a| HeaderValue::from_str(a).ok()) {
+            page.headers_mut()
+                .insert(actix_web::http::header::ALLOW, allow);
+        }
+        page
     };
     let instance = match running_instance(hub, name) {
         Ok(instance) => instance,
@@ -320,10 +334,11 @@ async fn module_view(
         RouteMatch::Found { index, params } => (index, params),
         RouteMatch::NotFound => return page_of(no_route(name, method, path), Some(&instance)),
         RouteMatch::MethodNotAllowed(allowed) => {
-            let error = ApiError::method_not_allowed(format!(
-                "module '{name}' has no view {method} {path}; it allows {}",
-                allowed.join(", ")
-            ));
+            let allowed = allowed.join(", ");
+            let error = ApiError::method_not_allowed(
+                format!("module '{name}' has no view {method} {path}; it allows {allowed}"),
+                &allowed,
+            );
             return page_of(error, Some(&instance));
         }
     };

@@ -32,9 +32,17 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     /// Boxed: most errors have none, and an error travels in every `Result` of a handler.
-    details: Option<Box<Value>>,
+    more: Option<Box<More>>,
+}
+
+/// What few errors carry besides their message.
+#[derive(Debug, Clone, Default)]
+struct More {
+    details: Option<Value>,
     /// Seconds for `Retry-After` (429).
     retry_after: Option<u64>,
+    /// The methods for `Allow` (405).
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -43,13 +51,16 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: None,
-            retry_after: None,
+            more: None,
         }
     }
 
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
     pub fn with_details(mut self, details: Value) -> ApiError {
-        self.details = Some(Box::new(details));
+        self.more().details = Some(details);
         self
     }
 
@@ -75,7 +86,7 @@ impl ApiError {
     /// 429: too many failed attempts from the caller's address.
     pub fn too_many(message: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
         let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message);
-        error.retry_after = Some(retry_after.as_secs().max(1));
+        error.more().retry_after = Some(retry_after.as_secs().max(1));
         error
     }
 
@@ -132,12 +143,20 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
-        ApiError::new(
+    /// 405, with `Allow: <allowed>` (RFC 9110), e.g. `GET, POST`.
+    pub fn method_not_allowed(message: impl Into<String>, allowed: &str) -> ApiError {
+        let mut error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             message,
-        )
+        );
+        error.more().allow = Some(allowed.to_owned());
+        error
+    }
+
+    /// The methods of a 405's `Allow`.
+    pub fn allow(&self) -> Option<&str> {
+        self.more.as_ref()?.allow.as_deref()
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
@@ -150,7 +169,7 @@ impl ApiError {
             error: ErrorObject {
                 code: self.code.to_owned(),
                 message: self.message.clone(),
-                details: self.details.as_deref().cloned(),
+                details: self.more.as_ref().and_then(|m| m.details.clone()),
             },
         }
     }
@@ -172,8 +191,13 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if let Some(seconds) = self.retry_after {
-            response.insert_header(("Retry-After", seconds.to_string()));
+        if let Some(more) = &self.more {
+            if let Some(seconds) = more.retry_after {
+                response.insert_header(("Retry-After", seconds.to_string()));
+            }
+            if let Some(allow) = &more.allow {
+                response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+            }
         }
         response.json(self.body())
     }

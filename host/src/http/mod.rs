@@ -52,82 +52,82 @@ fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(api::healthz))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
         web::resource("/ping")
             .route(web::get().to(api::ping))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
         web::resource("/api/v1/openapi.json")
             .route(web::get().to(openapi::openapi_json))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
         web::resource("/login")
             .route(web::get().to(login::login))
             .route(web::post().to(login::login_form))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET, POST"))),
     )
     .service(
         web::resource("/auth/callback")
             .route(web::get().to(login::callback))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
         web::resource("/logout")
             .route(web::post().to(login::logout))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("POST"))),
     )
     .service(
         web::resource("/api/v1/me")
             .route(web::get().to(login::me))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
         web::resource("/api/v1/tokens")
             .route(web::get().to(people::list_tokens))
             .route(web::post().to(people::create_token))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET, POST"))),
     )
     .service(
         web::resource("/api/v1/tokens/{id}")
             .route(web::delete().to(people::revoke_token))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("DELETE"))),
     )
     .service(
         web::resource("/api/v1/users")
             .route(web::get().to(people::list_users))
             .route(web::post().to(people::create_user))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET, POST"))),
     )
     .service(
         web::resource("/api/v1/users/{id}/roles")
             .route(web::put().to(people::set_roles))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("PUT"))),
     )
     .service(
         web::resource("/api/v1/users/{id}/offboard")
             .route(web::post().to(people::offboard))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("POST"))),
     )
     .service(
         web::resource("/api/v1/roles")
             .route(web::get().to(people::list_roles))
             .route(web::post().to(people::create_role))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET, POST"))),
     )
     .service(
         web::resource("/api/v1/roles/{name}")
             .route(web::put().to(people::update_role))
             .route(web::delete().to(people::delete_role))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("PUT, DELETE"))),
     )
     .service(
         web::resource("/api/v1/audit")
             .route(web::get().to(people::audit_log))
-            .default_service(web::to(api::method_not_allowed)),
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     // A scope with a static prefix: requests for module routes skip it with one comparison.
     .service(
@@ -136,27 +136,27 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/graph")
                     .route(web::get().to(api::graph))
-                    .default_service(web::to(api::admin_method_not_allowed)),
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
             )
             .service(
                 web::resource("/graph.svg")
                     .route(web::get().to(api::graph_svg))
-                    .default_service(web::to(api::admin_method_not_allowed)),
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
             )
             .service(
                 web::resource("")
                     .route(web::get().to(api::list))
-                    .default_service(web::to(api::admin_method_not_allowed)),
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
             )
             .service(
                 web::resource("/{name}")
                     .route(web::get().to(api::get))
-                    .default_service(web::to(api::admin_method_not_allowed)),
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
             )
             .service(
                 web::resource("/{name}/audience")
                     .route(web::put().to(api::set_audience))
-                    .default_service(web::to(api::admin_method_not_allowed)),
+                    .default_service(web::to(api::admin_not_allowed("PUT"))),
             )
             .service(web::resource("/{name}/{action}").to(api::action))
             .default_service(web::to(api::admin_not_found)),

@@ -134,6 +134,7 @@ fn unknown_modules_and_actions_are_404() {
     );
     let reply = hub.admin_get("/api/v1/modules/hello/enable");
     assert_eq!(reply.status, 405);
+    assert_eq!(reply.allow.as_deref(), Some("POST"));
     assert_eq!(
         reply.json(),
         json!({"error": {"code": "method_not_allowed", "message": "enable takes POST, not GET"}})
@@ -392,4 +393,48 @@ fn the_startup_report_and_one_line_per_action_say_what_happened() {
         assert!(line.contains("duration_ms="), "{line}");
         assert!(line.contains("outcome="), "{line}");
     }
+}
+
+/// Every 405 names the methods the route takes (RFC 9110): the hub's routes, the management
+/// API, a module's health check, its API routes and its views, and the home page.
+#[test]
+fn every_405_carries_allow() {
+    let hub = Setup::new().hello().fixture("fx", json!({})).start();
+    for (method, path, allow) in [
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/ping", "GET"),
+        ("POST", "/api/v1/openapi.json", "GET"),
+        ("PUT", "/login", "GET, POST"),
+        ("POST", "/auth/callback", "GET"),
+        ("GET", "/logout", "POST"),
+        ("POST", "/api/v1/me", "GET"),
+        ("PUT", "/api/v1/tokens", "GET, POST"),
+        ("GET", "/api/v1/tokens/1", "DELETE"),
+        ("DELETE", "/api/v1/users", "GET, POST"),
+        ("GET", "/api/v1/users/1/roles", "PUT"),
+        ("GET", "/api/v1/users/1/offboard", "POST"),
+        ("DELETE", "/api/v1/roles", "GET, POST"),
+        ("GET", "/api/v1/roles/x", "PUT, DELETE"),
+        ("POST", "/api/v1/audit", "GET"),
+        ("POST", "/api/v1/modules", "GET"),
+        ("POST", "/api/v1/modules/graph", "GET"),
+        ("POST", "/api/v1/modules/graph.svg", "GET"),
+        ("DELETE", "/api/v1/modules/hello", "GET"),
+        ("POST", "/api/v1/modules/hello/audience", "PUT"),
+        ("GET", "/api/v1/modules/hello/reload", "POST"),
+        ("POST", "/api/v1/hello/health", "GET"),
+        ("DELETE", "/api/v1/hello/ping", "GET"),
+        ("DELETE", "/modules/fx/", "GET"),
+        ("GET", "/modules/fx/go", "POST"),
+        ("POST", "/", "GET"),
+    ] {
+        let reply = hub.request(method, path, None, None);
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.allow.as_deref(), Some(allow), "{method} {path}");
+    }
+    let reply = hub.request("POST", "/healthz", None, None);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "method_not_allowed", "message": "POST is not allowed on /healthz: use GET"}})
+    );
 }
