@@ -52,7 +52,7 @@ pub struct Manifest {
     /// else of another module (403 `not_granted`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub uses: BTreeMap<String, UseMode>,
-    /// The plugin-api versions the module accepts, a semver range (`"^0.3"`); checked before the
+    /// The plugin-api versions the module accepts, a semver range (`"^0.4"`); checked before the
     /// library is opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_api: Option<String>,

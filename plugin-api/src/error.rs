@@ -54,6 +54,18 @@ impl Error {
         Error::new(422, "validation_failed", message)
     }
 
+    /// 422 `validation_failed` for one field, in the shape the hub's own checks answer with:
+    /// `details` is `[{"location", "field", "message"}]`. `location` is `path`, `query` or
+    /// `body`. E.g. `Error::invalid("body", "customer_id", "no customer 7")`.
+    pub fn invalid(location: &str, field: &str, message: &str) -> Error {
+        Error::validation(format!(
+            "the request is invalid: {location} '{field}' {message}"
+        ))
+        .with_details(
+            serde_json::json!([{"location": location, "field": field, "message": message}]),
+        )
+    }
+
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> Error {
         Error::new(500, "internal", message)

@@ -38,6 +38,57 @@ pub struct RouteDef {
     pub view: bool,
     /// Who may call the route; the hub checks before calling the module.
     pub access: FfiAccess,
+    /// The route's [`RouteDoc`] as JSON text: read once, when the module starts.
+    pub doc: RString,
+}
+
+/// What a route declares about itself, from its handler's doc comment and its argument and
+/// return types: the OpenAPI document is built from it, and the hub checks a request's path
+/// parameters, query and body against its schemas before the module sees the request. The
+/// schemas are JSON Schema (2020-12), subschemas inlined.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RouteDoc {
+    /// The first paragraph of the handler's doc comment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The rest of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The handler's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// The path parameters: an object schema with one property per `{name}` of the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<serde_json::Value>,
+    /// The query parameters: an object schema with one property per parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyDoc>,
+    /// The successful answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseDoc>,
+    /// The error statuses the handler itself may answer (those the hub adds are not listed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<u16>,
+}
+
+/// A request body: its media type and schema.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BodyDoc {
+    pub media_type: String,
+    pub schema: serde_json::Value,
+}
+
+/// A successful answer: its status, media type and schema (none for an empty body).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResponseDoc {
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// Who may call a route.

@@ -297,22 +297,23 @@ impl<M: Module> ModuleObj for Adapter<M> {
     fn routes(&self) -> RVec<RouteDef> {
         self.router
             .routes()
-            .map(|(method, path, view, access)| RouteDef {
+            .map(|(method, path, view, access, doc)| RouteDef {
                 method: method.into(),
                 path: path.into(),
                 view,
                 access: access.clone(),
+                doc: serde_json::to_string(doc).unwrap_or_default().into(),
             })
             .collect()
     }
 
     fn call(&self, route: u32, request: RequestBox) -> FfiFuture<FfiResponse> {
         let started = catch_unwind(AssertUnwindSafe(|| {
-            let handler = self.router.handler(route as usize)?;
-            Some(handler(
+            self.router.call(
+                route as usize,
                 self.module.clone(),
                 Request::new(request, self.ctx.clone()),
-            ))
+            )
         }));
         match started {
             Ok(Some(fut)) => fut,

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -13,7 +14,9 @@ use abi_stable::std_types::{RBox, RCowStr, ROption, RStr, RVec, Tuple2};
 
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::ffi::{FfiResponse, FfiSpecial, FfiTemplate, FfiUser, RequestBox};
+use crate::ffi::{
+    FfiResponse, FfiSpecial, FfiTemplate, FfiUser, RequestBox, ResponseDoc, RouteDoc,
+};
 
 /// An HTTP request routed to one of the module's handlers. It reads the hub's request through
 /// the ABI: nothing is copied on the way in.
@@ -345,15 +348,30 @@ impl IntoResponse for View {
     fn into_response(self) -> Response {
         self.0
     }
+
+    fn document(doc: &mut RouteDoc) {
+        doc.response = Some(ResponseDoc {
+            status: 200,
+            media_type: Some("text/html".to_owned()),
+            schema: None,
+        });
+    }
 }
 
-/// A JSON body with status 200; `(201, Json(item))` for another status.
+/// A JSON body: as a handler's answer, status 200 (`(201, Json(item))` for another status); as
+/// a handler's argument, the request's body (see [`FromRequest`](crate::FromRequest)). `T`'s
+/// schema (`#[derive(JsonSchema)]`) documents the route.
 #[derive(Debug, Clone)]
 pub struct Json<T>(pub T);
 
 /// Anything a handler may return.
 pub trait IntoResponse {
     fn into_response(self) -> Response;
+
+    /// What this answer adds to the route's documentation: its status, media type and schema.
+    fn document(doc: &mut RouteDoc) {
+        let _ = doc;
+    }
 }
 
 impl IntoResponse for Response {
@@ -362,17 +380,49 @@ impl IntoResponse for Response {
     }
 }
 
-impl<T: Serialize> IntoResponse for Json<T> {
+impl<T: Serialize + JsonSchema> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         Response::json(200, &self.0)
     }
+
+    fn document(doc: &mut RouteDoc) {
+        doc.response = Some(ResponseDoc {
+            status: 200,
+            media_type: Some("application/json".to_owned()),
+            schema: Some(crate::schema::schema_of::<T>()),
+        });
+    }
 }
 
+/// The status is known only when the handler answers: declare it with
+/// [`Router::status`](crate::Router::status) (`status = 201` in [`routes`](crate::routes)).
 impl<T: IntoResponse> IntoResponse for (u16, T) {
     fn into_response(self) -> Response {
         let mut response = self.1.into_response();
         response.status = self.0;
         response
+    }
+
+    fn document(doc: &mut RouteDoc) {
+        T::document(doc);
+    }
+}
+
+/// An answer with headers of its own, as axum writes it:
+/// `(201, [("x-dry-run", "true")], Json(item))`.
+impl<T: IntoResponse, const N: usize> IntoResponse for (u16, [(&'static str, &'static str); N], T) {
+    fn into_response(self) -> Response {
+        let (status, headers, body) = self;
+        let mut response = body.into_response();
+        response.status = status;
+        for (name, value) in headers {
+            response = response.with_header(name, value);
+        }
+        response
+    }
+
+    fn document(doc: &mut RouteDoc) {
+        T::document(doc);
     }
 }
 
@@ -383,11 +433,24 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
             Err(e) => e.into_response(),
         }
     }
+
+    fn document(doc: &mut RouteDoc) {
+        T::document(doc);
+        E::document(doc);
+    }
 }
 
 impl IntoResponse for () {
     fn into_response(self) -> Response {
         Response::no_content()
+    }
+
+    fn document(doc: &mut RouteDoc) {
+        doc.response = Some(ResponseDoc {
+            status: 204,
+            media_type: None,
+            schema: None,
+        });
     }
 }
 

@@ -43,6 +43,7 @@
 mod ctx;
 mod db;
 mod error;
+mod extract;
 pub mod ffi;
 mod glue;
 mod http;
@@ -50,14 +51,22 @@ mod log;
 mod module;
 mod panic;
 mod router;
+mod schema;
 
 pub use ctx::Ctx;
 pub use db::{Db, DbError, DbErrorKind, Rows};
 pub use error::Error;
+pub use extract::Form;
+pub use extract::{
+    FromRequest, FromRequestLast, Parts, Path, Query, RouteMeta, ViaParts, ViaRequest,
+};
 pub use ffi::{HealthStatus, LogLevel};
 pub use http::{IntoResponse, Json, Request, Response, User, View};
 pub use module::{Asset, Health, InitContext, Migration, Module};
-pub use router::Router;
+pub use plugin_api_macros::routes;
+pub use router::{Handler, Router};
+pub use schema::schema_of;
+pub use schemars::{self, JsonSchema};
 pub use serde_json::{Value, json};
 pub use tracing;
 

@@ -9,7 +9,11 @@ use std::task::{Context, Poll};
 
 use async_ffi::{FfiFuture, FutureExt as _};
 
-use crate::ffi::{FfiAccess, FfiResponse};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::extract::{FromRequest, FromRequestLast, Parts, RouteMeta};
+use crate::ffi::{FfiAccess, FfiResponse, ResponseDoc, RouteDoc};
 use crate::http::{IntoResponse, Request};
 use crate::panic::{panic_message, panicked};
 
@@ -31,6 +35,12 @@ use crate::panic::{panic_message, panicked};
 /// r.get("/items", Self::list);
 /// r.post("/items", Self::create).require("items.write");
 /// ```
+///
+/// Handlers take typed arguments ([`Path`](crate::Path), [`Query`](crate::Query),
+/// [`Json`](crate::Json), [`Form`](crate::Form), [`User`](crate::User), the [`Request`] last);
+/// their types document the route, and the hub checks the request against them before the
+/// handler runs. [`routes`](crate::routes) declares routes on the handlers themselves, with their
+/// doc comments as documentation.
 pub struct Router<M> {
     routes: Vec<Route<M>>,
 }
@@ -40,7 +50,9 @@ struct Route<M> {
     path: String,
     view: bool,
     access: FfiAccess,
-    handler: Handler<M>,
+    meta: RouteMeta,
+    doc: RouteDoc,
+    handler: Erased<M>,
 }
 
 impl<M: Send + Sync + 'static> Router<M> {
@@ -49,48 +61,41 @@ impl<M: Send + Sync + 'static> Router<M> {
     }
 
     /// Add a JSON API route for `method`. Panics (failing the module's start with this
-    /// message) when `path` does not start with `/`.
-    pub fn route<H, Fut, R>(&mut self, method: &'static str, path: &str, handler: H) -> &mut Self
+    /// message) when `path` does not start with `/`, or when the handler's [`Path`] does not
+    /// fit the path's parameters.
+    pub fn route<H, Args>(&mut self, method: &'static str, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.add(method, path, false, handler)
     }
 
     /// Add an HTML view for `method`, mounted under `/modules/<name>`. Its handler returns a
     /// [`View`](crate::View) (a template with a context, or a redirect) or any response.
-    pub fn view<H, Fut, R>(&mut self, method: &'static str, path: &str, handler: H) -> &mut Self
+    pub fn view<H, Args>(&mut self, method: &'static str, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.add(method, path, true, handler)
     }
 
     /// A `GET` view: a page.
-    pub fn page<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    pub fn page<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.view("GET", path, handler)
     }
 
-    /// A `POST` view: a form's target. Read the fields with [`Request::form`].
-    pub fn form<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    /// A `POST` view: a form's target. Take the fields as a [`Form`](crate::Form) argument.
+    pub fn form<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.view("POST", path, handler)
     }
 
-    fn add<H, Fut, R>(
+    fn add<H, Args>(
         &mut self,
         method: &'static str,
         path: &str,
@@ -98,20 +103,29 @@ impl<M: Send + Sync + 'static> Router<M> {
         handler: H,
     ) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         assert!(
             path.starts_with('/'),
             "route path '{path}' must start with '/' (it is relative to the module's mount point)"
         );
+        let meta = RouteMeta::of(path);
+        let mut doc = RouteDoc::default();
+        H::document(&mut doc);
+        if let Some(schema) = doc.path.take() {
+            match path_object(schema, &meta.params) {
+                Ok(object) => doc.path = Some(object),
+                Err(why) => panic!("route {method} {path}: {why}"),
+            }
+        }
         self.routes.push(Route {
             method,
             path: path.to_owned(),
             view,
             access: FfiAccess::SignedIn,
-            handler: erase_handler(handler),
+            meta,
+            doc,
+            handler: Box::new(move |module, request, route| handler.call(module, request, route)),
         });
         self
     }
@@ -119,100 +133,270 @@ impl<M: Send + Sync + 'static> Router<M> {
     /// The route added last answers anyone, signed in or not (`req.user()` is then anonymous
     /// unless the caller sent credentials).
     pub fn public(&mut self) -> &mut Self {
-        self.set_access(FfiAccess::Public)
+        self.last().access = FfiAccess::Public;
+        self
     }
 
     /// The route added last needs `permission`, one of the module's own permissions (declared
     /// in `module.json`'s `permissions`; the module fails to start when it is not). Callers
     /// without it get 403 `permission_denied` naming it.
     pub fn require(&mut self, permission: &str) -> &mut Self {
-        self.set_access(FfiAccess::Require(permission.into()))
-    }
-
-    fn set_access(&mut self, access: FfiAccess) -> &mut Self {
-        let route = self
-            .routes
-            .last_mut()
-            .expect("public() and require() apply to the route added just before them");
-        route.access = access;
+        self.last().access = FfiAccess::Require(permission.into());
         self
     }
 
-    pub fn get<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    /// The route added last documented: a summary (one line) and a description (Markdown).
+    /// [`routes`](crate::routes) takes both from the handler's doc comment.
+    pub fn doc(&mut self, summary: &str, description: &str) -> &mut Self {
+        let doc = &mut self.last().doc;
+        doc.summary = (!summary.is_empty()).then(|| summary.to_owned());
+        doc.description = (!description.is_empty()).then(|| description.to_owned());
+        self
+    }
+
+    /// The name of the route added last's handler (in its operation id).
+    pub fn named(&mut self, handler: &str) -> &mut Self {
+        self.last().doc.handler = Some(handler.to_owned());
+        self
+    }
+
+    /// The status the route added last answers when it succeeds, when it is not what its type
+    /// says (e.g. 201 for a handler returning `(201, Json(item))`).
+    pub fn status(&mut self, status: u16) -> &mut Self {
+        let doc = &mut self.last().doc;
+        match &mut doc.response {
+            Some(response) => response.status = status,
+            None => {
+                doc.response = Some(ResponseDoc {
+                    status,
+                    media_type: None,
+                    schema: None,
+                })
+            }
+        }
+        self
+    }
+
+    /// The error statuses the handler of the route added last answers itself (e.g. 404 for an
+    /// unknown id, 409 for a conflict), for its documentation; the hub's own (401, 403, 400 and
+    /// 422 for the checked inputs, 500, 503, 504) are added by the hub.
+    pub fn errors(&mut self, statuses: &[u16]) -> &mut Self {
+        let errors = &mut self.last().doc.errors;
+        for status in statuses {
+            if !errors.contains(status) {
+                errors.push(*status);
+            }
+        }
+        self
+    }
+
+    fn last(&mut self) -> &mut Route<M> {
+        self.routes
+            .last_mut()
+            .expect("public(), require(), doc(), status() and errors() apply to the route added just before them")
+    }
+
+    pub fn get<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.route("GET", path, handler)
     }
 
-    pub fn post<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    pub fn post<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.route("POST", path, handler)
     }
 
-    pub fn put<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    pub fn put<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.route("PUT", path, handler)
     }
 
-    pub fn patch<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    pub fn patch<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.route("PATCH", path, handler)
     }
 
-    pub fn delete<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    pub fn delete<H, Args>(&mut self, path: &str, handler: H) -> &mut Self
     where
-        H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse,
+        H: Handler<M, Args>,
     {
         self.route("DELETE", path, handler)
     }
 
-    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str, bool, &FfiAccess)> {
+    /// Each route: method, path, view or not, access, documentation.
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str, bool, &FfiAccess, &RouteDoc)> {
         self.routes
             .iter()
-            .map(|r| (r.method, r.path.as_str(), r.view, &r.access))
+            .map(|r| (r.method, r.path.as_str(), r.view, &r.access, &r.doc))
     }
 
-    pub(crate) fn handler(&self, index: usize) -> Option<&Handler<M>> {
-        self.routes.get(index).map(|r| &r.handler)
+    /// Run route `index`'s handler on `request`.
+    pub(crate) fn call(
+        &self,
+        index: usize,
+        module: Arc<M>,
+        request: Request,
+    ) -> Option<FfiFuture<FfiResponse>> {
+        let route = self.routes.get(index)?;
+        Some((route.handler)(module, request, &route.meta))
     }
 }
 
-/// A route handler as the router keeps it: called with the module and the request, it returns the
-/// future the hub polls, boxed once.
-pub(crate) type Handler<M> = Box<dyn Fn(Arc<M>, Request) -> FfiFuture<FfiResponse> + Send + Sync>;
+/// The schema of a handler's `Path<T>` as an object with one property per parameter of the
+/// path: `T` itself when it is a struct (its fields must be the parameters), each item of a
+/// tuple in order, or the one parameter's.
+fn path_object(schema: Value, params: &[String]) -> Result<Value, String> {
+    let properties: serde_json::Map<String, Value> = match schema
+        .get("type")
+        .and_then(Value::as_str)
+    {
+        Some("object") => {
+            let fields: Vec<&String> = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().collect())
+                .unwrap_or_default();
+            let mut expected: Vec<&String> = params.iter().collect();
+            let mut found = fields.clone();
+            expected.sort();
+            found.sort();
+            if expected != found {
+                return Err(format!(
+                    "its Path<T> has the fields {found:?}, and the path the parameters {expected:?}: make them the same"
+                ));
+            }
+            let mut object = schema;
+            if let Some(map) = object.as_object_mut() {
+                map.insert("required".to_owned(), json!(params));
+            }
+            return Ok(object);
+        }
+        Some("array") => {
+            let items = schema
+                .get("prefixItems")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if items.len() != params.len() {
+                return Err(format!(
+                    "its Path<T> is a tuple of {}, and the path has {} parameters",
+                    items.len(),
+                    params.len()
+                ));
+            }
+            params.iter().cloned().zip(items).collect()
+        }
+        _ => match params {
+            [one] => [(one.clone(), schema)].into_iter().collect(),
+            _ => {
+                return Err(format!(
+                    "its Path<T> is one value, and the path has {} parameters: take a tuple or a struct",
+                    params.len()
+                ));
+            }
+        },
+    };
+    Ok(json!({"type": "object", "properties": properties, "required": params}))
+}
 
-/// Erase an author's async handler into a [`Handler`]: its future's panics become a
-/// [`panicked`] response, its output an [`FfiResponse`].
-fn erase_handler<M, H, Fut, R>(handler: H) -> Handler<M>
+/// A route handler as the router keeps it: called with the module, the request and the route, it
+/// returns the future the hub polls, boxed once.
+type Erased<M> = Box<dyn Fn(Arc<M>, Request, &RouteMeta) -> FfiFuture<FfiResponse> + Send + Sync>;
+
+/// An async function that handles a route: `async fn(self: Arc<Self>, …) -> R` where each
+/// argument after the module is an extractor ([`Path`], [`Query`](crate::Query),
+/// [`Json`](crate::Json), [`Form`](crate::Form), [`User`](crate::User) or your own
+/// [`FromRequest`]), the last one may be the [`Request`] itself, and `R` is an
+/// [`IntoResponse`]. Extractors run in order before the handler; the first that refuses answers
+/// for it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a route handler",
+    label = "not an `async fn(self: Arc<Self>, …extractors, [Request]) -> impl IntoResponse`",
+    note = "each argument after the module must be an extractor (Path, Query, Json, Form, User); the Request, if taken, comes last; the answer must be an IntoResponse (a Json<T> needs T: Serialize + JsonSchema)"
+)]
+pub trait Handler<M, Args>: Send + Sync + 'static {
+    fn call(&self, module: Arc<M>, request: Request, route: &RouteMeta) -> FfiFuture<FfiResponse>;
+
+    /// What the handler's arguments and answer add to the route's documentation.
+    fn document(doc: &mut RouteDoc);
+}
+
+/// An extractor's refusal, as the handler's answer.
+#[cold]
+fn refused(error: Error) -> FfiFuture<FfiResponse> {
+    std::future::ready(error.into_response().into_ffi()).into_ffi()
+}
+
+impl<M, F, Fut, R> Handler<M, ()> for F
 where
-    H: Fn(Arc<M>, Request) -> Fut + Send + Sync + 'static,
+    M: Send + Sync + 'static,
+    F: Fn(Arc<M>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + Send + 'static,
     R: IntoResponse,
 {
-    Box::new(move |module, request| {
+    fn call(&self, module: Arc<M>, _: Request, _: &RouteMeta) -> FfiFuture<FfiResponse> {
         Guarded {
-            handler: handler(module, request),
+            handler: self(module),
         }
         .into_ffi()
-    })
+    }
+
+    fn document(doc: &mut RouteDoc) {
+        R::document(doc);
+    }
 }
+
+macro_rules! handler {
+    ($($arg:ident),*) => {
+        impl<M, F, Fut, R, Via, $($arg,)* Last> Handler<M, (Via, $($arg,)* Last)> for F
+        where
+            M: Send + Sync + 'static,
+            F: Fn(Arc<M>, $($arg,)* Last) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: IntoResponse,
+            $($arg: FromRequest,)*
+            Last: FromRequestLast<Via>,
+        {
+            #[allow(non_snake_case)]
+            #[inline]
+            fn call(&self, module: Arc<M>, request: Request, route: &RouteMeta) -> FfiFuture<FfiResponse> {
+                $(let $arg = match $arg::from_request(&Parts::new(&request, route)) {
+                    Ok(value) => value,
+                    Err(error) => return refused(error),
+                };)*
+                let last = match Last::from_request_last(request, route) {
+                    Ok(value) => value,
+                    Err(error) => return refused(error),
+                };
+                Guarded {
+                    handler: self(module, $($arg,)* last),
+                }
+                .into_ffi()
+            }
+
+            fn document(doc: &mut RouteDoc) {
+                $($arg::document(doc);)*
+                Last::document(doc);
+                R::document(doc);
+            }
+        }
+    };
+}
+
+handler!();
+handler!(A);
+handler!(A, B);
+handler!(A, B, C);
+handler!(A, B, C, D);
+handler!(A, B, C, D, E);
 
 pin_project_lite::pin_project! {
     /// A handler's future, each poll guarded: a panic becomes the [`panicked`] response, the
@@ -235,5 +419,46 @@ impl<F: Future<Output = R>, R: IntoResponse> Future for Guarded<F> {
                 .map(|output| output.into_response().into_ffi())
         }));
         polled.unwrap_or_else(|panic| Poll::Ready(panicked(panic_message(&*panic))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_schemas_become_one_property_per_parameter() {
+        let one = path_object(json!({"type": "integer", "minimum": 0}), &["id".to_owned()]);
+        assert_eq!(
+            one,
+            Ok(
+                json!({"type": "object", "properties": {"id": {"type": "integer", "minimum": 0}}, "required": ["id"]})
+            )
+        );
+        let tuple = path_object(
+            json!({"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]}),
+            &["name".to_owned(), "n".to_owned()],
+        );
+        assert_eq!(
+            tuple,
+            Ok(
+                json!({"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}}, "required": ["name", "n"]})
+            )
+        );
+        let wrong = path_object(
+            json!({"type": "object", "properties": {"x": {"type": "string"}}}),
+            &["id".to_owned()],
+        );
+        assert_eq!(
+            wrong,
+            Err(r#"its Path<T> has the fields ["x"], and the path the parameters ["id"]: make them the same"#.to_owned())
+        );
+        assert_eq!(
+            path_object(json!({"type": "integer"}), &[]),
+            Err(
+                "its Path<T> is one value, and the path has 0 parameters: take a tuple or a struct"
+                    .to_owned()
+            )
+        );
     }
 }

@@ -59,6 +59,10 @@ pub fn build_incompatible(out: &Path) -> anyhow::Result<()> {
     }
     copy_tree(&root.join("plugin-api"), &work.join("plugin-api"))?;
     copy_tree(
+        &root.join("plugin-api-macros"),
+        &work.join("plugin-api-macros"),
+    )?;
+    copy_tree(
         &root.join("host/tests/fixtures/fixture"),
         &work.join("fixture"),
     )?;
@@ -77,7 +81,7 @@ pub fn build_incompatible(out: &Path) -> anyhow::Result<()> {
             .context("unterminated members list")?
         + 1;
     let manifest = format!(
-        "{}members = [\"plugin-api\", \"fixture\"]{}",
+        "{}members = [\"plugin-api\", \"plugin-api-macros\", \"fixture\"]{}",
         &manifest[..start],
         &manifest[end..]
     );

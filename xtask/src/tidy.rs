@@ -54,8 +54,9 @@ mod tests {
         lines: &[
             &["ffi"],
             &["panic", "error"],
-            &["ctx"],
+            &["ctx", "schema"],
             &["http"],
+            &["extract"],
             &["router", "log"],
             &["module", "db"],
             &["glue"],

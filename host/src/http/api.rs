@@ -276,7 +276,11 @@ pub(crate) fn not_allowed(
 ) -> impl Fn(HttpRequest) -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone {
     move |req| {
         std::future::ready(Err(ApiError::method_not_allowed(
-            format!("{} is not allowed on {}: use {allowed}", req.method(), req.path()),
+            format!(
+                "{} is not allowed on {}: use {allowed}",
+                req.method(),
+                req.path()
+            ),
             allowed,
         )))
     }

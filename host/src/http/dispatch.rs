@@ -418,11 +418,17 @@ async fn call_route(
         Payload::None => bytes::Bytes::new(),
         payload => read_body(payload, hub.config().body_limit).await?,
     };
+    let params = decoded(params);
+    if let Some(checks) = instance.checks(index) {
+        checks
+            .check(&params, req.query_string(), &body)
+            .map_err(refused)?;
+    }
     let request = ModuleRequest {
         method: req.method().clone(),
         uri: req.uri().clone(),
         path_from: suffix_at(req.path(), path),
-        params: decoded(params),
+        params,
         headers: parts.headers,
         body,
         principal,
@@ -505,6 +511,13 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<bytes::Bytes, A
 }
 
 /// The path parameters with their values percent-decoded (in place: most have no `%`).
+/// A typed route's refused inputs, as the client sees them.
+#[cold]
+fn refused(refusal: crate::instance::Refusal) -> ApiError {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(status, refusal.code, refusal.message).with_details(refusal.details)
+}
+
 fn decoded(mut params: Vec<(String, String)>) -> Vec<(String, String)> {
     for (_, value) in &mut params {
         if let Cow::Owned(decoded) = percent_decode(value) {

@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod dispatch;
+mod docs;
 mod error;
 mod login;
 mod openapi;
@@ -62,6 +63,16 @@ fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/openapi.json")
             .route(web::get().to(openapi::openapi_json))
+            .default_service(web::to(api::not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/docs")
+            .route(web::get().to(docs::page))
+            .default_service(web::to(api::not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/docs/{file}")
+            .route(web::get().to(docs_file))
             .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
@@ -161,6 +172,10 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/{name}/{action}").to(api::action))
             .default_service(web::to(api::admin_not_found)),
     );
+}
+
+async fn docs_file(file: web::Path<String>) -> Result<actix_web::HttpResponse, error::ApiError> {
+    docs::file(&file).ok_or_else(|| error::ApiError::not_found(format!("/docs has no file {file}")))
 }
 
 /// The requests for modules under `prefix`, dispatched by hand (`dispatch.rs`). Registered before

@@ -59,7 +59,10 @@ pub enum AuthError {
         "too many failed sign-ins or unknown tokens from {address}: try again in {} s",
         retry_after.as_secs().max(1)
     )]
-    TooMany { address: IpAddr, retry_after: Duration },
+    TooMany {
+        address: IpAddr,
+        retry_after: Duration,
+    },
 }
 
 /// The credentials of a request, as the HTTP room found them.

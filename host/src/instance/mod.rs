@@ -2,6 +2,7 @@
 //! health check under a timeout with panics caught, and its shutdown hook, run once after its
 //! last request (when the last `Arc<Instance>` drops) or at hub exit.
 
+mod checks;
 mod routes;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use plugin_api::ffi::{FfiResponse, ModuleBox, RequestBox};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+pub use self::checks::{Checks, Refusal};
 pub use self::routes::{RouteInfo, RouteMatch, RouteTable};
 use std::collections::BTreeMap;
 
@@ -142,6 +144,11 @@ impl Instance {
     /// Who may call route `index`.
     pub fn route_access(&self, index: u32) -> &plugin_api::ffi::FfiAccess {
         self.routes.access(index)
+    }
+
+    /// The checks of route `index`'s typed inputs; `None` for an untyped route.
+    pub fn checks(&self, index: u32) -> Option<&Checks> {
+        self.routes.checks(index)
     }
 
     /// Every route with its full path.

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use plugin_api::ffi::{FfiAccess, RouteDef};
+use plugin_api::ffi::{FfiAccess, RouteDef, RouteDoc};
 use serde::Serialize;
+
+use super::checks::Checks;
 
 /// Where a request's method and path lead within a module.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,13 +22,17 @@ pub enum RouteMatch {
 }
 
 /// A route as the module object lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RouteInfo {
     pub method: String,
     pub path: String,
     /// Who may call it: `public`, `signed_in`, or the module's permission it requires
     /// (`<module>:<permission>`).
     pub access: String,
+    /// What its handler declares about it (for the OpenAPI document).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub doc: RouteDoc,
 }
 
 type Methods = Vec<(String, u32)>;
@@ -39,6 +45,8 @@ pub struct RouteTable {
     listed: Vec<RouteInfo>,
     /// Who may call each route, by index.
     access: Vec<FfiAccess>,
+    /// The checks of each route's typed inputs, by index (`None`: untyped).
+    checks: Vec<Option<Checks>>,
 }
 
 impl RouteTable {
@@ -56,8 +64,10 @@ impl RouteTable {
             method: "GET".to_owned(),
             path: format!("/api/v1/{name}/health"),
             access: "public".to_owned(),
+            doc: RouteDoc::default(),
         }];
         let mut access = Vec::with_capacity(routes.len());
+        let mut checks = Vec::with_capacity(routes.len());
         for (index, def) in routes.into_iter().enumerate() {
             let method = def.method.as_str().to_ascii_uppercase();
             let path = def.path.into_string();
@@ -89,6 +99,14 @@ impl RouteTable {
                     ));
                 }
             };
+            let doc: RouteDoc = if def.doc.is_empty() {
+                RouteDoc::default()
+            } else {
+                serde_json::from_str(def.doc.as_str()).map_err(|e| {
+                    format!("{surface} {method} {path} declares unreadable documentation ({e}): rebuild the module against this hub's plugin-api")
+                })?
+            };
+            checks.push(Checks::new(&doc).map_err(|e| format!("{surface} {method} {path}: {e}"))?);
             access.push(def.access.clone());
             methods.push((method.clone(), index));
             let mount = if def.view {
@@ -100,6 +118,7 @@ impl RouteTable {
                 method,
                 path: format!("{mount}{path}"),
                 access: access_text,
+                doc,
             });
         }
         let [api, views] = by_path.map(|paths| {
@@ -116,7 +135,13 @@ impl RouteTable {
             views: views?,
             listed,
             access,
+            checks,
         })
+    }
+
+    /// The checks of route `index`'s typed inputs; `None` for an untyped route.
+    pub fn checks(&self, index: u32) -> Option<&Checks> {
+        self.checks.get(index as usize)?.as_ref()
     }
 
     /// Who may call route `index`.

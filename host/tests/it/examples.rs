@@ -64,7 +64,9 @@ fn customers_creates_lists_and_validates_with_the_switches_off() {
     assert_eq!(reply.status, 422);
     assert_eq!(
         reply.json(),
-        json!({"error": {"code": "validation_failed", "message": "the customer is invalid", "details": {"name": "must be 1 to 200 characters"}}})
+        json!({"error": {"code": "validation_failed", "message": r#"the request is invalid: body 'name' "  " does not match the pattern \S"#, "details": [
+            {"location": "body", "field": "name", "message": r#""  " does not match the pattern \S"#}
+        ]}})
     );
     let reply = hub.get("/api/v1/customers/?limit=1&offset=0");
     assert_eq!(reply.json()["customers"].as_array().map(Vec::len), Some(1));
@@ -101,13 +103,28 @@ fn tickets_needs_customers_and_keeps_it_from_being_disabled() {
         None,
         Some(r#"{"customer_id": 7, "subject": ""}"#),
     );
+    // The hub checks the body against its schema first, field by field ...
     assert_eq!(reply.status, 422);
     assert_eq!(
         reply.json(),
-        json!({"error": {"code": "validation_failed", "message": "the ticket is invalid", "details": {
-            "customer_id": "no customer 7",
-            "subject": "must be 1 to 200 characters"
-        }}})
+        json!({"error": {"code": "validation_failed", "message": r#"the request is invalid: body 'subject' "" does not match the pattern \S; body 'subject' "" is shorter than 1 character"#, "details": [
+            {"location": "body", "field": "subject", "message": r#""" does not match the pattern \S"#},
+            {"location": "body", "field": "subject", "message": r#""" is shorter than 1 character"#},
+        ]}})
+    );
+    // ... then the module checks what only it can: that the customer exists.
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tickets/",
+        None,
+        Some(r#"{"customer_id": 7, "subject": "Printer"}"#),
+    );
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "validation_failed", "message": "the request is invalid: body 'customer_id' names no customer (7)", "details": [
+            {"location": "body", "field": "customer_id", "message": "names no customer (7)"}
+        ]}})
     );
     let reply = hub.request(
         "POST",

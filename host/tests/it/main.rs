@@ -48,3 +48,6 @@ mod guards;
 
 /// Identity: who may call what, tokens, sessions, roles, the audit log, audiences (issue 13).
 mod identity;
+
+// Typed routes: extractors checked by the hub, every constraint the document states enforced.
+mod typed;

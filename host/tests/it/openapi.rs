@@ -157,3 +157,94 @@ fn the_document_stays_valid_as_modules_fail_reload_and_disappear() {
     assert_eq!(hub.admin_post("/api/v1/modules/gone/reload").status, 404);
     assert_eq!(tags(&document(&hub)), ["hub", "modules", "identity", "fx"]);
 }
+
+/// A typed route is documented from its handler: the doc comment's first line as the summary,
+/// the rest as the description, its extractors' schemas as parameters and body, its answer's
+/// schema, every status it can give (no `default`), and who may call it. `/docs` shows the
+/// document.
+#[test]
+fn typed_routes_are_documented_from_their_handlers_and_docs_shows_them() {
+    let hub = Setup::new().hello().start();
+    let doc = document(&hub);
+    let greet = &doc["paths"]["/api/v1/hello/greet/{name}"]["get"];
+    assert_eq!(greet["summary"], "A greeting for `name`.");
+    assert_eq!(
+        greet["parameters"],
+        json!([{"name": "name", "in": "path", "required": true, "description": "A name of 1 to 64 characters.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64}}])
+    );
+    assert_eq!(
+        greet["responses"]["200"]["content"]["application/json"]["schema"],
+        json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]})
+    );
+    let statuses: Vec<&String> = greet["responses"]
+        .as_object()
+        .map(|r| r.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        statuses,
+        ["200", "400", "401", "422", "429", "500", "503", "504"]
+    );
+    assert_eq!(greet["security"], json!([{"bearer": []}, {"session": []}]));
+    let ping = &doc["paths"]["/api/v1/hello/ping"]["get"];
+    assert_eq!(
+        ping["summary"],
+        "The cheapest possible answer: for anyone at `/ping`, for signed-in callers at `/pong`."
+    );
+    assert_eq!(
+        ping["description"],
+        "The dispatch benchmark compares `/ping` with the hub's own `GET /ping`, and `/pong` with\nan API token with `/ping` anonymous."
+    );
+    assert_eq!(ping["security"], json!([{}]));
+    // No catch-all anywhere: every status is its own.
+    let mut catch_alls = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            for status in operation["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+            {
+                if status.parse::<u16>().is_err() {
+                    catch_alls.push(format!("{method} {path}: {status}"));
+                }
+            }
+        }
+    }
+    assert_eq!(catch_alls, Vec::<String>::new());
+
+    let page = hub.anonymous_get("/docs");
+    assert_eq!(
+        (page.status, page.content_type.as_deref()),
+        (200, Some("text/html; charset=utf-8"))
+    );
+    assert!(
+        page.body
+            .contains(r#"<script src="/docs/swagger-ui-bundle.js"></script>"#)
+            && page
+                .body
+                .contains(r#"<link rel="stylesheet" href="/docs/swagger-ui.css">"#),
+        "{}",
+        page.body
+    );
+    let init = hub.anonymous_get("/docs/init.js");
+    assert!(
+        init.body.contains(r#"url: "/api/v1/openapi.json""#),
+        "{}",
+        init.body
+    );
+    let bundle = hub.anonymous_get("/docs/swagger-ui-bundle.js");
+    assert_eq!(
+        (bundle.status, bundle.content_type.as_deref()),
+        (200, Some("text/javascript; charset=utf-8"))
+    );
+    assert!(bundle.body.contains("SwaggerUIBundle"));
+    let missing = hub.anonymous_get("/docs/secrets.txt");
+    assert_eq!(
+        (missing.status, missing.json()),
+        (
+            404,
+            json!({"error": {"code": "not_found", "message": "/docs has no file secrets.txt"}})
+        )
+    );
+}

@@ -1,72 +1,115 @@
-//! The JSON API under `/api/v1/tmplmod`: list, create, read, update, delete items. Errors use the
-//! hub's one error shape; invalid input is 422 `validation_failed` naming each field in
-//! `details`. When DRY_RUN rolled a change back, the answer carries `x-dry-run: true`.
+//! The JSON API under `/api/v1/tmplmod`: list, create, read, update, delete items. Each handler
+//! takes typed arguments (`Path`, `Query`, `Json`): the hub checks them against their schemas
+//! before the handler runs (400 for a value that is not of its type, 422 `validation_failed`
+//! naming each field that breaks a rule), and the OpenAPI document at `/api/v1/openapi.json`
+//! shows them with the handlers' doc comments. When DRY_RUN rolled a change back, the answer
+//! carries `x-dry-run: true`.
 
 use std::sync::Arc;
 
-use plugin_api::{Error, IntoResponse, Json, Request, Response, json};
-use serde::Deserialize;
+use plugin_api::{Error, Json, JsonSchema, Path, Query, Request, User, json};
+use serde::{Deserialize, Serialize};
 
 use crate::Tmplmod;
-use crate::items::{self, FieldErrors, ItemInput};
+use crate::items::{self, FieldErrors, Item, ItemInput};
 
-#[derive(Deserialize)]
+/// A page of the list.
+#[derive(Deserialize, JsonSchema)]
 struct Page {
+    /// How many (1 to 500; the module's `page_size` when left out).
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<i64>,
+    /// How many to skip.
+    #[schemars(range(min = 0))]
     offset: Option<i64>,
 }
 
+/// The module, and who is asking.
+#[derive(Serialize, JsonSchema)]
+struct About {
+    module: String,
+    version: String,
+    /// The caller's name; `null` when anonymous.
+    user: Option<String>,
+    /// Whether the caller may create, change and delete items.
+    can_write: bool,
+}
+
+/// One page of items.
+#[derive(Serialize, JsonSchema)]
+struct ItemList {
+    items: Vec<Item>,
+    limit: i64,
+    offset: i64,
+}
+
+/// `x-dry-run`: whether DRY_RUN rolled the change back.
+type DryRun = [(&'static str, &'static str); 1];
+
+fn dry_run(rolled_back: bool) -> DryRun {
+    [("x-dry-run", if rolled_back { "true" } else { "false" })]
+}
+
 fn invalid(errors: FieldErrors) -> Error {
-    Error::validation("the item is invalid").with_details(json!(errors))
+    let details: Vec<_> = errors
+        .iter()
+        .map(|(field, message)| json!({"location": "body", "field": field, "message": message}))
+        .collect();
+    Error::validation("the item is invalid").with_details(json!(details))
 }
 
 fn not_found(id: i32) -> Error {
     Error::not_found(format!("no item {id}"))
 }
 
-/// `value` as JSON with `status`, marked when DRY_RUN rolled the change back.
-fn answer(status: u16, value: &impl serde::Serialize, dry_run: bool) -> Response {
-    let response = Response::json(status, value);
-    if dry_run {
-        response.with_header("x-dry-run", "true")
-    } else {
-        response
-    }
-}
-
+#[plugin_api::routes]
 impl Tmplmod {
-    /// `GET /about` (public): the module and who is asking (`null` when anonymous).
-    pub(crate) async fn about(self: Arc<Self>, req: Request) -> Json<plugin_api::Value> {
-        let user = req.user();
-        Json(json!({
-            "module": req.ctx().module_name(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "user": user.name(),
-            "can_write": user.can("items.write"),
+    /// The module, and who is asking.
+    ///
+    /// Public: `user` is `null` for an anonymous caller.
+    #[get("/about", public)]
+    async fn about(self: Arc<Self>, user: User, req: Request) -> Json<About> {
+        Json(About {
+            module: req.ctx().module_name().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            user: user.name().map(str::to_owned),
+            can_write: user.can("items.write"),
+        })
+    }
+
+    /// Items by id, a page at a time.
+    #[get("/items")]
+    async fn list_items(
+        self: Arc<Self>,
+        Query(page): Query<Page>,
+        req: Request,
+    ) -> Result<Json<ItemList>, Error> {
+        let limit = page.limit.unwrap_or(self.page_size);
+        let offset = page.offset.unwrap_or(0);
+        let items = items::list(req.ctx(), limit, offset).await?;
+        Ok(Json(ItemList {
+            items,
+            limit,
+            offset,
         }))
     }
 
-    /// `GET /items?limit&offset`
-    pub(crate) async fn list_items(
+    /// Create an item.
+    ///
+    /// Answers 201 with the item. With READ_ONLY on the hub refuses the write (403
+    /// `read_only`); with DRY_RUN on it is rolled back and the answer says `x-dry-run: true`.
+    #[post("/items", require = "items.write", status = 201, errors(403))]
+    async fn create_item(
         self: Arc<Self>,
+        Json(input): Json<ItemInput>,
         req: Request,
-    ) -> Result<Json<plugin_api::Value>, Error> {
-        let page: Page = req.query()?;
-        let limit = page.limit.unwrap_or(self.page_size).clamp(1, 500);
-        let offset = page.offset.unwrap_or(0).max(0);
-        let items = items::list(req.ctx(), limit, offset).await?;
-        Ok(Json(
-            json!({"items": items, "limit": limit, "offset": offset}),
-        ))
-    }
-
-    /// `POST /items` → 201 with the item and its id.
-    pub(crate) async fn create_item(self: Arc<Self>, req: Request) -> Result<Response, Error> {
-        let input = req.json::<ItemInput>()?.validate().map_err(invalid)?;
+    ) -> Result<(u16, DryRun, Json<Item>), Error> {
+        let input = input.validate().map_err(invalid)?;
         let created = items::create(req.ctx(), &input).await?;
         let item = created
             .rows
-            .first()
+            .into_iter()
+            .next()
             .ok_or_else(|| Error::internal("the insert returned no row"))?;
         // Kept in the hub's audit log with the caller, also when DRY_RUN rolled the insert back.
         req.audit(
@@ -74,35 +117,56 @@ impl Tmplmod {
             &item.id.to_string(),
             json!({"title": input.title, "dry_run": created.dry_run}),
         );
-        Ok(answer(201, item, created.dry_run))
+        Ok((201, dry_run(created.dry_run), Json(item)))
     }
 
-    /// `GET /items/{id}`
-    pub(crate) async fn get_item(self: Arc<Self>, req: Request) -> Result<Response, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// One item.
+    #[get("/items/{id}", errors(404))]
+    async fn get_item(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        req: Request,
+    ) -> Result<Json<Item>, Error> {
         let item = items::get(req.ctx(), id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        Ok(Json(item).into_response())
+        Ok(Json(item))
     }
 
-    /// `PUT /items/{id}` → 200 with the item.
-    pub(crate) async fn update_item(self: Arc<Self>, req: Request) -> Result<Response, Error> {
-        let id: i32 = req.param_as("id")?;
-        let input = req.json::<ItemInput>()?.validate().map_err(invalid)?;
+    /// Change an item.
+    ///
+    /// Answers 200 with the item, 404 when there is none with this id.
+    #[put("/items/{id}", require = "items.write", errors(403, 404))]
+    async fn update_item(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        Json(input): Json<ItemInput>,
+        req: Request,
+    ) -> Result<(u16, DryRun, Json<Item>), Error> {
+        let input = input.validate().map_err(invalid)?;
         let updated = items::update(req.ctx(), id, &input).await?;
-        let item = updated.rows.first().ok_or_else(|| not_found(id))?;
+        let item = updated
+            .rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found(id))?;
         req.audit(
             "item.update",
             &id.to_string(),
             json!({"dry_run": updated.dry_run}),
         );
-        Ok(answer(200, item, updated.dry_run))
+        Ok((200, dry_run(updated.dry_run), Json(item)))
     }
 
-    /// `DELETE /items/{id}` → 204.
-    pub(crate) async fn delete_item(self: Arc<Self>, req: Request) -> Result<Response, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// Delete an item.
+    ///
+    /// Answers 204, or 404 when there is none with this id.
+    #[delete("/items/{id}", require = "items.write", errors(403, 404))]
+    async fn delete_item(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        req: Request,
+    ) -> Result<(u16, DryRun, ()), Error> {
         let deleted = items::delete(req.ctx(), id).await?;
         if deleted.rows_affected == 0 {
             return Err(not_found(id));
@@ -112,11 +176,6 @@ impl Tmplmod {
             &id.to_string(),
             json!({"dry_run": deleted.dry_run}),
         );
-        let response = Response::no_content();
-        Ok(if deleted.dry_run {
-            response.with_header("x-dry-run", "true")
-        } else {
-            response
-        })
+        Ok((204, dry_run(deleted.dry_run), ()))
     }
 }

@@ -4,26 +4,33 @@
 
 use std::collections::BTreeMap;
 
-use plugin_api::{Ctx, DbError, Rows, params};
+use plugin_api::{Ctx, DbError, JsonSchema, Rows, params};
 use serde::{Deserialize, Serialize};
 
 /// An item as the API and the pages show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Item {
     pub id: i32,
     pub title: String,
     pub description: String,
     pub done: bool,
+    /// When it was created (RFC 3339).
     pub created_at: String,
+    /// When it last changed (RFC 3339).
     pub updated_at: String,
 }
 
-/// What a client sends to create or change an item.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What a client sends to create or change an item. Its rules are on its fields: the hub checks
+/// them before the handler runs (422 naming each field), and the OpenAPI document shows them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ItemInput {
-    #[serde(default)]
+    /// 1 to 200 characters, not only spaces.
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     pub title: String,
+    /// Up to 2000 characters.
     #[serde(default)]
+    #[schemars(length(max = 2000))]
     pub description: String,
     #[serde(default)]
     pub done: bool,

@@ -48,29 +48,14 @@ impl Module for Tmplmod {
     }
 
     fn routes(r: &mut Router<Self>) {
-        // JSON API, under /api/v1/tmplmod. Who may call a route is said right after it:
-        // `.public()` (anyone), nothing (any signed-in caller), or `.require(…)` (a permission
-        // the module declares in module.json's "permissions").
-        r.get("/about", Self::about).public();
-        r.get("/items", Self::list_items)
-            .get("/items/{id}", Self::get_item);
-        r.post("/items", Self::create_item).require("items.write");
-        r.put("/items/{id}", Self::update_item)
-            .require("items.write");
-        r.delete("/items/{id}", Self::delete_item)
-            .require("items.write");
-        // HTML views, under /modules/tmplmod (a browser that is not signed in is sent to /login)
-        r.page("/", Self::index_page)
-            .page("/items/{id}", Self::item_page);
-        r.page("/items/new", Self::new_page).require("items.write");
-        r.form("/items/new", Self::create_form)
-            .require("items.write");
-        r.page("/items/{id}/edit", Self::edit_page)
-            .require("items.write");
-        r.form("/items/{id}/edit", Self::update_form)
-            .require("items.write");
-        r.form("/items/{id}/delete", Self::delete_form)
-            .require("items.write");
+        // Declared on the handlers (`#[get("/items/{id}")]` in `api.rs`, `#[page("/")]` in
+        // `views.rs`), each documented by its doc comment. Who may call a route is said there:
+        // `public` (anyone), nothing (any signed-in caller), or `require = "…"` (a permission
+        // the module declares in module.json's "permissions"). The JSON API is mounted under
+        // /api/v1/tmplmod, the views under /modules/tmplmod (a browser that is not signed in is
+        // sent to /login).
+        Self::declared_routes(r);
+        Self::view_routes(r);
     }
 
     fn migrations() -> &'static [Migration] {

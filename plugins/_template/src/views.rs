@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
-use plugin_api::{DbErrorKind, Error, Request, View, json};
+use plugin_api::{DbErrorKind, Error, Form, JsonSchema, Path, Request, User, View, json};
 use serde::Deserialize;
 
 use crate::Tmplmod;
 use crate::items::{self, FieldErrors, ItemInput};
 
-/// A submitted form: the checkbox is only sent when checked.
-#[derive(Deserialize)]
+/// A submitted form: the checkbox is only sent when checked. Every field may be missing or
+/// empty: the view shows the form again with the error of each field (the hub's own check would
+/// answer with an error page instead).
+#[derive(Deserialize, JsonSchema)]
 struct ItemForm {
     #[serde(default)]
     title: String,
@@ -54,38 +56,46 @@ fn refused(e: plugin_api::DbError) -> Result<String, Error> {
     }
 }
 
-impl Tmplmod {
-    fn home(req: &Request) -> String {
-        format!("/modules/{}/", req.ctx().module_name())
-    }
+fn home(req: &Request) -> String {
+    format!("/modules/{}/", req.ctx().module_name())
+}
 
-    /// `GET /`: every item.
-    pub(crate) async fn index_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
+#[plugin_api::routes(view_routes)]
+impl Tmplmod {
+    /// Every item.
+    #[page("/")]
+    async fn index_page(self: Arc<Self>, user: User, req: Request) -> Result<View, Error> {
         let items = items::list(req.ctx(), self.page_size, 0).await?;
-        let can_write = req.user().can("items.write");
+        let can_write = user.can("items.write");
         Ok(View::page(
             "index.html",
             json!({"title": self.title, "items": items, "can_write": can_write}),
         ))
     }
 
-    /// `GET /items/{id}`
-    pub(crate) async fn item_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// One item.
+    #[page("/items/{id}")]
+    async fn item_page(self: Arc<Self>, Path(id): Path<i32>, req: Request) -> Result<View, Error> {
         let item = items::get(req.ctx(), id)
             .await?
             .ok_or_else(|| Error::not_found(format!("no item {id}")))?;
         Ok(View::page("item.html", json!({"item": item})))
     }
 
-    /// `GET /items/new`
-    pub(crate) async fn new_page(self: Arc<Self>, _req: Request) -> View {
+    /// The form for a new item.
+    #[page("/items/new", require = "items.write")]
+    async fn new_page(self: Arc<Self>) -> View {
         form_page(None, &ItemInput::default(), &FieldErrors::new(), None, None)
     }
 
-    /// `POST /items/new`
-    pub(crate) async fn create_form(self: Arc<Self>, req: Request) -> Result<View, Error> {
-        let input: ItemInput = req.form::<ItemForm>()?.into();
+    /// Create the item of the form.
+    #[form("/items/new", require = "items.write")]
+    async fn create_form(
+        self: Arc<Self>,
+        Form(form): Form<ItemForm>,
+        req: Request,
+    ) -> Result<View, Error> {
+        let input: ItemInput = form.into();
         let input = match input.clone().validate() {
             Ok(input) => input,
             Err(errors) => return Ok(form_page(None, &input, &errors, None, None).with_status(422)),
@@ -103,11 +113,7 @@ impl Tmplmod {
                 ))
             }
             Ok(created) => match created.rows.first() {
-                Some(item) => Ok(View::redirect(format!(
-                    "{}items/{}",
-                    Self::home(&req),
-                    item.id
-                ))),
+                Some(item) => Ok(View::redirect(format!("{}items/{}", home(&req), item.id))),
                 None => Err(Error::internal("the insert returned no row")),
             },
             Err(e) => Ok(
@@ -117,9 +123,9 @@ impl Tmplmod {
         }
     }
 
-    /// `GET /items/{id}/edit`
-    pub(crate) async fn edit_page(self: Arc<Self>, req: Request) -> Result<View, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// The form to change an item.
+    #[page("/items/{id}/edit", require = "items.write")]
+    async fn edit_page(self: Arc<Self>, Path(id): Path<i32>, req: Request) -> Result<View, Error> {
         let item = items::get(req.ctx(), id)
             .await?
             .ok_or_else(|| Error::not_found(format!("no item {id}")))?;
@@ -137,10 +143,15 @@ impl Tmplmod {
         ))
     }
 
-    /// `POST /items/{id}/edit`
-    pub(crate) async fn update_form(self: Arc<Self>, req: Request) -> Result<View, Error> {
-        let id: i32 = req.param_as("id")?;
-        let input: ItemInput = req.form::<ItemForm>()?.into();
+    /// Change the item as the form says.
+    #[form("/items/{id}/edit", require = "items.write")]
+    async fn update_form(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        Form(form): Form<ItemForm>,
+        req: Request,
+    ) -> Result<View, Error> {
+        let input: ItemInput = form.into();
         let input = match input.clone().validate() {
             Ok(input) => input,
             Err(errors) => {
@@ -162,7 +173,7 @@ impl Tmplmod {
                     Some(notice),
                 ))
             }
-            Ok(_) => Ok(View::redirect(format!("{}items/{id}", Self::home(&req)))),
+            Ok(_) => Ok(View::redirect(format!("{}items/{id}", home(&req)))),
             Err(e) => Ok(form_page(
                 Some(id),
                 &input,
@@ -174,10 +185,14 @@ impl Tmplmod {
         }
     }
 
-    /// `POST /items/{id}/delete`
-    pub(crate) async fn delete_form(self: Arc<Self>, req: Request) -> Result<View, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// Delete an item.
+    #[form("/items/{id}/delete", require = "items.write")]
+    async fn delete_form(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        req: Request,
+    ) -> Result<View, Error> {
         items::delete(req.ctx(), id).await?;
-        Ok(View::redirect(Self::home(&req)))
+        Ok(View::redirect(home(&req)))
     }
 }

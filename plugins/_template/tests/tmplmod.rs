@@ -106,12 +106,26 @@ fn invalid_items_are_refused_with_422_naming_each_field() {
     let body = json!({"title": " ", "description": "x".repeat(2001)}).to_string();
     let reply = hub.request("POST", "/api/v1/tmplmod/items", None, Some(&body));
     assert_eq!(reply.status, 422);
+    let details = json!([
+        {"location": "body", "field": "description", "message": format!(r#""{}" is longer than 2000 characters"#, "x".repeat(2001))},
+        {"location": "body", "field": "title", "message": r#"" " does not match the pattern \S"#},
+    ]);
+    assert_eq!(reply.json()["error"]["code"], "validation_failed");
+    assert_eq!(reply.json()["error"]["details"], details);
+    // An unknown field, and a missing one: the type says no to both.
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tmplmod/items",
+        None,
+        Some(r#"{"titel": "x"}"#),
+    );
+    assert_eq!(reply.status, 422);
     assert_eq!(
         reply.json(),
-        json!({"error": {"code": "validation_failed", "message": "the item is invalid", "details": {
-            "description": "must be at most 2000 characters",
-            "title": "must be 1 to 200 characters"
-        }}})
+        json!({"error": {"code": "validation_failed", "message": "the request is invalid: body 'titel' is not a known field; body 'title' is required", "details": [
+            {"location": "body", "field": "titel", "message": "is not a known field"},
+            {"location": "body", "field": "title", "message": "is required"},
+        ]}})
     );
 }
 

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use plugin_api::{
-    Ctx, Error, Health, InitContext, Json, Migration, Module, Request, Router, Value, json, params,
+    Ctx, Error, Health, InitContext, Json, JsonSchema, Migration, Module, Path, Query, Request,
+    Router, params,
 };
 use serde::{Deserialize, Serialize};
 
@@ -14,27 +15,56 @@ pub struct Customers {
 }
 
 /// A customer as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
     pub id: i32,
     pub name: String,
     pub email: Option<String>,
+    /// When it was created (RFC 3339).
     pub created_at: String,
 }
 
-#[derive(Deserialize)]
+/// A customer to create.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct NewCustomer {
+    /// 1 to 200 characters, not only spaces.
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     name: String,
+    /// An address to write to, up to 320 characters.
     #[serde(default)]
+    #[schemars(length(max = 320))]
     email: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A page of the list.
+#[derive(Deserialize, JsonSchema)]
 struct Page {
+    /// How many (1 to 500; the module's `page_size` when left out).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<i64>,
+    /// How many to skip.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     offset: Option<i64>,
+}
+
+/// One page of customers.
+#[derive(Serialize, JsonSchema)]
+struct CustomerList {
+    customers: Vec<Customer>,
+    limit: i64,
+    offset: i64,
+}
+
+/// What creating a customer did.
+#[derive(Serialize, JsonSchema)]
+struct Created {
+    /// The new customer (with `DRY_RUN` on: as it would have been).
+    customer: Option<Customer>,
+    /// Whether the insert was rolled back because `DRY_RUN` is on.
+    dry_run: bool,
 }
 
 const COLUMNS: &str = "id, name, email, created_at";
@@ -54,9 +84,7 @@ impl Module for Customers {
     }
 
     fn routes(r: &mut Router<Self>) {
-        r.get("/", Self::list)
-            .post("/", Self::create)
-            .get("/{id}", Self::get);
+        Self::declared_routes(r);
     }
 
     fn migrations() -> &'static [Migration] {
@@ -75,12 +103,17 @@ impl Module for Customers {
     }
 }
 
+#[plugin_api::routes]
 impl Customers {
-    /// `GET /api/v1/customers/?limit&offset`: customers by id.
-    async fn list(self: Arc<Self>, req: Request) -> Result<Json<Value>, Error> {
-        let page: Page = req.query()?;
+    /// Customers by id, a page at a time.
+    #[get("/")]
+    async fn list(
+        self: Arc<Self>,
+        Query(page): Query<Page>,
+        req: Request,
+    ) -> Result<Json<CustomerList>, Error> {
         let limit = page.limit.unwrap_or(self.page_size).clamp(1, 500);
-        let offset = page.offset.unwrap_or(0).max(0);
+        let offset = page.offset.unwrap_or(0);
         let customers: Vec<Customer> = req
             .ctx()
             .db()
@@ -91,14 +124,22 @@ impl Customers {
                 params![limit, offset],
             )
             .await?;
-        Ok(Json(
-            json!({"customers": customers, "limit": limit, "offset": offset}),
-        ))
+        Ok(Json(CustomerList {
+            customers,
+            limit,
+            offset,
+        }))
     }
 
-    /// `GET /api/v1/customers/{id}`.
-    async fn get(self: Arc<Self>, req: Request) -> Result<Json<Customer>, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// One customer.
+    ///
+    /// 404 when there is no customer with this id.
+    #[get("/{id}", errors(404))]
+    async fn get(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        req: Request,
+    ) -> Result<Json<Customer>, Error> {
         req.ctx()
             .db()
             .query_opt_as(
@@ -110,14 +151,16 @@ impl Customers {
             .ok_or_else(|| Error::not_found(format!("no customer {id}")))
     }
 
-    /// `POST /api/v1/customers/` with `{"name", "email"?}`: 201 with the customer.
-    async fn create(self: Arc<Self>, req: Request) -> Result<(u16, Json<Value>), Error> {
-        let new: NewCustomer = req.json()?;
-        let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Error::validation("the customer is invalid")
-                .with_details(json!({"name": "must be 1 to 200 characters"})));
-        }
+    /// Create a customer.
+    ///
+    /// With `READ_ONLY` on (the default) the hub refuses the write: 403 `read_only`. With
+    /// `DRY_RUN` on, the insert is rolled back and the answer says `"dry_run": true`.
+    #[post("/", status = 201, errors(403))]
+    async fn create(
+        self: Arc<Self>,
+        Json(new): Json<NewCustomer>,
+        req: Request,
+    ) -> Result<(u16, Json<Created>), Error> {
         let created = req
             .ctx()
             .db()
@@ -125,12 +168,15 @@ impl Customers {
                 &format!(
                     "INSERT INTO customers_customers (name, email) VALUES ($1, $2) RETURNING {COLUMNS}"
                 ),
-                params![name, new.email],
+                params![new.name.trim(), new.email],
             )
             .await?;
         Ok((
             201,
-            Json(json!({"customer": created.rows.first(), "dry_run": created.dry_run})),
+            Json(Created {
+                customer: created.rows.into_iter().next(),
+                dry_run: created.dry_run,
+            }),
         ))
     }
 }

@@ -6,25 +6,51 @@
 use std::sync::Arc;
 
 use plugin_api::{
-    Ctx, Error, Health, InitContext, Json, Migration, Module, Request, Router, Value, json, params,
+    Ctx, Error, Health, InitContext, Json, JsonSchema, Migration, Module, Path, Request, Router,
+    Value, params,
 };
 use serde::{Deserialize, Serialize};
 
 pub struct Tickets;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A support ticket.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Ticket {
     pub id: i32,
+    /// The customer it is about.
     pub customer_id: i32,
     pub subject: String,
+    /// `open` or `closed`.
     pub status: String,
+    /// When it was opened (RFC 3339).
     pub created_at: String,
 }
 
-#[derive(Deserialize)]
+/// A ticket to open.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct NewTicket {
+    /// An existing customer's id.
+    #[schemars(range(min = 1))]
     customer_id: i32,
+    /// 1 to 200 characters, not only spaces.
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     subject: String,
+}
+
+/// The newest tickets.
+#[derive(Serialize, JsonSchema)]
+struct TicketList {
+    tickets: Vec<Ticket>,
+}
+
+/// What opening a ticket did.
+#[derive(Serialize, JsonSchema)]
+struct Opened {
+    /// The new ticket (with `DRY_RUN` on: as it would have been).
+    ticket: Option<Ticket>,
+    /// Whether the insert was rolled back because `DRY_RUN` is on.
+    dry_run: bool,
 }
 
 const COLUMNS: &str = "id, customer_id, subject, status, created_at";
@@ -40,9 +66,7 @@ impl Module for Tickets {
     }
 
     fn routes(r: &mut Router<Self>) {
-        r.get("/", Self::list)
-            .post("/", Self::create)
-            .get("/{id}", Self::get);
+        Self::declared_routes(r);
     }
 
     fn migrations() -> &'static [Migration] {
@@ -61,9 +85,11 @@ impl Module for Tickets {
     }
 }
 
+#[plugin_api::routes]
 impl Tickets {
-    /// `GET /api/v1/tickets/`: every ticket, newest first.
-    async fn list(self: Arc<Self>, req: Request) -> Result<Json<Value>, Error> {
+    /// The 200 newest tickets, newest first.
+    #[get("/")]
+    async fn list(self: Arc<Self>, req: Request) -> Result<Json<TicketList>, Error> {
         let tickets: Vec<Ticket> = req
             .ctx()
             .db()
@@ -72,12 +98,18 @@ impl Tickets {
                 &[],
             )
             .await?;
-        Ok(Json(json!({"tickets": tickets})))
+        Ok(Json(TicketList { tickets }))
     }
 
-    /// `GET /api/v1/tickets/{id}`
-    async fn get(self: Arc<Self>, req: Request) -> Result<Json<Ticket>, Error> {
-        let id: i32 = req.param_as("id")?;
+    /// One ticket.
+    ///
+    /// 404 when there is no ticket with this id.
+    #[get("/{id}", errors(404))]
+    async fn get(
+        self: Arc<Self>,
+        Path(id): Path<i32>,
+        req: Request,
+    ) -> Result<Json<Ticket>, Error> {
         req.ctx()
             .db()
             .query_opt_as(
@@ -89,15 +121,16 @@ impl Tickets {
             .ok_or_else(|| Error::not_found(format!("no ticket {id}")))
     }
 
-    /// `POST /api/v1/tickets/` with `{"customer_id", "subject"}`: 201 with the ticket; 422 when
-    /// the customer does not exist or the subject is empty.
-    async fn create(self: Arc<Self>, req: Request) -> Result<(u16, Json<Value>), Error> {
-        let new: NewTicket = req.json()?;
-        let subject = new.subject.trim();
-        let mut invalid = std::collections::BTreeMap::new();
-        if subject.is_empty() || subject.chars().count() > 200 {
-            invalid.insert("subject", "must be 1 to 200 characters".to_owned());
-        }
+    /// Open a ticket for a customer.
+    ///
+    /// 422 when the customer does not exist. With `READ_ONLY` on (the default) the hub refuses
+    /// the write: 403 `read_only`.
+    #[post("/", status = 201, errors(403))]
+    async fn create(
+        self: Arc<Self>,
+        Json(new): Json<NewTicket>,
+        req: Request,
+    ) -> Result<(u16, Json<Opened>), Error> {
         let customer: Option<Value> = req
             .ctx()
             .db()
@@ -107,22 +140,23 @@ impl Tickets {
             )
             .await?;
         if customer.is_none() {
-            invalid.insert("customer_id", format!("no customer {}", new.customer_id));
-        }
-        if !invalid.is_empty() {
-            return Err(Error::validation("the ticket is invalid").with_details(json!(invalid)));
+            let message = format!("names no customer ({})", new.customer_id);
+            return Err(Error::invalid("body", "customer_id", &message));
         }
         let created = req
             .ctx()
             .db()
             .query_rows::<Ticket>(
                 &format!("INSERT INTO tickets_tickets (customer_id, subject) VALUES ($1, $2) RETURNING {COLUMNS}"),
-                params![new.customer_id, subject],
+                params![new.customer_id, new.subject.trim()],
             )
             .await?;
         Ok((
             201,
-            Json(json!({"ticket": created.rows.first(), "dry_run": created.dry_run})),
+            Json(Opened {
+                ticket: created.rows.into_iter().next(),
+                dry_run: created.dry_run,
+            }),
         ))
     }
 }
