@@ -72,8 +72,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub permissions: BTreeMap<String, String>,
     /// Who sees the module: callers with one of `roles` or `groups`, and/or `percent` of users
-    /// (chosen by a stable hash of their id). Everyone else gets 404 as if it were disabled.
-    /// Absent: everyone who may call its routes.
+    /// (chosen by a stable hash of their id). Everyone else signed in gets 404 as if it were
+    /// disabled; an anonymous caller gets 404 on its public routes and 401 (sign in first) on the
+    /// others. Absent: everyone who may call its routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<Audience>,
 }
@@ -92,8 +93,13 @@ pub struct Audience {
     pub groups: Vec<String>,
     /// A share of all users, 0 to 100, chosen by a stable hash of the user's id (a user stays in
     /// or out as the share grows).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schemars(range(max = 100))]
+    #[schema(minimum = 0, maximum = 100)]
     pub percent: Option<u8>,
 }
 
@@ -641,6 +647,32 @@ pub fn reference_table() -> String {
         ));
     }
     out
+}
+
+/// An optional integer as JSON Schema has it: `7` or `7.0` (a number whose fraction is zero is
+/// an integer there, and the OpenAPI document promises no more).
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    use serde::de::Error as _;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let value = if let Some(n) = number.as_i64() {
+        T::try_from(n).ok()
+    } else if let Some(n) = number.as_u64() {
+        T::try_from(n).ok()
+    } else {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    value
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::ffi::{BodyDoc, RouteDoc};
@@ -166,19 +166,31 @@ impl<T: DeserializeOwned + JsonSchema> FromRequest for Json<T> {
                 "the request needs a JSON body, and it is empty",
             ));
         }
-        serde_json::from_slice(body).map(Json).map_err(|e| {
-            if e.is_data() {
-                Error::validation(format!("the body does not match its schema: {e}")).with_details(
-                    json!([{"location": "body", "field": "", "message": e.to_string()}]),
-                )
-            } else {
-                Error::new(
-                    400,
-                    "invalid_json",
-                    format!("request body is not the expected JSON: {e}"),
-                )
-            }
-        })
+        serde_json::from_slice(body)
+            .map(Json)
+            .or_else(|e| {
+                if !e.is_data() {
+                    return Err(e);
+                }
+                // `7.0` is an integer to JSON Schema (the hub let it through): read it as one.
+                let mut value: Value = serde_json::from_slice(body)?;
+                whole_numbers(&mut value);
+                serde_json::from_value(value).map(Json).map_err(|_| e)
+            })
+            .map_err(|e| {
+                if e.is_data() {
+                    Error::validation(format!("the body does not match its schema: {e}"))
+                        .with_details(
+                            json!([{"location": "body", "field": "", "message": e.to_string()}]),
+                        )
+                } else {
+                    Error::new(
+                        400,
+                        "invalid_json",
+                        format!("request body is not the expected JSON: {e}"),
+                    )
+                }
+            })
     }
 
     fn document(doc: &mut RouteDoc) {
@@ -186,6 +198,20 @@ impl<T: DeserializeOwned + JsonSchema> FromRequest for Json<T> {
             media_type: "application/json".to_owned(),
             schema: schema_of::<T>(),
         });
+    }
+}
+
+/// Numbers with no fraction (`7.0`) as integers, everywhere in `value`.
+fn whole_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 

@@ -193,6 +193,9 @@ const MODULE_PING: &str = "/api/v1/hello/ping";
 /// hello's same answer on a route for signed-in callers.
 const MODULE_PONG: &str = "/api/v1/hello/pong";
 const NATIVE_PING: &str = "/ping";
+/// hello's typed route: a `Path<u64>` checked by the hub and read by the module, a `Json<T>`
+/// answer.
+const MODULE_TYPED: &str = "/api/v1/hello/echo/42";
 
 fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     println!("dispatch on {}", count::machine());
@@ -203,7 +206,11 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     // Counted: instructions per request, the same on every machine.
     let mut counted = Vec::new();
     for (label, build) in &builds {
-        let paths = [(NATIVE_PING, Vec::new()), (MODULE_PING, Vec::new())];
+        // The typed route only in this build (an older one may not have it).
+        let mut paths = vec![(NATIVE_PING, Vec::new()), (MODULE_PING, Vec::new())];
+        if *label == "this build" {
+            paths.push((MODULE_TYPED, Vec::new()));
+        }
         let out = count::out_dir(&format!("dispatch-{}", label.trim_start_matches('-')));
         let counts = count::callgrind(build, &["hello"], &[], &paths, options.cache_sim, &out)?;
         counted.push((*label, counts));
@@ -212,7 +219,7 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
     println!("| build | route | instructions/request (callgrind) | from a run with no requests |");
     println!("|---|---|---:|---:|");
     for (label, counts) in &counted {
-        for (route, count) in [NATIVE_PING, MODULE_PING].iter().zip(counts) {
+        for (route, count) in [NATIVE_PING, MODULE_PING, MODULE_TYPED].iter().zip(counts) {
             println!(
                 "| {label} | `GET {route}` | {:.0} | {:.0} |",
                 count.per_request, count.per_request_from_zero
@@ -232,6 +239,18 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
         );
         println!("what the module route adds, per request, by function (self cost):");
         for (function, cost) in count::added(module, native, 20) {
+            println!("  {cost:>+8.1}  {function}");
+        }
+        let Some(typed) = counts.get(2) else {
+            continue;
+        };
+        println!(
+            "{label}: typed route (Path<u64> + Json<T>) / native {:.3}, / untyped module route {:.3}",
+            typed.per_request / native.per_request,
+            typed.per_request / module.per_request
+        );
+        println!("what the typed route adds over the untyped one, by function (self cost):");
+        for (function, cost) in count::added(typed, module, 15) {
             println!("  {cost:>+8.1}  {function}");
         }
     }
@@ -385,6 +404,18 @@ fn db(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
         );
         println!("what the module route adds, per request, by function (self cost):");
         for (function, cost) in count::added(module, native, 20) {
+            println!("  {cost:>+8.1}  {function}");
+        }
+        let Some(typed) = counts.get(2) else {
+            continue;
+        };
+        println!(
+            "{label}: typed route (Path<u64> + Json<T>) / native {:.3}, / untyped module route {:.3}",
+            typed.per_request / native.per_request,
+            typed.per_request / module.per_request
+        );
+        println!("what the typed route adds over the untyped one, by function (self cost):");
+        for (function, cost) in count::added(typed, module, 15) {
             println!("  {cost:>+8.1}  {function}");
         }
     }

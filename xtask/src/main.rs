@@ -18,6 +18,7 @@ mod fixtures;
 mod new_module;
 mod node;
 mod pg;
+mod python;
 mod run;
 mod tidy;
 

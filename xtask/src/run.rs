@@ -69,6 +69,7 @@ const RUN_PG_PORT: u16 = 54329;
 /// Build modules and fixtures, then run every test with the artifacts' locations exported.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
     crate::node::provider_packages()?;
+    let schemathesis = crate::python::schemathesis()?;
     let profile = Profile::from_release(false);
     build(&profile)?;
     let artifacts = target_dir().join("test-artifacts");
@@ -89,6 +90,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         .current_dir(root())
         .env("HUB_TEST_ARTIFACTS", &artifacts)
         .env("HUB_TEST_BIN", target_dir().join(profile.dir()).join("hub"))
-        .env("HUB_TEST_PLUGINS", root().join("plugins"));
+        .env("HUB_TEST_PLUGINS", root().join("plugins"))
+        .env("HUB_SCHEMATHESIS", schemathesis);
     run_command(&mut command)
 }

@@ -68,7 +68,7 @@ mod tests {
         src: "xtask/src",
         lines: &[
             &["build", "pg"],
-            &["fixtures", "node"],
+            &["fixtures", "node", "python"],
             &["run"],
             &["bench", "new_module"],
             &["main", "tidy"],

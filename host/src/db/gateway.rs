@@ -582,6 +582,20 @@ fn sql_error(
     let kind =
         if code == "42P18" || code.starts_with("22") && db_error.message().contains("parameter") {
             "bad_parameter"
+        } else if code == "22021" {
+            // A text PostgreSQL cannot store (a NUL character): the request's, not the module's.
+            return GatewayError {
+                kind: "bad_parameter",
+                message: at(
+                    n,
+                    statements,
+                    format!(
+                        "a text holds a character PostgreSQL cannot store (NUL): {}",
+                        db_error.message()
+                    ),
+                ),
+                sqlstate: Some(code),
+            };
         } else {
             "database"
         };

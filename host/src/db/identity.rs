@@ -32,6 +32,13 @@ impl From<tokio_postgres::Error> for StoreError {
             Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => {
                 StoreError::Missing(super::explain(&e))
             }
+            // A text PostgreSQL cannot store (a NUL character): the request's, not the hub's.
+            Some(code) if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+                StoreError::Missing(format!(
+                    "a text of the request holds a character PostgreSQL cannot store (NUL): {}",
+                    super::explain(&e)
+                ))
+            }
             _ => StoreError::Query(super::explain(&e)),
         }
     }

@@ -137,7 +137,7 @@ pub(crate) async fn graph_svg(
 
 /// One module.
 #[utoipa::path(get, path = "/api/v1/modules/{name}", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
-    params(("name" = String, Path, description = "The module's name")),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
     responses(
         (status = 200, description = "The module", body = ModuleObject),
         (status = 400, description = "The name breaks the name rule", body = ErrorBody),
@@ -161,7 +161,7 @@ pub(crate) async fn get(
 /// (`state` and `error` say so).
 #[utoipa::path(post, path = "/api/v1/modules/{name}/{action}", tag = "modules", security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
         params(
-        ("name" = String, Path, description = "The module's name"),
+        ("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name"),
         ("action" = ModuleAction, Path, description = "enable, disable or reload"),
         ActionQuery,
     ),
@@ -233,7 +233,7 @@ pub(crate) async fn action(
 /// routes), applied at once as a reload.
 #[utoipa::path(put, path = "/api/v1/modules/{name}/audience", tag = "modules",
     security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
-    params(("name" = String, Path, description = "The module's name")),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
     request_body(content = Option<Audience>, description = "Roles, groups and/or a percentage of users; `null` for everyone"),
     responses(
         (status = 200, description = "The module after the change", body = ModuleObject),

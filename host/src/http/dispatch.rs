@@ -192,7 +192,7 @@ async fn module_api(
 ) -> Result<HttpResponse, ApiError> {
     let method = req.method().as_str();
     let instance = running_instance(hub, name)?;
-    let caller = caller_of(hub, req, &parts.headers, &instance)?;
+    let (caller, outside) = caller_of(hub, req, &parts.headers, &instance)?;
     let (index, params) = match instance.route(method, path) {
         RouteMatch::Found { index, params } => (index, params),
         RouteMatch::NotFound => return Err(no_route(name, method, path)),
@@ -204,6 +204,7 @@ async fn module_api(
             ));
         }
     };
+    hidden(&instance, index, outside)?;
     let principal = admit(hub, req, &parts.headers, &instance, index, caller)?;
     let response = call_route(req, parts, hub, &instance, path, index, params, principal).await?;
     Ok(into_http(name, response))
@@ -220,16 +221,33 @@ fn caller_of(
     req: &HttpRequest,
     headers: &HeaderMap,
     instance: &Instance,
-) -> Result<Resolved, ApiError> {
+) -> Result<(Resolved, Outside), ApiError> {
     let Some(audience) = &instance.access().audience else {
-        return Ok(None);
+        return Ok((None, false));
     };
     let caller = auth::resolve(hub.identity(), req, headers);
     let principal = caller.as_ref().ok().and_then(|c| c.as_deref());
-    if !identity::in_audience(principal, instance.name(), audience) {
+    if identity::in_audience(principal, instance.name(), audience) {
+        return Ok((Some(caller), false));
+    }
+    // A signed-in caller outside the audience does not see the module. An anonymous one is told
+    // to sign in where the route needs a caller (401, as anywhere), and 404 on a public route.
+    if principal.is_some() {
         return Err(ApiError::module_not_found(instance.name()));
     }
-    Ok(Some(caller))
+    Ok((Some(caller), true))
+}
+
+/// An anonymous caller outside the module's audience: it sees only routes that need a caller
+/// (and is asked to sign in), never the public ones.
+type Outside = bool;
+
+/// 404 for an anonymous caller outside the audience on a public route.
+fn hidden(instance: &Instance, index: u32, outside: Outside) -> Result<(), ApiError> {
+    if outside && matches!(instance.route_access(index), FfiAccess::Public) {
+        return Err(ApiError::module_not_found(instance.name()));
+    }
+    Ok(())
 }
 
 /// Whether the caller may call route `index` of `instance`: who the module sees (on a public
@@ -318,7 +336,7 @@ async fn module_view(
         Ok(instance) => instance,
         Err(error) => return page_of(error, None),
     };
-    let caller = match caller_of(hub, req, &parts.headers, &instance) {
+    let (caller, outside) = match caller_of(hub, req, &parts.headers, &instance) {
         Ok(caller) => caller,
         Err(error) => return page_of(error, None),
     };
@@ -342,6 +360,9 @@ async fn module_view(
             return page_of(error, Some(&instance));
         }
     };
+    if let Err(error) = hidden(&instance, index, outside) {
+        return page_of(error, None);
+    }
     // A page shows who is signed in: resolved here, not on demand.
     let caller = caller.or_else(|| Some(auth::resolve(hub.identity(), req, &parts.headers)));
     let principal = match admit(hub, req, &parts.headers, &instance, index, caller) {

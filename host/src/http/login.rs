@@ -26,9 +26,11 @@ pub struct LoginQuery {
 }
 
 /// The token form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginForm {
+    /// The admin token or an API token.
     token: String,
+    /// A path of the hub to go to after signing in.
     #[serde(default)]
     next: Option<String>,
 }
@@ -111,6 +113,16 @@ pub(crate) async fn login(hub: web::Data<Hub>, query: web::Query<LoginQuery>) ->
 }
 
 /// Turn the admin token or an API token into a browser session.
+#[utoipa::path(post, path = "/login", tag = "identity",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: a session cookie, and on to `next`"),
+        (status = 400, description = "Not the form (`bad_form`)", body = ErrorBody),
+        (status = 401, description = "The token is not valid: the form again, saying why", content_type = "text/html"),
+        (status = 403, description = "Sent from another site's page: the form again", content_type = "text/html"),
+        (status = 429, description = "Too many failed attempts from this address", content_type = "text/html"),
+        (status = 503, description = "No database (sessions live there)", content_type = "text/html"),
+    ))]
 pub(crate) async fn login_form(
     req: HttpRequest,
     hub: web::Data<Hub>,

@@ -32,8 +32,8 @@ use crate::lifecycle::Hub;
         super::api::get,
         super::api::action,
         super::api::set_audience,
-        super::dispatch::module_health,
         super::login::login,
+        super::login::login_form,
         super::login::callback,
         super::login::logout,
         super::login::me,
@@ -50,7 +50,7 @@ use crate::lifecycle::Hub;
         super::people::delete_role,
         super::people::audit_log,
     ),
-    components(schemas(super::api::ModuleAction)),
+    components(schemas(super::api::ModuleAction, super::dispatch::HealthBody)),
     tags(
         (name = "hub", description = "The hub itself"),
         (name = "modules", description = "Managing modules: `modules.read` to see them, `modules.manage` to change them"),
@@ -108,6 +108,7 @@ pub fn document(hub: &Hub) -> Value {
     let mut doc = HubApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
+    complete_hub_operations(&mut doc);
     let modules = hub.registry().all();
     for entry in modules.values() {
         let Some(instance) = entry.instance() else {
@@ -125,10 +126,14 @@ pub fn document(hub: &Hub) -> Value {
                 "description": format!("Module {name} {}: {description}", instance.info().version),
             }));
         }
+        if !doc["paths"].is_object() {
+            doc["paths"] = json!({});
+        }
+        doc["paths"][format!("/api/v1/{name}/health")]["get"] = module_health(name);
         for route in instance.routes() {
             if route.path == format!("/api/v1/{name}/health") || !route.path.starts_with("/api/v1/")
             {
-                continue; // documented once, as /api/v1/{module}/health; views are HTML
+                continue; // the health check is above; views are HTML
             }
             let Some(method) = http_method(&route.method) else {
                 continue;
@@ -141,7 +146,181 @@ pub fn document(hub: &Hub) -> Value {
             doc["paths"][&path][method] = operation;
         }
     }
+    link_created_items(&mut doc);
     doc
+}
+
+/// A module's health check (the hub's route, one per running module: a concrete path, so that
+/// no client matches `/api/v1/<module>/health` against one of the module's `{id}` routes).
+fn module_health(name: &str) -> Value {
+    json!({
+        "tags": [name],
+        "summary": format!("Run {name}'s health check"),
+        "operationId": format!("health_{name}"),
+        "security": [{}],
+        "responses": {
+            "200": {"description": "Healthy or degraded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HealthBody"}}}},
+            "503": {"description": "Unhealthy", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HealthBody"}}}},
+        },
+    })
+}
+
+/// What every hub operation can answer besides what its handler documents: 400 when one of its
+/// inputs cannot be read (actix's extractors answer `bad_parameter`, `bad_query`,
+/// `invalid_json`, `bad_form`), and 401 and 429 when it needs a caller. Their request bodies
+/// refuse unknown fields (`deny_unknown_fields`), which the schemas say.
+fn complete_hub_operations(doc: &mut Value) {
+    let mut closed = Vec::new();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let has_inputs = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+                    || operation.get("requestBody").is_some();
+                let secured = operation["security"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+                });
+                // Every hub route that takes a body needs one (an empty body is 400 `invalid_json`).
+                if let Some(body) = operation
+                    .get_mut("requestBody")
+                    .and_then(Value::as_object_mut)
+                {
+                    body.insert("required".to_owned(), Value::Bool(true));
+                }
+                if let Some(schema) =
+                    operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                        .as_str()
+                {
+                    closed.push(
+                        schema
+                            .trim_start_matches("#/components/schemas/")
+                            .to_owned(),
+                    );
+                }
+                let Some(responses) = operation["responses"].as_object_mut() else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description));
+                };
+                if has_inputs {
+                    add(
+                        "400",
+                        "An input cannot be read as its type (`bad_parameter`, `bad_query`, `invalid_json`, `bad_form`)",
+                    );
+                }
+                if secured {
+                    add("401", "Not signed in (`unauthenticated`)");
+                    add(
+                        "429",
+                        "Too many failed sign-ins from this address (`too_many_attempts`)",
+                    );
+                }
+                let mut sorted: Vec<(String, Value)> =
+                    std::mem::take(responses).into_iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                responses.extend(sorted);
+            }
+        }
+    }
+    for name in closed {
+        if let Some(schema) = doc["components"]["schemas"][&name].as_object_mut()
+            && schema.get("type").and_then(Value::as_str) == Some("object")
+        {
+            schema.insert("additionalProperties".to_owned(), Value::Bool(false));
+        }
+    }
+}
+
+/// OpenAPI links from each operation that creates something (a `POST` answering 201) to the
+/// operations on the item it made (`<path>/{param}`…), the parameter taken from the answer's
+/// body (`id`, the parameter's own name, or the `id` of an object in it), so that a client (and
+/// a fuzzer) can follow a create to its reads, changes and deletes.
+fn link_created_items(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object() else {
+        return;
+    };
+    let components = doc["components"]["schemas"].clone();
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => components[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => schema.clone(),
+        }
+    };
+    let mut links = Vec::new();
+    for (path, item) in paths {
+        let Some(created) =
+            item["post"]["responses"]["201"]["content"]["application/json"]["schema"].as_object()
+        else {
+            continue;
+        };
+        let body = resolve(&Value::Object(created.clone()));
+        let collection = path.trim_end_matches('/');
+        for (target, target_item) in paths {
+            let Some(rest) = target
+                .strip_prefix(collection)
+                .and_then(|r| r.strip_prefix("/{"))
+            else {
+                continue;
+            };
+            let Some((param, _)) = rest.split_once('}') else {
+                continue;
+            };
+            let Some(pointer) = pointer_to(&body, param, &resolve) else {
+                continue;
+            };
+            for (method, operation) in target_item.as_object().into_iter().flatten() {
+                let id = operation["operationId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if id.is_empty() {
+                    continue;
+                }
+                links.push((
+                    path.clone(),
+                    format!("{method}_{}", id),
+                    json!({
+                        "operationId": id,
+                        "parameters": {param: format!("$response.body#{pointer}")},
+                    }),
+                ));
+            }
+        }
+    }
+    for (path, name, link) in links {
+        doc["paths"][&path]["post"]["responses"]["201"]["links"][name] = link;
+    }
+}
+
+/// Where in a created item's `body` the value of path parameter `param` is.
+fn pointer_to(body: &Value, param: &str, resolve: &dyn Fn(&Value) -> Value) -> Option<String> {
+    let properties = body["properties"].as_object()?;
+    for key in [param, "id"] {
+        if properties.contains_key(key) {
+            return Some(format!("/{key}"));
+        }
+    }
+    for (name, schema) in properties {
+        let candidates: Vec<Value> = match schema["anyOf"].as_array() {
+            Some(any) => any.iter().map(resolve).collect(),
+            None => vec![resolve(schema)],
+        };
+        if candidates
+            .iter()
+            .any(|c| c["properties"].get("id").is_some())
+        {
+            return Some(format!("/{name}/id"));
+        }
+    }
+    None
 }
 
 /// One module route as an OpenAPI operation, from what its handler declared.

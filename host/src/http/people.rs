@@ -62,16 +62,19 @@ pub struct CreatedToken {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// What the token is for (1 to 100 characters).
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
     /// What it may do: hub permissions, `<module>:<permission>`, `<module>:*` or `*`; never more
     /// than its creator has. Default: everything its creator may do.
     #[serde(default)]
     permissions: Option<Vec<String>>,
     /// Days until it expires, 1 to 3650; default 90.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::manifest::whole_number")]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
     /// A service user's id: an admin (`users.manage`) makes a token for another system.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::manifest::whole_number")]
+    #[schema(minimum = 1)]
     user_id: Option<i64>,
 }
 
@@ -109,6 +112,7 @@ pub struct UserObject {
 #[serde(deny_unknown_fields)]
 pub struct NewServiceUser {
     /// Lowercase letters, digits, `-`, `_` and `.`, 1 to 64 characters.
+    #[schema(pattern = "^[a-z0-9._-]{1,64}$")]
     name: String,
     #[serde(default)]
     roles: Vec<String>,
@@ -134,6 +138,7 @@ pub struct Offboarded {
 #[serde(deny_unknown_fields)]
 pub struct RoleObject {
     /// Lowercase letters, digits, `-` and `_`, 1 to 40 characters, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,39}$")]
     name: String,
     #[serde(default)]
     description: String,
@@ -168,8 +173,10 @@ pub struct AuditQuery {
     /// Before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
     /// Rows older than this id (the `next` of the previous page).
+    #[param(minimum = 1)]
     before: Option<i64>,
     /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -237,6 +244,7 @@ fn audit(caller: &Caller, action: &str, target: &str, details: Option<serde_json
         (status = 201, description = "The token, with its secret (shown once)", body = CreatedToken),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "More permissions than the creator has, or another user's token without `users.manage` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such service user (`user_id`)", body = ErrorBody),
         (status = 422, description = "A bad name, permission or expiry (`validation_failed`)", body = ErrorBody),
     ))]
 pub(crate) async fn create_token(
@@ -355,7 +363,7 @@ pub(crate) async fn list_tokens(
 /// end too.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "identity",
     security(("bearer" = []), ("session" = [])),
-    params(("id" = i64, Path, description = "The token's id")),
+    params(("id" = i64, Path, minimum = 1, description = "The token's id")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -525,7 +533,7 @@ async fn user_row(identity: &Identity, id: i64) -> Result<UserRow, ApiError> {
 /// Give a user exactly these roles (besides those their groups give).
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "identity",
     security(("bearer" = ["users.manage"]), ("session" = ["users.manage"])),
-    params(("id" = i64, Path, description = "The user's id")),
+    params(("id" = i64, Path, minimum = 1, description = "The user's id")),
     request_body = UserRoles,
     responses(
         (status = 200, description = "The user", body = UserObject),
@@ -559,7 +567,7 @@ pub(crate) async fn set_roles(
 /// Offboard a user in one call: disabled, sessions ended, tokens revoked.
 #[utoipa::path(post, path = "/api/v1/users/{id}/offboard", tag = "identity",
     security(("bearer" = ["users.manage"]), ("session" = ["users.manage"])),
-    params(("id" = i64, Path, description = "The user's id")),
+    params(("id" = i64, Path, minimum = 1, description = "The user's id")),
     responses(
         (status = 200, description = "What went", body = Offboarded),
         (status = 403, description = "Needs `users.manage`", body = ErrorBody),
@@ -691,7 +699,7 @@ pub(crate) async fn create_role(
 /// Change a role's description and permissions (not a built-in one's).
 #[utoipa::path(put, path = "/api/v1/roles/{name}", tag = "identity",
     security(("bearer" = ["users.manage"]), ("session" = ["users.manage"])),
-    params(("name" = String, Path, description = "The role's name")),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_-]{0,39}$", description = "The role's name")),
     request_body = RoleChange,
     responses(
         (status = 200, description = "The role", body = RoleObject),
@@ -739,7 +747,7 @@ pub(crate) async fn update_role(
 /// Delete a role (not a built-in one); users lose it.
 #[utoipa::path(delete, path = "/api/v1/roles/{name}", tag = "identity",
     security(("bearer" = ["users.manage"]), ("session" = ["users.manage"])),
-    params(("name" = String, Path, description = "The role's name")),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_-]{0,39}$", description = "The role's name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Needs `users.manage`", body = ErrorBody),
@@ -780,6 +788,7 @@ fn role_not_found(name: &str) -> ApiError {
     responses(
         (status = 200, description = "A page of entries", body = AuditPage),
         (status = 403, description = "Needs `audit.read`", body = ErrorBody),
+        (status = 422, description = "`limit` or `before` out of range (`validation_failed`)", body = ErrorBody),
         (status = 503, description = "No database (`database_unavailable`)", body = ErrorBody),
     ))]
 pub(crate) async fn audit_log(
@@ -795,6 +804,9 @@ pub(crate) async fn audit_log(
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(invalid("limit must be 1 to 500", "limit"));
+    }
+    if query.before.is_some_and(|before| before < 1) {
+        return Err(invalid("before must be a row id (1 or more)", "before"));
     }
     let entries = store::audit(
         identity.database(),

@@ -85,6 +85,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         .into()
                     }),
             )
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "bad_parameter",
+                    format!("invalid path parameter: {e}"),
+                )
+                .into()
+            }))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::new(
                     actix_web::http::StatusCode::BAD_REQUEST,

@@ -53,6 +53,10 @@ type Counts = HashMap<(String, Option<String>, String, Option<String>, String), 
 pub struct Auditor {
     pending: Mutex<Vec<NewAudit>>,
     counted: Mutex<Counts>,
+    /// Held while a batch is taken and written: batches reach the table in the order they were
+    /// queued, and a flush that returns has seen every entry queued before it began (also one
+    /// the ticker was writing).
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Auditor {
@@ -106,6 +110,7 @@ impl Auditor {
     /// Write what is queued (and the counts) in one statement; kept for the next time when the
     /// database cannot take it.
     pub async fn flush(&self, db: &Database) {
+        let _writing = self.writing.lock().await;
         let counted = std::mem::take(&mut *self.counted.lock().unwrap_or_else(|e| e.into_inner()));
         let mut rows = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         for ((actor, address, action, module, what), count) in counted {

@@ -89,11 +89,7 @@ impl Checks {
         body: &[u8],
     ) -> Result<(), Refusal> {
         if let Some(path) = &self.path {
-            let values = params
-                .iter()
-                .map(|(k, v)| (k.clone(), vec![v.clone()]))
-                .collect();
-            path.check(values, "path", "bad_parameter")?;
+            path.check_path(params)?;
         }
         if let Some(fields) = &self.query {
             let values = urlencoded(query.as_bytes()).map_err(|e| Refusal {
@@ -147,6 +143,32 @@ impl Fields {
             compiled: compile(schema, what)?,
             kinds,
         })
+    }
+
+    /// Path parameters: one value each, read straight into the object checked.
+    fn check_path(&self, params: &[(String, String)]) -> Result<(), Refusal> {
+        let mut object = Map::new();
+        for (name, text) in params {
+            let kind = self
+                .kinds
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(&Kind::Text, |(_, kind)| kind);
+            match read(kind, text) {
+                Ok(value) => {
+                    object.insert(name.clone(), value);
+                }
+                Err(message) => {
+                    return Err(Refusal {
+                        status: 400,
+                        code: "bad_parameter",
+                        message: format!("path parameter '{name}' {message}"),
+                        details: json!([{"location": "path", "field": name, "message": message}]),
+                    });
+                }
+            }
+        }
+        validate(&self.compiled, &Value::Object(object), "path")
     }
 
     fn check(

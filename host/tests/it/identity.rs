@@ -789,8 +789,14 @@ fn an_audience_hides_a_module_from_everyone_outside_it() {
         reply.json(),
         json!({"error": {"code": "module_not_found", "message": "no module 'hello' is installed"}})
     );
-    // Anonymous callers are outside every audience, also on public routes.
+    // Anonymous callers are outside every audience, also on public routes; where a route needs a
+    // caller they are asked to sign in first, as anywhere.
     assert_eq!(hub.anonymous_get("/api/v1/hello/ping").status, 404);
+    let reply = hub.anonymous_get("/api/v1/hello/");
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].clone()),
+        (401, json!("unauthenticated"))
+    );
     // The administrator is always inside; the file says what the API set.
     assert_eq!(hub.get("/api/v1/hello/").status, 200);
     let text = std::fs::read_to_string(hub.modules_dir().join("hello/module.json")).expect("read");

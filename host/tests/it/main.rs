@@ -51,3 +51,6 @@ mod identity;
 
 // Typed routes: extractors checked by the hub, every constraint the document states enforced.
 mod typed;
+
+/// schemathesis against the hub and its example modules: no failure, every operation succeeds (issue 14).
+mod conformance;

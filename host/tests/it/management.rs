@@ -96,6 +96,7 @@ fn the_module_object_has_its_fields() {
             {"method": "GET", "path": "/api/v1/hello/", "access": "signed_in"},
             {"method": "GET", "path": "/api/v1/hello/ping", "access": "public"},
             {"method": "GET", "path": "/api/v1/hello/pong", "access": "signed_in"},
+            {"method": "GET", "path": "/api/v1/hello/echo/{n}", "access": "public"},
             {"method": "GET", "path": "/api/v1/hello/greet/{name}", "access": "signed_in"},
         ])
     );

@@ -93,7 +93,8 @@ fn the_document_lists_hub_routes_and_each_running_module_under_its_tag() {
         "/api/v1/modules",
         "/api/v1/modules/{name}",
         "/api/v1/modules/{name}/{action}",
-        "/api/v1/{module}/health",
+        "/api/v1/fx/health",
+        "/api/v1/hello/health",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }

@@ -142,6 +142,27 @@ fn bad_input_is_refused_before_the_handler_naming_each_field() {
             json!({"name": "box", "size": 2, "kind": "open", "tags": []})
         )
     );
+    // A text PostgreSQL cannot store (NUL) is the request's fault: 400, not a server error.
+    let reply = hub.request(
+        "POST",
+        "/api/v1/tmplmod/items",
+        None,
+        Some(r#"{"title": "a\u0000b"}"#),
+    );
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].clone()),
+        (400, json!("bad_parameter")),
+        "{}",
+        reply.body
+    );
+    // The hub's own tables too: 422 naming the character, not a server error.
+    let reply = hub.get("/api/v1/audit?actor=%00x");
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].clone()),
+        (422, json!("validation_failed")),
+        "{}",
+        reply.body
+    );
     // The examples' path parameters are typed too: no 400 from a handler parsing by hand.
     assert_eq!(answer("GET", "/api/v1/customers/n%C3%83", None).0, 400);
     assert_eq!(answer("GET", "/api/v1/customers/2147483648", None).0, 422);

@@ -47,6 +47,11 @@ struct Greeting {
     message: String,
 }
 
+#[derive(Serialize, JsonSchema)]
+struct Echo {
+    n: u64,
+}
+
 #[plugin_api::routes]
 impl Hello {
     /// Who answers, in which version.
@@ -67,6 +72,14 @@ impl Hello {
     #[get("/pong")]
     async fn ping(self: Arc<Self>) -> Json<Value> {
         Json(json!({"pong": true}))
+    }
+
+    /// `n` back, for anyone.
+    ///
+    /// The dispatch benchmark's typed route: a `Path<u64>` in, a `Json<T>` out.
+    #[get("/echo/{n}", public)]
+    async fn echo(self: Arc<Self>, Path(n): Path<u64>) -> Json<Echo> {
+        Json(Echo { n })
     }
 
     /// A greeting for `name`.
