@@ -79,17 +79,59 @@ pub struct Manifest {
     pub audience: Option<Audience>,
 }
 
+/// The role-name rule, as the audience's schema states it.
+const ROLE_NAME: &str = "^[a-z][a-z0-9_-]{0,39}$";
+/// The group-name rule: 1 to 200 characters, no control characters.
+const GROUP_NAME: &str = "^[^\\x00-\\x1f\\x7f]{1,200}$";
+
+fn names_matching(pattern: &str) -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .pattern(Some(pattern)),
+        )
+        .build()
+}
+
+fn role_names() -> utoipa::openapi::schema::Array {
+    names_matching(ROLE_NAME)
+}
+
+fn group_names() -> utoipa::openapi::schema::Array {
+    names_matching(GROUP_NAME)
+}
+
+/// Whether `name` is a role name, a group name.
+fn is_role_name(name: &str) -> bool {
+    name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_group_name(name: &str) -> bool {
+    (1..=200).contains(&name.chars().count()) && !name.chars().any(char::is_control)
+}
+
 /// A module's audience (see [`Manifest::audience`]).
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
 )]
 #[serde(deny_unknown_fields)]
 pub struct Audience {
-    /// Hub roles whose holders see the module.
+    /// Hub roles whose holders see the module (role names: lowercase letters, digits, `-` and
+    /// `_`, 1 to 40, starting with a letter).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[a-z][a-z0-9_-]{0,39}$")))]
+    #[schema(schema_with = role_names)]
     pub roles: Vec<String>,
-    /// Identity provider groups whose members see the module.
+    /// Identity provider groups whose members see the module (1 to 200 characters, no control
+    /// characters).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[^\x00-\x1f\x7f]{1,200}$")))]
+    #[schema(schema_with = group_names)]
     pub groups: Vec<String>,
     /// A share of all users, 0 to 100, chosen by a stable hash of the user's id (a user stays in
     /// or out as the share grows).
@@ -313,6 +355,25 @@ impl Manifest {
                 Ok(()) => None,
             };
             if let Some(reason) = problem {
+                return Err(ManifestError::BadAccess {
+                    path: path.to_owned(),
+                    reason,
+                });
+            }
+        }
+        if let Some(audience) = &manifest.audience {
+            let bad_role = audience.roles.iter().find(|r| !is_role_name(r));
+            let bad_group = audience.groups.iter().find(|g| !is_group_name(g));
+            let reason = match (bad_role, bad_group) {
+                (Some(role), _) => Some(format!(
+                    "audience role {role:?} is not a role name (lowercase letters, digits, - and _, 1 to 40, starting with a letter)"
+                )),
+                (None, Some(group)) => Some(format!(
+                    "audience group {group:?} must be 1 to 200 characters without control characters"
+                )),
+                (None, None) => None,
+            };
+            if let Some(reason) = reason {
                 return Err(ManifestError::BadAccess {
                     path: path.to_owned(),
                     reason,

@@ -171,12 +171,34 @@ fn module_health(name: &str) -> Value {
 /// refuse unknown fields (`deny_unknown_fields`), which the schemas say.
 fn complete_hub_operations(doc: &mut Value) {
     let mut closed = Vec::new();
+    // A module's name as the name rule has it: a pattern (no `__`), a length, not a reserved name
+    // (but `graph`: `/api/v1/modules/graph` is another operation's path, which a client reaches
+    // whatever this one says).
+    let reserved: Vec<&str> = crate::names::RESERVED
+        .iter()
+        .copied()
+        .filter(|name| *name != "graph")
+        .collect();
+    let module_name = json!({
+        "type": "string",
+        "pattern": "^[a-z](?:_?[a-z0-9])*_?$",
+        "maxLength": crate::names::MAX_LEN,
+        "not": {"enum": reserved},
+        "example": "hello",
+    });
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for item in paths.values_mut() {
+        for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else {
                 continue;
             };
             for operation in item.values_mut() {
+                if path.starts_with("/api/v1/modules/{name}")
+                    && let Some(parameters) = operation["parameters"].as_array_mut()
+                {
+                    for parameter in parameters.iter_mut().filter(|p| p["name"] == "name") {
+                        parameter["schema"] = module_name.clone();
+                    }
+                }
                 let has_inputs = operation["parameters"]
                     .as_array()
                     .is_some_and(|p| !p.is_empty())

@@ -851,8 +851,31 @@ fn an_audience_hides_a_module_from_everyone_outside_it() {
             .status,
         200
     );
-    // Editing module.json applies it too, without a restart.
+    // Names that are not role or group names are refused, and nothing is written.
     let path = hub.modules_dir().join("hello/module.json");
+    let before = std::fs::read_to_string(&path).expect("read");
+    for (audience, reason) in [
+        (
+            json!({"roles": [""]}),
+            r#"audience role "" is not a role name (lowercase letters, digits, - and _, 1 to 40, starting with a letter)"#,
+        ),
+        (
+            json!({"groups": ["a\u{7}b"]}),
+            r#"audience group "a\u{7}b" must be 1 to 200 characters without control characters"#,
+        ),
+    ] {
+        let reply = put_json(&hub, "/api/v1/modules/hello/audience", audience);
+        assert_eq!(reply.status, 422, "{}", reply.body);
+        assert!(
+            reply.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(reason)),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
+    // Editing module.json applies it too, without a restart.
     let mut manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
     manifest["audience"] = json!({"groups": ["nobody"]});
