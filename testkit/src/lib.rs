@@ -1,6 +1,7 @@
 //! The test harness of the hub and of every module: a real `hub` process on loopback, over a
 //! temporary `MODULES_DIR` filled with real module libraries, a database of the test's own in
-//! the cluster `cargo xtask test` started, and an HTTP client.
+//! the cluster `cargo xtask test` started, and an HTTP client; [`browser`], a real headless
+//! chromium for tests of the pages.
 //!
 //! `cargo xtask test` builds the hub, the modules and the fixtures first and exports where they
 //! are: `HUB_TEST_BIN` (the hub binary), `HUB_TEST_PLUGINS` (`plugins/`, libraries installed),
@@ -14,6 +15,7 @@
 //! assert_eq!(hub.get("/api/v1/tmplmod/health").status, 200);
 //! ```
 
+pub mod browser;
 pub mod oidc;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

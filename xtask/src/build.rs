@@ -199,12 +199,7 @@ pub fn build_with(profile: &Profile, features: &[&str]) -> anyhow::Result<Vec<Li
 /// command to run.
 pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let list = packages.join(" ");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !root {
+    if !is_root() {
         bail!("{list} is missing: install it with `sudo apt-get install -y {list}` and run again");
     }
     eprintln!("xtask: installing {list} (apt-get)");
@@ -222,4 +217,21 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!("`apt-get install -y {list}` failed: run it by hand and run again")
+}
+
+/// Whether `program --version` runs and succeeds.
+pub fn works(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether xtask runs as root (apt-get needs it).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }

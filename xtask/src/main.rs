@@ -9,11 +9,13 @@
 //! - `bench`: performance as ratios against a baseline measured in the same run.
 //!
 //! Rooms, bottom up: `build` and `pg` (cargo, the workspace, a PostgreSQL cluster) → `fixtures`,
-//! `node` (the OpenID provider's npm packages) → `run` (run and test) → `bench`, `new_module` →
-//! `main`; `tidy` holds the tidy tests.
+//! `node` (the OpenID provider's npm packages), `python` (schemathesis), `chromium` (the browser
+//! tests' browser) → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy
+//! tests.
 
 mod bench;
 mod build;
+mod chromium;
 mod fixtures;
 mod new_module;
 mod node;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::build::{root, run_command};
+use crate::build::{is_root, root, run_command, works};
 
 /// The provider's folder, relative to the workspace root.
 const PROVIDER_DIR: &str = "host/tests/oidc";
@@ -57,21 +57,4 @@ fn newer_or_same(file: &Path, than: &Path) -> anyhow::Result<bool> {
     };
     let wanted = modified(than).with_context(|| format!("cannot read {}", than.display()))?;
     Ok(installed >= wanted)
-}
-
-/// Whether `program --version` runs and succeeds.
-fn works(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Whether xtask runs as root (apt-get needs it).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

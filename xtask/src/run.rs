@@ -69,6 +69,7 @@ const RUN_PG_PORT: u16 = 54329;
 /// Build modules and fixtures, then run every test with the artifacts' locations exported.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
     crate::node::provider_packages()?;
+    crate::chromium::browser()?;
     let schemathesis = crate::python::schemathesis()?;
     let profile = Profile::from_release(false);
     build(&profile)?;

@@ -68,7 +68,7 @@ mod tests {
         src: "xtask/src",
         lines: &[
             &["build", "pg"],
-            &["fixtures", "node", "python"],
+            &["fixtures", "node", "python", "chromium"],
             &["run"],
             &["bench", "new_module"],
             &["main", "tidy"],
