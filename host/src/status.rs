@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::module::Safety;
+use crate::config::module::{ModuleEnv, Safety, Setting, settings};
 use crate::db::Database;
 use crate::db::ledger::{self, Ledger};
 use crate::deps::checks::{dependents, unmet};
 use crate::instance::{HealthReport, Instance, RouteInfo};
-use crate::manifest::Manifest;
+use crate::manifest::{Audience, Manifest};
 use crate::registry::{ModuleEntry, ReloadRecord, Snapshot, State};
 
 /// A module as the management API shows it.
@@ -35,6 +35,16 @@ pub struct ModuleObject {
     /// How many times a running version was replaced by a new one since the hub started.
     pub reloads: u64,
     pub last_reload: Option<ReloadRecord>,
+    /// The reloads since the hub started, newest first (at most 10).
+    pub reload_history: Vec<ReloadRecord>,
+    /// The running version's last health reports, newest first (at most 20).
+    pub health_history: Vec<HealthReport>,
+    /// Who sees the module (`module.json`'s `audience`); `null`: everyone who may call its routes.
+    pub audience: Option<Audience>,
+    /// The module's own permissions (`area.verb` → what it allows), as its manifest declares them.
+    pub permissions: std::collections::BTreeMap<String, String>,
+    /// Its effective settings (`config`, overridden by `MODULES__{NAME}__{KEY}`), secrets masked.
+    pub settings: Vec<Setting>,
     /// Every table, index, type… the module's migrations create starts with it.
     pub table_prefix: Option<String>,
     /// Applied and pending migrations; `null` when the database cannot be asked.
@@ -80,16 +90,21 @@ pub struct PendingMigration {
     pub name: String,
 }
 
-/// A relation a migration created, and whether it still exists.
+/// A relation a migration created, whether it still exists, and how big it is.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TableStatus {
     pub name: String,
     pub present: bool,
+    /// PostgreSQL's estimate of its rows; `null` until the table was first analyzed (autovacuum
+    /// does it), for views, and when it is missing.
+    pub rows_estimate: Option<i64>,
+    /// Its size on disk, indexes included; `null` when it is missing.
+    pub bytes: Option<i64>,
 }
 
 impl ModuleObject {
     /// What the registry knows of `entry`; dependencies unchecked, no migrations or tables yet.
-    fn of(entry: &ModuleEntry) -> ModuleObject {
+    fn of(entry: &ModuleEntry, env: &ModuleEnv) -> ModuleObject {
         let manifest = entry.manifest.as_ref();
         let instance = entry.instance().map(Arc::as_ref);
         ModuleObject {
@@ -107,7 +122,12 @@ impl ModuleObject {
             loaded_at: instance.map(|i| i.loaded_at().to_rfc3339()),
             mapped_libraries: entry.mapped_libraries,
             reloads: entry.reloads,
-            last_reload: entry.last_reload.clone(),
+            last_reload: entry.last_reload().cloned(),
+            reload_history: entry.reload_history.clone(),
+            health_history: instance.map(Instance::health_history).unwrap_or_default(),
+            audience: manifest.and_then(|m| m.audience.clone()),
+            permissions: manifest.map(|m| m.permissions.clone()).unwrap_or_default(),
+            settings: manifest.map(|m| settings(m, env)).unwrap_or_default(),
             table_prefix: manifest.map(Manifest::table_prefix),
             migrations: None,
             tables: None,
@@ -149,9 +169,14 @@ impl ModuleObject {
         self.tables = Some(
             tables
                 .into_iter()
-                .map(|name| TableStatus {
-                    present: ledger.present.contains(&name),
-                    name,
+                .map(|name| {
+                    let size = ledger.present.iter().find(|p| p.name == name);
+                    TableStatus {
+                        present: size.is_some(),
+                        rows_estimate: size.and_then(|s| s.rows_estimate),
+                        bytes: size.map(|s| s.bytes),
+                        name,
+                    }
                 })
                 .collect(),
         );
@@ -177,10 +202,11 @@ impl ModuleObject {
 pub async fn objects(
     entries: &[Arc<ModuleEntry>],
     all: &Snapshot,
+    env: &ModuleEnv,
     database: &Database,
     timeout: Duration,
 ) -> Vec<ModuleObject> {
-    let mut objects: Vec<ModuleObject> = entries.iter().map(|e| ModuleObject::of(e)).collect();
+    let mut objects: Vec<ModuleObject> = entries.iter().map(|e| ModuleObject::of(e, env)).collect();
     for object in &mut objects {
         for dependency in &mut object.dependencies {
             let node = all.get(&dependency.name);

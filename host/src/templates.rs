@@ -19,6 +19,54 @@ const HOME: &str = include_str!("../../templates/home.html");
 const ERROR: &str = include_str!("../../templates/error.html");
 const LOGIN: &str = include_str!("../../templates/login.html");
 
+/// The hub's own templates by name: the pages, and the console's (`admin/…`).
+const HUB_TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", BASE),
+    ("home.html", HOME),
+    ("error.html", ERROR),
+    ("login.html", LOGIN),
+    (
+        "admin/layout.html",
+        include_str!("../../templates/admin/layout.html"),
+    ),
+    (
+        "admin/modules.html",
+        include_str!("../../templates/admin/modules.html"),
+    ),
+    (
+        "admin/rows.html",
+        include_str!("../../templates/admin/rows.html"),
+    ),
+    (
+        "admin/module.html",
+        include_str!("../../templates/admin/module.html"),
+    ),
+    (
+        "admin/confirm.html",
+        include_str!("../../templates/admin/confirm.html"),
+    ),
+    (
+        "admin/graph.html",
+        include_str!("../../templates/admin/graph.html"),
+    ),
+    (
+        "admin/audit.html",
+        include_str!("../../templates/admin/audit.html"),
+    ),
+    (
+        "admin/audit_rows.html",
+        include_str!("../../templates/admin/audit_rows.html"),
+    ),
+    (
+        "admin/people.html",
+        include_str!("../../templates/admin/people.html"),
+    ),
+    (
+        "admin/tokens.html",
+        include_str!("../../templates/admin/tokens.html"),
+    ),
+];
+
 /// A module's templates, parsed, ready to render inside the hub's layout.
 pub struct ModuleTemplates {
     env: Environment<'static>,
@@ -61,12 +109,9 @@ fn hub_environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        for (name, source) in [
-            ("base.html", BASE),
-            ("home.html", HOME),
-            ("error.html", ERROR),
-            ("login.html", LOGIN),
-        ] {
+        env.add_filter("ago", ago);
+        env.add_filter("bytes", bytes);
+        for &(name, source) in HUB_TEMPLATES {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!("the hub's template {name} does not parse: {e}");
             }
@@ -83,7 +128,60 @@ pub fn render_hub(name: &str, context: Value) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `{{ time|ago }}`: how long ago an RFC 3339 time was (`12 s ago`, `3 min ago`, `2 h ago`,
+/// `4 days ago`); the text itself if it is not a time.
+fn ago(time: &str) -> String {
+    let Ok(then) = chrono::DateTime::parse_from_rfc3339(time) else {
+        return time.to_owned();
+    };
+    let seconds = (chrono::Utc::now() - then.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match seconds {
+        0..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86400),
+    }
+}
+
+/// `{{ n|bytes }}`: a size in bytes as people read it (`8.0 kB`, `1.2 MB`).
+fn bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    match n {
+        n if n < 1000.0 => format!("{n} B"),
+        n if n < 1e6 => format!("{:.1} kB", n / 1e3),
+        n if n < 1e9 => format!("{:.1} MB", n / 1e6),
+        n => format!("{:.1} GB", n / 1e9),
+    }
+}
+
 /// A minijinja error with its cause and place, in one line.
 fn one_line(error: &minijinja::Error) -> String {
     crate::causes::with_causes(error).replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hub_template_parses() {
+        let mut env = Environment::new();
+        env.add_filter("ago", ago);
+        env.add_filter("bytes", bytes);
+        for &(name, source) in HUB_TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("{name}: {}", one_line(&e)));
+        }
+    }
+
+    #[test]
+    fn ages_and_sizes_read_as_people_say_them() {
+        let ten_minutes = (chrono::Utc::now() - chrono::Duration::seconds(601)).to_rfc3339();
+        assert_eq!(ago(&ten_minutes), "10 min ago");
+        assert_eq!(ago("yesterday"), "yesterday");
+        assert_eq!(bytes(16384), "16.4 kB");
+        assert_eq!(bytes(999), "999 B");
+    }
 }

@@ -131,6 +131,83 @@ pub fn resolve_config(manifest: &Manifest, env: &ModuleEnv) -> Map<String, Value
     config
 }
 
+/// One effective setting of a module, as the management API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Setting {
+    pub key: String,
+    /// The value; `"********"` when the key looks secret.
+    pub value: Value,
+    /// The key's name looks like a secret's (`password`, `secret`, `token`, `…_key`…): its
+    /// value is never shown.
+    pub secret: bool,
+    /// `manifest` (module.json's `config`) or `environment` (`MODULES__{NAME}__{KEY}`, which
+    /// wins).
+    pub source: Source,
+}
+
+/// What a secret's value is shown as.
+pub const MASK: &str = "********";
+
+/// Whether a setting's name looks like a secret's.
+pub fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "credential",
+        "private",
+        "apikey",
+        "api_key",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+        || key == "key"
+        || key.ends_with("_key")
+}
+
+/// The effective settings of `manifest`'s module, sorted by key, secrets masked.
+pub fn settings(manifest: &Manifest, env: &ModuleEnv) -> Vec<Setting> {
+    let config = resolve_config(manifest, env);
+    let mut settings: Vec<Setting> = config
+        .into_iter()
+        .map(|(key, value)| {
+            let secret = looks_secret(&key);
+            let source = match environment_variable(manifest, env, &key) {
+                Some(_) => Source::Environment,
+                None => Source::Manifest,
+            };
+            Setting {
+                value: if secret {
+                    Value::String(MASK.to_owned())
+                } else {
+                    value
+                },
+                key,
+                secret,
+                source,
+            }
+        })
+        .collect();
+    settings.sort_by(|a, b| a.key.cmp(&b.key));
+    settings
+}
+
+/// The `MODULES__{NAME}__{KEY}` variable that sets `key` of `manifest`'s module, if one does
+/// (matched case-insensitively; `READ_ONLY` and `DRY_RUN` are keys too).
+pub fn environment_variable(manifest: &Manifest, env: &ModuleEnv, key: &str) -> Option<String> {
+    env.for_module(&manifest.name)
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(k, _)| {
+            format!(
+                "MODULES__{}__{}",
+                manifest.name.to_ascii_uppercase(),
+                k.to_ascii_uppercase()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -174,6 +251,43 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "MODULES__M__DRY_RUN=\"perhaps\" is not a boolean: use true or false"
+        );
+    }
+
+    #[test]
+    fn settings_show_their_source_and_mask_secrets() {
+        let m = manifest(
+            r#"{"name": "m", "version": "1.0.0", "config": {"greeting": "Hi", "api_key": "k1", "db_password": "p"}}"#,
+        );
+        let s = settings(&m, &env(&[("MODULES__M__GREETING", "Hej")]));
+        let shown: Vec<(String, Value, bool, Source)> = s
+            .into_iter()
+            .map(|s| (s.key, s.value, s.secret, s.source))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("api_key".into(), Value::from(MASK), true, Source::Manifest),
+                (
+                    "db_password".into(),
+                    Value::from(MASK),
+                    true,
+                    Source::Manifest
+                ),
+                (
+                    "greeting".into(),
+                    Value::from("Hej"),
+                    false,
+                    Source::Environment
+                ),
+            ]
+        );
+        assert!(
+            !looks_secret("keyboard_layout") && looks_secret("KEY") && looks_secret("AccessToken")
+        );
+        assert_eq!(
+            environment_variable(&m, &env(&[("MODULES__M__read_only", "true")]), "READ_ONLY"),
+            Some("MODULES__M__READ_ONLY".to_owned())
         );
     }
 

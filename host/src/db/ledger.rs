@@ -24,8 +24,19 @@ pub struct LedgerRow {
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub rows: Vec<LedgerRow>,
-    /// Which of the rows' relations exist now.
-    pub present: Vec<String>,
+    /// Which of the rows' relations exist now, with their sizes.
+    pub present: Vec<RelationSize>,
+}
+
+/// A relation that exists, and how big it is.
+#[derive(Debug, Clone)]
+pub struct RelationSize {
+    pub name: String,
+    /// PostgreSQL's estimate of its rows (`pg_class.reltuples`); `None` before the table was
+    /// first vacuumed or analyzed, and for views.
+    pub rows_estimate: Option<i64>,
+    /// Its size on disk with indexes and TOAST (`pg_total_relation_size`).
+    pub bytes: i64,
 }
 
 #[derive(Debug, Error)]
@@ -67,14 +78,20 @@ pub async fn read(db: &Database, modules: &[&str]) -> Result<Ledger, LedgerError
         .collect();
     let present = client
         .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT c.relname::text, CASE WHEN c.reltuples >= 0 AND c.relkind <> 'v' \
+             THEN c.reltuples::int8 END, pg_total_relation_size(c.oid) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relname = ANY($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
             &[&relations],
         )
         .await
         .map_err(failed)?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| RelationSize {
+            name: r.get(0),
+            rows_estimate: r.get(1),
+            bytes: r.get(2),
+        })
         .collect();
     Ok(Ledger { rows, present })
 }

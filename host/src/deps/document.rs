@@ -63,6 +63,12 @@ pub fn document(modules: &Snapshot) -> GraphDocument {
 /// dependents to the right), boxes coloured by state, an edge from each module to what it needs,
 /// red and dashed with its range when unsatisfied.
 pub fn svg(graph: &GraphDocument) -> String {
+    svg_linked(graph, None)
+}
+
+/// The picture, each node a link to `link` followed by the module's name when `link` is given
+/// (the console's module pages).
+pub fn svg_linked(graph: &GraphDocument, link: Option<&str>) -> String {
     // Depth: the longest chain of dependencies below a module (cycles cut at 0).
     let mut depth: BTreeMap<&str, usize> =
         graph.nodes.iter().map(|n| (n.name.as_str(), 0)).collect();
@@ -149,6 +155,14 @@ pub fn svg(graph: &GraphDocument) -> String {
             State::Disabled => "disabled",
             State::Failed => "failed",
         };
+        if let Some(link) = link {
+            out.push_str(&format!(
+                r#"<a href="{}{}" aria-label="{} ({state})">"#,
+                escape(link),
+                escape(&node.name),
+                escape(&node.name)
+            ));
+        }
         out.push_str(&format!(
             r#"<g class="node {state}"><rect x="{x:.0}" y="{y:.0}" width="{width:.0}" height="{height:.0}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/><text x="{:.0}" y="{:.0}" text-anchor="middle" font-weight="bold">{}</text><text x="{:.0}" y="{:.0}" text-anchor="middle" font-size="11">{} · {state}</text></g>
 "#,
@@ -159,6 +173,9 @@ pub fn svg(graph: &GraphDocument) -> String {
             y + 34.0,
             escape(node.version.as_deref().unwrap_or("?")),
         ));
+        if link.is_some() {
+            out.push_str("</a>\n");
+        }
     }
     out.push_str(&format!(
         r##"<text x="{margin:.0}" y="{:.0}" font-size="11" fill="#555">green: running · grey: disabled · red: failed · dashed red edge: dependency not met</text>

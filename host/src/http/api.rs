@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, not_found};
+use crate::config::module as module_settings;
 use crate::deps::document::{GraphDocument, document, svg};
 use crate::identity::Event;
 use crate::lifecycle::{ActionError, GraphOptions, Hub};
@@ -98,11 +99,29 @@ pub(crate) async fn ping() -> HttpResponse {
         (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
     ))]
 pub(crate) async fn list(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(modules(&caller, &hub).await?))
+}
+
+/// Every module (needs `modules.read`): what `GET /api/v1/modules` and the console show.
+pub(crate) async fn modules(caller: &Caller, hub: &Hub) -> Result<Vec<ModuleObject>, ApiError> {
     caller.require("modules.read")?;
     let all = hub.registry().all();
     let entries: Vec<_> = all.values().cloned().collect();
-    let objects: Vec<ModuleObject> = objects(&hub, &entries).await;
-    Ok(HttpResponse::Ok().json(objects))
+    Ok(objects(hub, &entries).await)
+}
+
+/// One module (needs `modules.read`).
+pub(crate) async fn module(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+) -> Result<ModuleObject, ApiError> {
+    caller.require("modules.read")?;
+    let name = valid_name(name)?;
+    let entry = hub.get(name).map_err(action_error)?;
+    one(hub, entry)
+        .await
+        .ok_or_else(|| ApiError::module_not_found(name))
 }
 
 /// The dependency graph: every module, and an edge from each to what it needs.
@@ -113,8 +132,13 @@ pub(crate) async fn list(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResp
         (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
     ))]
 pub(crate) async fn graph(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(graph_document(&caller, &hub)?))
+}
+
+/// The dependency graph (needs `modules.read`).
+pub(crate) fn graph_document(caller: &Caller, hub: &Hub) -> Result<GraphDocument, ApiError> {
     caller.require("modules.read")?;
-    Ok(HttpResponse::Ok().json(document(&hub.registry().all())))
+    Ok(document(&hub.registry().all()))
 }
 
 /// The dependency graph as a picture: states coloured, unmet dependencies dashed red.
@@ -128,8 +152,7 @@ pub(crate) async fn graph_svg(
     caller: Caller,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("modules.read")?;
-    let document = document(&hub.registry().all());
+    let document = graph_document(&caller, &hub)?;
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml")
         .body(svg(&document)))
@@ -150,10 +173,7 @@ pub(crate) async fn get(
     hub: web::Data<Hub>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("modules.read")?;
-    let name = valid_name(&name)?;
-    let entry = hub.get(name).map_err(action_error)?;
-    Ok(HttpResponse::Ok().json(one(&hub, entry).await))
+    Ok(HttpResponse::Ok().json(module(&caller, &hub, &name).await?))
 }
 
 /// Enable, disable or reload a module: effective at once, idempotent. Answers 200 with the
@@ -195,18 +215,30 @@ pub(crate) async fn action(
             "POST",
         ));
     }
+    let object = run_action(&caller, &hub, &name, &action, options.into_inner().into()).await?;
+    Ok(HttpResponse::Ok().json(object))
+}
+
+/// Enable, disable or reload module `name` (needs `modules.manage`), audited: what the
+/// management API and the console do.
+pub(crate) async fn run_action(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    action: &str,
+    options: GraphOptions,
+) -> Result<ModuleObject, ApiError> {
     caller.require("modules.manage")?;
-    let name = valid_name(&name)?;
-    let result = match action.as_str() {
-        "enable" => {
-            hub.set_enabled(name, true, options.into_inner().into())
-                .await
+    let name = valid_name(name)?;
+    let result = match action {
+        "enable" => hub.set_enabled(name, true, options).await,
+        "disable" => hub.set_enabled(name, false, options).await,
+        "reload" => hub.reload(name).await,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown module action '{other}': use enable, disable or reload"
+            )));
         }
-        "disable" => {
-            hub.set_enabled(name, false, options.into_inner().into())
-                .await
-        }
-        _ => hub.reload(name).await,
     }
     .map_err(action_error);
     let (outcome, details) = match &result {
@@ -226,7 +258,9 @@ pub(crate) async fn action(
             details,
         },
     );
-    Ok(HttpResponse::Ok().json(one(&hub, result?).await))
+    one(hub, result?)
+        .await
+        .ok_or_else(|| ApiError::module_not_found(name))
 }
 
 /// Set who sees a module (`module.json`'s `audience`; `null`: everyone who may call its
@@ -248,22 +282,206 @@ pub(crate) async fn set_audience(
     name: web::Path<String>,
     body: web::Json<Option<Audience>>,
 ) -> Result<HttpResponse, ApiError> {
+    let object = change_audience(&caller, &hub, &name, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(object))
+}
+
+/// Set module `name`'s audience (needs `modules.manage`), audited.
+pub(crate) async fn change_audience(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    audience: Option<Audience>,
+) -> Result<ModuleObject, ApiError> {
     caller.require("modules.manage")?;
-    let name = valid_name(&name)?;
-    let audience = body.into_inner();
+    let name = valid_name(name)?;
     let details = json!({"audience": audience});
-    let result = hub.set_audience(name, audience).await.map_err(action_error);
+    let result = hub.set_audience(name, audience).await;
+    finish_change(caller, hub, name, "module.audience", details, result).await
+}
+
+/// Which safety switches to set; an absent one stays as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyChange {
+    /// `true`: the module must not write (PostgreSQL refuses its writes).
+    #[serde(default)]
+    pub read_only: Option<bool>,
+    /// `true`: the module's writes are rolled back.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// Turn a module's safety switches on or off (`module.json`'s `safety`), applied at once as a
+/// reload. A switch the hub's environment sets (`MODULES__{NAME}__READ_ONLY`) cannot be changed
+/// here: the environment wins over module.json.
+#[utoipa::path(put, path = "/api/v1/modules/{name}/safety", tag = "modules",
+    security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
+    request_body(content = SafetyChange, description = "The switches to set"),
+    responses(
+        (status = 200, description = "The module after the change", body = ModuleObject),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.manage` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 409, description = "The hub's environment sets the switch (`set_by_environment`, naming the variable); nothing was written", body = ErrorBody),
+        (status = 422, description = "No switch named (`validation_failed`), or module.json cannot be read; nothing was written", body = ErrorBody),
+    ))]
+pub(crate) async fn set_safety(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    body: web::Json<SafetyChange>,
+) -> Result<HttpResponse, ApiError> {
+    let object = change_safety(&caller, &hub, &name, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(object))
+}
+
+/// Set module `name`'s safety switches (needs `modules.manage`), audited.
+pub(crate) async fn change_safety(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    change: SafetyChange,
+) -> Result<ModuleObject, ApiError> {
+    caller.require("modules.manage")?;
+    let name = valid_name(name)?;
+    if change.read_only.is_none() && change.dry_run.is_none() {
+        return Err(ApiError::invalid(
+            "name a switch to set: {\"read_only\": true|false} and/or {\"dry_run\": true|false}",
+            "read_only",
+        ));
+    }
+    let details = json!({"read_only": change.read_only, "dry_run": change.dry_run});
+    let env = &hub.config().module_env;
+    let result = hub
+        .update_manifest(name, "safety", |manifest| {
+            let mut safety = manifest.safety.clone();
+            for (key, value, slot) in [
+                ("READ_ONLY", change.read_only, &mut safety.read_only),
+                ("DRY_RUN", change.dry_run, &mut safety.dry_run),
+            ] {
+                let Some(value) = value else { continue };
+                if let Some(variable) = module_settings::environment_variable(manifest, env, key) {
+                    return Err(ActionError::SetByEnvironment { variable });
+                }
+                *slot = Some(value);
+            }
+            Ok(Some(serde_json::to_value(safety).unwrap_or_default()))
+        })
+        .await;
+    finish_change(caller, hub, name, "module.safety", details, result).await
+}
+
+/// Change a module's settings (`module.json`'s `config`): each key to its new value, `null`
+/// removes it; the other keys stay. Applied at once as a reload. A key the hub's environment
+/// sets (`MODULES__{NAME}__{KEY}`) cannot be changed here; the safety switches have their own
+/// route.
+#[utoipa::path(put, path = "/api/v1/modules/{name}/settings", tag = "modules",
+    security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
+    request_body(content = Object, description = "Keys to set (any JSON value) or remove (`null`)"),
+    responses(
+        (status = 200, description = "The module after the change (secrets masked)", body = ModuleObject),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.manage` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 409, description = "The hub's environment sets a key (`set_by_environment`, naming the variable); nothing was written", body = ErrorBody),
+        (status = 422, description = "A bad key (`validation_failed`), or module.json cannot be read; nothing was written", body = ErrorBody),
+    ))]
+pub(crate) async fn set_settings(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let object = change_settings(&caller, &hub, &name, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(object))
+}
+
+/// Change module `name`'s settings (needs `modules.manage`), audited (secret values masked).
+pub(crate) async fn change_settings(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    changes: serde_json::Map<String, serde_json::Value>,
+) -> Result<ModuleObject, ApiError> {
+    caller.require("modules.manage")?;
+    let name = valid_name(name)?;
+    if changes.is_empty() {
+        return Err(ApiError::invalid(
+            "name a setting to change: {\"key\": value}, or {\"key\": null} to remove it",
+            "settings",
+        ));
+    }
+    for key in changes.keys() {
+        let valid = !key.is_empty()
+            && key.len() <= 100
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(ApiError::invalid(
+                format!("setting {key:?} is not a key: use 1 to 100 letters, digits and _"),
+                key,
+            ));
+        }
+        if key.eq_ignore_ascii_case("read_only") || key.eq_ignore_ascii_case("dry_run") {
+            return Err(ApiError::invalid(
+                format!("{key} is a safety switch: PUT /api/v1/modules/{name}/safety"),
+                key,
+            ));
+        }
+    }
+    let details = json!({"settings": changes.iter().map(|(key, value)| {
+        let shown = if module_settings::looks_secret(key) && !value.is_null() {
+            json!(module_settings::MASK)
+        } else {
+            value.clone()
+        };
+        (key.clone(), shown)
+    }).collect::<serde_json::Map<_, _>>()});
+    let env = &hub.config().module_env;
+    let result = hub
+        .update_manifest(name, "config", |manifest| {
+            let mut config = manifest.config.clone();
+            for (key, value) in changes {
+                if let Some(variable) = module_settings::environment_variable(manifest, env, &key) {
+                    return Err(ActionError::SetByEnvironment { variable });
+                }
+                if value.is_null() {
+                    config.shift_remove(&key);
+                } else {
+                    config.insert(key, value);
+                }
+            }
+            Ok((!config.is_empty()).then_some(serde_json::Value::Object(config)))
+        })
+        .await;
+    finish_change(caller, hub, name, "module.settings", details, result).await
+}
+
+/// Audit a change of module `name`'s manifest and answer with the module.
+async fn finish_change(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    action: &str,
+    details: serde_json::Value,
+    result: Result<std::sync::Arc<ModuleEntry>, ActionError>,
+) -> Result<ModuleObject, ApiError> {
+    let result = result.map_err(action_error);
     caller.identity().auditor.record(
         &caller.actor,
         Event {
-            action: "module.audience",
+            action,
             module: Some(name),
             target: None,
             outcome: if result.is_ok() { "ok" } else { "failed" },
             details: Some(details),
         },
     );
-    Ok(HttpResponse::Ok().json(one(&hub, result?).await))
+    one(hub, result?)
+        .await
+        .ok_or_else(|| ApiError::module_not_found(name))
 }
 
 pub(crate) async fn admin_not_found(_: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -317,7 +535,8 @@ pub(crate) async fn bench_customer(
 async fn objects(hub: &Hub, entries: &[std::sync::Arc<ModuleEntry>]) -> Vec<ModuleObject> {
     let all = hub.registry().all();
     let timeout = hub.config().db_pool_timeout;
-    status::objects(entries, &all, hub.database(), timeout).await
+    let env = &hub.config().module_env;
+    status::objects(entries, &all, env, hub.database(), timeout).await
 }
 
 async fn one(hub: &Hub, entry: std::sync::Arc<ModuleEntry>) -> Option<ModuleObject> {
@@ -360,5 +579,11 @@ fn action_error(error: ActionError) -> ApiError {
             "invalid_manifest",
             e.to_string(),
         ),
+        ActionError::SetByEnvironment { ref variable } => ApiError::new(
+            StatusCode::CONFLICT,
+            "set_by_environment",
+            error.to_string(),
+        )
+        .with_details(json!({"variable": variable})),
     }
 }

@@ -132,7 +132,7 @@ impl FromRequest for Caller {
     }
 }
 
-fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
+pub fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
     if !req.method().is_safe()
         && let Some(from) = super::site::cross_site(req.method(), req.headers())
     {

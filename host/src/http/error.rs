@@ -64,6 +64,17 @@ impl ApiError {
         self
     }
 
+    /// 422 `validation_failed` for one field, named in `details`.
+    pub fn invalid(message: impl Into<String>, field: &str) -> ApiError {
+        let message = message.into();
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message.clone(),
+        )
+        .with_details(serde_json::json!([{"field": field, "message": message}]))
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

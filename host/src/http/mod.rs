@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod console;
 mod dispatch;
 mod docs;
 mod error;
@@ -140,6 +141,77 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(people::audit_log))
             .default_service(web::to(api::not_allowed("GET"))),
     )
+    // The console: a scope with a static prefix, skipped with one comparison.
+    .service(
+        web::scope("/admin")
+            .service(
+                web::resource("")
+                    .route(web::get().to(console::modules_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/static/console.js")
+                    .route(web::get().to(console::script))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/modules/rows")
+                    .route(web::get().to(console::module_rows))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/modules/{name}")
+                    .route(web::get().to(console::module_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/modules/{name}/{action}")
+                    .route(web::post().to(console::module_action))
+                    .default_service(web::to(api::not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/graph")
+                    .route(web::get().to(console::graph_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/audit")
+                    .route(web::get().to(console::audit_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/people")
+                    .route(web::get().to(console::people_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/users/{id}/roles")
+                    .route(web::post().to(console::user_roles))
+                    .default_service(web::to(api::not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/roles")
+                    .route(web::post().to(console::role))
+                    .default_service(web::to(api::not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/roles/{name}")
+                    .route(web::post().to(console::role))
+                    .default_service(web::to(api::not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/tokens")
+                    .route(web::get().to(console::tokens_page))
+                    .route(web::post().to(console::create_token))
+                    .default_service(web::to(api::not_allowed("GET, POST"))),
+            )
+            .service(
+                web::resource("/tokens/{id}/revoke")
+                    .route(web::post().to(console::revoke_token))
+                    .default_service(web::to(api::not_allowed("POST"))),
+            )
+            .default_service(web::to(console::not_found)),
+    )
     // A scope with a static prefix: requests for module routes skip it with one comparison.
     .service(
         web::scope("/api/v1/modules")
@@ -167,6 +239,16 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/{name}/audience")
                     .route(web::put().to(api::set_audience))
+                    .default_service(web::to(api::admin_not_allowed("PUT"))),
+            )
+            .service(
+                web::resource("/{name}/safety")
+                    .route(web::put().to(api::set_safety))
+                    .default_service(web::to(api::admin_not_allowed("PUT"))),
+            )
+            .service(
+                web::resource("/{name}/settings")
+                    .route(web::put().to(api::set_settings))
                     .default_service(web::to(api::admin_not_allowed("PUT"))),
             )
             .service(web::resource("/{name}/{action}").to(api::action))

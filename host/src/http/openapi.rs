@@ -32,6 +32,8 @@ use crate::lifecycle::Hub;
         super::api::get,
         super::api::action,
         super::api::set_audience,
+        super::api::set_safety,
+        super::api::set_settings,
         super::login::login,
         super::login::login_form,
         super::login::callback,

@@ -63,19 +63,19 @@ pub struct CreatedToken {
 pub struct NewToken {
     /// What the token is for (1 to 100 characters).
     #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
-    name: String,
+    pub(crate) name: String,
     /// What it may do: hub permissions, `<module>:<permission>`, `<module>:*` or `*`; never more
     /// than its creator has. Default: everything its creator may do.
     #[serde(default)]
-    permissions: Option<Vec<String>>,
+    pub(crate) permissions: Option<Vec<String>>,
     /// Days until it expires, 1 to 3650; default 90.
     #[serde(default, deserialize_with = "crate::manifest::whole_number")]
     #[schema(minimum = 1, maximum = 3650)]
-    expires_in_days: Option<u32>,
+    pub(crate) expires_in_days: Option<u32>,
     /// A service user's id: an admin (`users.manage`) makes a token for another system.
     #[serde(default, deserialize_with = "crate::manifest::whole_number")]
     #[schema(minimum = 1)]
-    user_id: Option<i64>,
+    pub(crate) user_id: Option<i64>,
 }
 
 /// `GET /api/v1/tokens`'s query.
@@ -139,14 +139,14 @@ pub struct Offboarded {
 pub struct RoleObject {
     /// Lowercase letters, digits, `-` and `_`, 1 to 40 characters, starting with a letter.
     #[schema(pattern = "^[a-z][a-z0-9_-]{0,39}$")]
-    name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    description: String,
+    pub(crate) description: String,
     /// Hub permissions, `<module>:<permission>`, `<module>:*` or `*`.
-    permissions: Vec<String>,
+    pub(crate) permissions: Vec<String>,
     /// `admin`, `operator` and `viewer` are built in and cannot change.
     #[serde(default)]
-    builtin: bool,
+    pub(crate) builtin: bool,
 }
 
 /// A role's new description and permissions.
@@ -154,8 +154,8 @@ pub struct RoleObject {
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     #[serde(default)]
-    description: String,
-    permissions: Vec<String>,
+    pub(crate) description: String,
+    pub(crate) permissions: Vec<String>,
 }
 
 /// `GET /api/v1/audit`'s filters.
@@ -164,20 +164,20 @@ pub struct RoleChange {
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// `user:<id>`, `token:<id>`, `admin`, `watcher`, `hub`, `anonymous`.
-    actor: Option<String>,
-    module: Option<String>,
+    pub(crate) actor: Option<String>,
+    pub(crate) module: Option<String>,
     /// An action (`module.enable`) or a family of them (`module`).
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     /// From this time on (RFC 3339).
-    since: Option<DateTime<Utc>>,
+    pub(crate) since: Option<DateTime<Utc>>,
     /// Before this time (RFC 3339).
-    until: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
     /// Rows older than this id (the `next` of the previous page).
     #[param(minimum = 1)]
-    before: Option<i64>,
+    pub(crate) before: Option<i64>,
     /// 1 to 500; default 100.
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 /// A page of the audit log, newest first.
@@ -206,16 +206,6 @@ fn store_error(error: StoreError) -> ApiError {
         }
         StoreError::Query(e) => ApiError::internal(e),
     }
-}
-
-fn invalid(message: impl Into<String>, field: &str) -> ApiError {
-    let message = message.into();
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-        message.clone(),
-    )
-    .with_details(json!([{"field": field, "message": message}]))
 }
 
 /// Take what a change did into the in-memory directory at once (not within the second).
@@ -252,17 +242,25 @@ pub(crate) async fn create_token(
     hub: web::Data<Hub>,
     body: web::Json<NewToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    Ok(HttpResponse::Created().json(new_token(&caller, &hub, body.into_inner()).await?))
+}
+
+/// Make an API token for the caller (or, with `users.manage`, a service user), audited.
+pub(crate) async fn new_token(
+    caller: &Caller,
+    hub: &Hub,
+    body: NewToken,
+) -> Result<CreatedToken, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "a token's name must be 1 to 100 characters",
             "name",
         ));
     }
     let days = body.expires_in_days.unwrap_or(90);
     if !(1..=3650).contains(&days) {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "expires_in_days must be 1 to 3650",
             "expires_in_days",
         ));
@@ -271,7 +269,8 @@ pub(crate) async fn create_token(
     let grants = match body.permissions {
         Some(grants) => {
             for grant in &grants {
-                permissions::validate_grant(grant).map_err(|e| invalid(e, "permissions"))?;
+                permissions::validate_grant(grant)
+                    .map_err(|e| ApiError::invalid(e, "permissions"))?;
             }
             identity::within(&creator.permissions, &grants).map_err(|message| {
                 ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
@@ -290,7 +289,7 @@ pub(crate) async fn create_token(
                 .get(&id)
                 .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
             if user.kind != Kind::Service {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     format!("user {id} is not a service user: people make their own tokens"),
                     "user_id",
                 ));
@@ -328,10 +327,10 @@ pub(crate) async fn create_token(
         &format!("token:{}", row.id),
         Some(json!({"name": row.name, "user_id": owner, "permissions": row.permissions})),
     );
-    Ok(HttpResponse::Created().json(CreatedToken {
+    Ok(CreatedToken {
         token: row.into(),
         token_secret: secret,
-    }))
+    })
 }
 
 /// The caller's tokens (every user's with `all=true` and `users.manage`), newest first.
@@ -347,7 +346,16 @@ pub(crate) async fn list_tokens(
     hub: web::Data<Hub>,
     query: web::Query<TokensQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = if query.all {
+    Ok(HttpResponse::Ok().json(tokens(&caller, &hub, query.all).await?))
+}
+
+/// The caller's tokens, or with `all` every user's (needs `users.manage`).
+pub(crate) async fn tokens(
+    caller: &Caller,
+    hub: &Hub,
+    all: bool,
+) -> Result<Vec<TokenObject>, ApiError> {
+    let user = if all {
         caller.require("users.manage")?;
         None
     } else {
@@ -356,7 +364,7 @@ pub(crate) async fn list_tokens(
     let rows = store::tokens(hub.identity().database(), user)
         .await
         .map_err(store_error)?;
-    Ok(HttpResponse::Ok().json(rows.into_iter().map(TokenObject::from).collect::<Vec<_>>()))
+    Ok(rows.into_iter().map(TokenObject::from).collect())
 }
 
 /// Revoke a token: the caller's own, or anyone's with `users.manage`. Sessions opened with it
@@ -374,7 +382,12 @@ pub(crate) async fn revoke_token(
     hub: web::Data<Hub>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    revoke(&caller, &hub, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revoke token `id`: the caller's own, or anyone's with `users.manage`; audited.
+pub(crate) async fn revoke(caller: &Caller, hub: &Hub, id: i64) -> Result<(), ApiError> {
     let identity = hub.identity();
     let row = store::token_by_id(identity.database(), id)
         .await
@@ -399,7 +412,7 @@ pub(crate) async fn revoke_token(
         &format!("token:{id}"),
         Some(json!({"name": row.name})),
     );
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 fn own_user(caller: &Caller, identity: &Identity) -> Result<i64, ApiError> {
@@ -443,19 +456,23 @@ pub(crate) async fn list_users(
     caller: Caller,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(users(&caller, &hub).await?))
+}
+
+/// Every user (needs `users.manage`).
+pub(crate) async fn users(caller: &Caller, hub: &Hub) -> Result<Vec<UserObject>, ApiError> {
     caller.require("users.manage")?;
     let identity = hub.identity();
     let rows = store::users(identity.database())
         .await
         .map_err(store_error)?;
-    let users: Vec<UserObject> = rows.into_iter().map(|r| user_object(r, identity)).collect();
-    Ok(HttpResponse::Ok().json(users))
+    Ok(rows.into_iter().map(|r| user_object(r, identity)).collect())
 }
 
 fn check_roles(identity: &Identity, roles: &[String]) -> Result<(), ApiError> {
     let directory = identity.directory();
     match roles.iter().find(|r| !directory.roles.contains_key(*r)) {
-        Some(role) => Err(invalid(
+        Some(role) => Err(ApiError::invalid(
             format!("there is no role '{role}': GET /api/v1/roles lists them"),
             "roles",
         )),
@@ -488,7 +505,7 @@ pub(crate) async fn create_user(
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
     if !ok {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "a service user's name is 1 to 64 lowercase letters, digits, -, _ and .",
             "name",
         ));
@@ -547,11 +564,22 @@ pub(crate) async fn set_roles(
     id: web::Path<i64>,
     body: web::Json<UserRoles>,
 ) -> Result<HttpResponse, ApiError> {
+    let user = give_roles(&caller, &hub, id.into_inner(), body.into_inner().roles).await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+/// Give user `id` exactly `roles` (needs `users.manage`), audited.
+pub(crate) async fn give_roles(
+    caller: &Caller,
+    hub: &Hub,
+    id: i64,
+    roles: Vec<String>,
+) -> Result<UserObject, ApiError> {
     caller.require("users.manage")?;
-    let (id, identity) = (id.into_inner(), hub.identity());
-    check_roles(identity, &body.roles)?;
+    let identity = hub.identity();
+    check_roles(identity, &roles)?;
     let before = user_row(identity, id).await?;
-    store::set_user_roles(identity.database(), id, &body.roles)
+    store::set_user_roles(identity.database(), id, &roles)
         .await
         .map_err(store_error)?;
     refreshed(identity).await?;
@@ -559,9 +587,9 @@ pub(crate) async fn set_roles(
         &caller,
         "user.roles",
         &format!("user:{id}"),
-        Some(json!({"before": before.roles, "after": body.roles})),
+        Some(json!({"before": before.roles, "after": roles})),
     );
-    Ok(HttpResponse::Ok().json(user_object(user_row(identity, id).await?, identity)))
+    Ok(user_object(user_row(identity, id).await?, identity))
 }
 
 /// Offboard a user in one call: disabled, sessions ended, tokens revoked.
@@ -617,11 +645,16 @@ pub(crate) async fn list_roles(
     caller: Caller,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(roles(&caller, &hub).await?))
+}
+
+/// Every role (needs `users.manage`).
+pub(crate) async fn roles(caller: &Caller, hub: &Hub) -> Result<Vec<RoleObject>, ApiError> {
     caller.require("users.manage")?;
     let rows = store::roles(hub.identity().database())
         .await
         .map_err(store_error)?;
-    let roles: Vec<RoleObject> = rows
+    Ok(rows
         .into_iter()
         .map(|r| RoleObject {
             name: r.name,
@@ -629,8 +662,7 @@ pub(crate) async fn list_roles(
             permissions: r.permissions,
             builtin: r.builtin,
         })
-        .collect();
-    Ok(HttpResponse::Ok().json(roles))
+        .collect())
 }
 
 fn check_role(name: &str, grants: &[String]) -> Result<(), ApiError> {
@@ -640,7 +672,7 @@ fn check_role(name: &str, grants: &[String]) -> Result<(), ApiError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             format!(
                 "role name {name:?} must be 1 to 40 lowercase letters, digits, - and _, starting with a letter"
             ),
@@ -648,7 +680,7 @@ fn check_role(name: &str, grants: &[String]) -> Result<(), ApiError> {
         ));
     }
     for grant in grants {
-        permissions::validate_grant(grant).map_err(|e| invalid(e, "permissions"))?;
+        permissions::validate_grant(grant).map_err(|e| ApiError::invalid(e, "permissions"))?;
     }
     Ok(())
 }
@@ -668,8 +700,16 @@ pub(crate) async fn create_role(
     hub: web::Data<Hub>,
     body: web::Json<RoleObject>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(add_role(&caller, &hub, body.into_inner()).await?))
+}
+
+/// Make role `role` (needs `users.manage`), audited.
+pub(crate) async fn add_role(
+    caller: &Caller,
+    hub: &Hub,
+    role: RoleObject,
+) -> Result<RoleObject, ApiError> {
     caller.require("users.manage")?;
-    let role = body.into_inner();
     check_role(&role.name, &role.permissions)?;
     let identity = hub.identity();
     store::create_role(
@@ -690,10 +730,10 @@ pub(crate) async fn create_role(
         &role.name,
         Some(json!({"permissions": role.permissions})),
     );
-    Ok(HttpResponse::Created().json(RoleObject {
+    Ok(RoleObject {
         builtin: false,
         ..role
-    }))
+    })
 }
 
 /// Change a role's description and permissions (not a built-in one's).
@@ -713,8 +753,18 @@ pub(crate) async fn update_role(
     name: web::Path<String>,
     body: web::Json<RoleChange>,
 ) -> Result<HttpResponse, ApiError> {
+    let role = change_role(&caller, &hub, name.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(role))
+}
+
+/// Change role `name`'s description and permissions (needs `users.manage`), audited.
+pub(crate) async fn change_role(
+    caller: &Caller,
+    hub: &Hub,
+    name: String,
+    change: RoleChange,
+) -> Result<RoleObject, ApiError> {
     caller.require("users.manage")?;
-    let (name, change) = (name.into_inner(), body.into_inner());
     check_role(&name, &change.permissions)?;
     let identity = hub.identity();
     let role = RoleRow {
@@ -736,12 +786,12 @@ pub(crate) async fn update_role(
         &name,
         Some(json!({"permissions": role.permissions})),
     );
-    Ok(HttpResponse::Ok().json(RoleObject {
+    Ok(RoleObject {
         name: role.name,
         description: role.description,
         permissions: role.permissions,
         builtin: false,
-    }))
+    })
 }
 
 /// Delete a role (not a built-in one); users lose it.
@@ -796,17 +846,28 @@ pub(crate) async fn audit_log(
     hub: web::Data<Hub>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(audit_page(&caller, &hub, query.into_inner()).await?))
+}
+
+/// A page of the audit log (needs `audit.read`).
+pub(crate) async fn audit_page(
+    caller: &Caller,
+    hub: &Hub,
+    query: AuditQuery,
+) -> Result<AuditPage, ApiError> {
     caller.require("audit.read")?;
     let identity = hub.identity();
     // Entries queued a moment ago are part of the answer.
     identity.auditor.flush(identity.database()).await;
-    let query = query.into_inner();
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(invalid("limit must be 1 to 500", "limit"));
+        return Err(ApiError::invalid("limit must be 1 to 500", "limit"));
     }
     if query.before.is_some_and(|before| before < 1) {
-        return Err(invalid("before must be a row id (1 or more)", "before"));
+        return Err(ApiError::invalid(
+            "before must be a row id (1 or more)",
+            "before",
+        ));
     }
     let entries = store::audit(
         identity.database(),
@@ -825,5 +886,5 @@ pub(crate) async fn audit_log(
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(HttpResponse::Ok().json(AuditPage { entries, next }))
+    Ok(AuditPage { entries, next })
 }

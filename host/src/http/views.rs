@@ -16,7 +16,7 @@ use crate::lifecycle::Hub;
 use crate::templates;
 
 /// `hub` of a page's context, for `user` (the modules outside their audience are not listed).
-fn hub_context(hub: &Hub, module: Option<&Instance>, user: Option<&Principal>) -> Value {
+pub(super) fn hub_context(hub: &Hub, module: Option<&Instance>, user: Option<&Principal>) -> Value {
     let all = hub.registry().all();
     let modules: Vec<Value> = all
         .values()
@@ -48,10 +48,61 @@ fn hub_context(hub: &Hub, module: Option<&Instance>, user: Option<&Principal>) -
     });
     json!({
         "modules": modules,
-        "user": user.map(|u| json!({"name": u.name, "kind": u.kind.as_str()})),
+        "user": user.map(|u| json!({
+            "name": u.name,
+            "kind": u.kind.as_str(),
+            "console": may_use_console(u),
+        })),
         "module": current,
         "title": module.map_or("BMC Hub", Instance::name),
     })
+}
+
+/// Whether `user` may see any page of the console beyond their own tokens.
+pub fn may_use_console(user: &Principal) -> bool {
+    ["modules.read", "audit.read", "users.manage"]
+        .iter()
+        .any(|p| user.permissions.can(p))
+}
+
+/// Render the hub's own `template` with `context` (a JSON object), `hub` added for `user`.
+pub fn hub_page(
+    hub: &Hub,
+    user: Option<&Principal>,
+    template: &str,
+    mut context: Value,
+    status: StatusCode,
+) -> HttpResponse {
+    if let Value::Object(object) = &mut context {
+        object.insert("hub".to_owned(), hub_context(hub, None, user));
+    }
+    match templates::render_hub(template, context) {
+        Ok(body) => html(status, body),
+        Err(e) => {
+            tracing::error!("the hub's template {template} cannot render: {e}");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("<h1>500</h1><p>{}</p>", escape(&e)),
+            )
+        }
+    }
+}
+
+/// The hub's error page for a signed-in `user`.
+pub fn user_error_page(
+    hub: &Hub,
+    user: Option<&Principal>,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> HttpResponse {
+    let context = json!({
+        "status": status.as_u16(),
+        "reason": status.canonical_reason().unwrap_or(""),
+        "code": code,
+        "message": message,
+    });
+    hub_page(hub, user, "error.html", context, status)
 }
 
 fn html(status: StatusCode, body: String) -> HttpResponse {

@@ -34,7 +34,7 @@ use self::directory::{Directory, Session};
 pub use self::directory::{Kind, Principal};
 use self::limiter::Limiter;
 pub use self::permissions::{HUB_PERMISSIONS, Permissions};
-pub use self::secret::TOKEN_PREFIX;
+pub use self::secret::{TOKEN_PREFIX, csrf_token};
 use crate::config::Config;
 use crate::db::identity::{self as store, LoginRow, SessionRow, StoreError};
 use crate::db::{Database, DbUnavailable};

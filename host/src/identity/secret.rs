@@ -30,6 +30,16 @@ pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The console's CSRF token for a session: derived from the session's secret (which only its
+/// browser has, in an HttpOnly cookie), so a form from another site cannot carry it, and it
+/// ends with the session. Never the secret itself: the token is written into pages.
+pub fn csrf_token(session_secret: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"bmc-hub csrf\0");
+    hash.update(session_secret.as_bytes());
+    URL_SAFE_NO_PAD.encode(hash.finalize())
+}
+
 /// Whether `text` could be a secret this hub made: the right length and alphabet.
 pub fn well_formed(text: &str, prefix: &str) -> bool {
     text.strip_prefix(prefix).is_some_and(|rest| {
@@ -52,6 +62,10 @@ mod tests {
         assert!(!well_formed(&a[..a.len() - 1], TOKEN_PREFIX));
         assert!(!well_formed("hub_../../etc/passwd", TOKEN_PREFIX));
         assert!(well_formed(&new_session_id()?, ""));
+        let (one, other) = (new_session_id()?, new_session_id()?);
+        assert_eq!(csrf_token(&one), csrf_token(&one));
+        assert_ne!(csrf_token(&one), csrf_token(&other));
+        assert_ne!(csrf_token(&one), one);
         Ok(())
     }
 }

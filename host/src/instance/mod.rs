@@ -30,7 +30,10 @@ use crate::loader::LibraryInfo;
 use crate::manifest::Audience;
 use crate::templates::ModuleTemplates;
 
-/// The last health report of a module.
+/// How many health reports an instance remembers.
+pub const HEALTH_KEPT: usize = 20;
+
+/// A health report of a module.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// `healthy`, `degraded` or `unhealthy`.
@@ -75,7 +78,8 @@ pub struct Instance {
     object: ModuleBox,
     routes: RouteTable,
     loaded_at: DateTime<Utc>,
-    health: Mutex<Option<HealthReport>>,
+    /// The last health reports, oldest first (at most [`HEALTH_KEPT`]).
+    health: Mutex<std::collections::VecDeque<HealthReport>>,
     shutdown_started: AtomicBool,
     reaper: Reaper,
     migrations: Vec<MigrationSpec>,
@@ -119,7 +123,7 @@ impl Instance {
             object,
             routes,
             loaded_at: Utc::now(),
-            health: Mutex::new(None),
+            health: Mutex::new(std::collections::VecDeque::new()),
             shutdown_started: AtomicBool::new(false),
             reaper,
             migrations,
@@ -216,15 +220,26 @@ impl Instance {
                 ),
             ),
         };
-        if let Ok(mut last) = self.health.lock() {
-            *last = Some(report.clone());
+        if let Ok(mut history) = self.health.lock() {
+            if history.len() == HEALTH_KEPT {
+                history.pop_front();
+            }
+            history.push_back(report.clone());
         }
         report
     }
 
     /// The last health report, if any check ran.
     pub fn last_health(&self) -> Option<HealthReport> {
-        self.health.lock().ok().and_then(|h| h.clone())
+        self.health.lock().ok().and_then(|h| h.back().cloned())
+    }
+
+    /// The last health reports, newest first.
+    pub fn health_history(&self) -> Vec<HealthReport> {
+        self.health
+            .lock()
+            .map(|h| h.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Start the shutdown hook now, unless it already started. The hub calls this at exit; for

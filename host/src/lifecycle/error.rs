@@ -20,4 +20,8 @@ pub enum ActionError {
         name: String,
         dependents: Vec<String>,
     },
+    #[error(
+        "{variable} is set in the hub's environment, which wins over module.json: change or unset it there (and restart the hub)"
+    )]
+    SetByEnvironment { variable: String },
 }

@@ -187,6 +187,19 @@ impl Hub {
         name: &str,
         audience: Option<manifest::Audience>,
     ) -> Result<Arc<ModuleEntry>, ActionError> {
+        let value = audience.map(|a| serde_json::to_value(a).unwrap_or_default());
+        self.update_manifest(name, "audience", |_| Ok(value)).await
+    }
+
+    /// Under the module's lock: compute the new value of `module.json`'s top-level `key` from
+    /// the manifest as it is (`None` removes the key), write it (only if the result is a valid
+    /// manifest), then apply it as a reload does. Nothing is written when `change` refuses.
+    pub async fn update_manifest(
+        &self,
+        name: &str,
+        key: &str,
+        change: impl FnOnce(&Manifest) -> Result<Option<serde_json::Value>, ActionError>,
+    ) -> Result<Arc<ModuleEntry>, ActionError> {
         if !self.config.modules_enabled {
             return Err(ActionError::ModulesOff);
         }
@@ -197,9 +210,9 @@ impl Hub {
             self.forget(name);
             return Err(ActionError::NotInstalled(name.to_owned()));
         }
-        Manifest::load(&folder)?;
-        let value = audience.map(|a| serde_json::to_value(a).unwrap_or_default());
-        manifest::write_key(&folder.join(manifest::FILE_NAME), "audience", value)?;
+        let current = Manifest::load(&folder)?;
+        let value = change(&current)?;
+        manifest::write_key(&folder.join(manifest::FILE_NAME), key, value)?;
         self.converge(name, Action::Reload, None).await
     }
 
@@ -431,7 +444,7 @@ impl Hub {
         entry.fingerprint = Some(fingerprint);
         if let Some(previous) = &previous {
             entry.reloads = previous.reloads;
-            entry.last_reload = previous.last_reload.clone();
+            entry.reload_history = previous.reload_history.clone();
         }
         if action.is_reload() {
             let record = |outcome: &'static str, error: Option<String>| ReloadRecord {
@@ -446,11 +459,11 @@ impl Hub {
                     if running.is_some() {
                         entry.reloads += 1;
                     }
-                    entry.last_reload = Some(record("ok", None));
+                    entry.record_reload(record("ok", None));
                 }
                 Outcome::Kept | Outcome::Failed => {
                     let error = entry.state.error().map(ToString::to_string);
-                    entry.last_reload = Some(record("failed", error));
+                    entry.record_reload(record("failed", error));
                 }
                 Outcome::Disabled | Outcome::Unchanged => {}
             }
@@ -515,7 +528,7 @@ impl Hub {
             mapped_libraries: mapped_libraries(),
             fingerprint: None,
             reloads: 0,
-            last_reload: None,
+            reload_history: Vec::new(),
         };
         // A failure while an instance runs keeps that instance serving, with the reason shown.
         let keep = |running: &ModuleEntry, error: StartError| {

@@ -52,7 +52,7 @@ impl Action {
         )
     }
 
-    /// Whether the action replaces a version (recorded in `last_reload`).
+    /// Whether the action replaces a version (recorded in `reload_history`).
     pub fn is_reload(self) -> bool {
         matches!(self, Action::Reload | Action::FileChange)
     }

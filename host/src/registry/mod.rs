@@ -26,10 +26,25 @@ pub struct ModuleEntry {
     pub fingerprint: Option<Fingerprint>,
     /// How many times a running version was replaced by a new one since the hub started.
     pub reloads: u64,
-    pub last_reload: Option<ReloadRecord>,
+    /// The reloads since the hub started, newest first (at most [`RELOADS_KEPT`]).
+    pub reload_history: Vec<ReloadRecord>,
 }
 
+/// How many reloads a module's entry remembers.
+pub const RELOADS_KEPT: usize = 10;
+
 impl ModuleEntry {
+    /// Remember `record` as the newest reload.
+    pub fn record_reload(&mut self, record: ReloadRecord) {
+        self.reload_history.insert(0, record);
+        self.reload_history.truncate(RELOADS_KEPT);
+    }
+
+    /// The last reload, if there was one.
+    pub fn last_reload(&self) -> Option<&ReloadRecord> {
+        self.reload_history.first()
+    }
+
     pub fn kind(&self) -> State {
         self.state.kind()
     }
