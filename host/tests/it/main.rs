@@ -54,3 +54,6 @@ mod typed;
 
 /// schemathesis against the hub and its example modules: no failure, every operation succeeds (issue 14).
 mod conformance;
+
+/// The web console over HTTP, and the management routes its actions use (issue 15).
+mod console;
