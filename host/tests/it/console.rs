@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Hub, Reply, Setup, TOKEN};
+use crate::support::{Hub, Reply, Setup, TOKEN, urlencode};
 
 /// customers and tickets (which needs customers), with a database.
 fn pair() -> Hub {
@@ -73,15 +73,6 @@ impl<'a> Session<'a> {
         assert_eq!(page.status, 200, "{}", page.body);
         csrf_of(&page.body)
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn csrf_of(page: &str) -> String {

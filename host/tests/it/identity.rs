@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Hub, Reply, Setup, TOKEN, TestDb, plugins};
+use crate::support::{Hub, Reply, Setup, TOKEN, TestDb, free_port, plugins, urlencode};
 
 const SIGN_IN_FIRST: &str = "sign in first: send Authorization: Bearer <token> (the admin token or an API token), or sign in at /login";
 const INVALID_TOKEN: &str = "the token is not valid (unknown, expired or revoked): create a new one with POST /api/v1/tokens";
@@ -99,15 +99,6 @@ fn sign_in(hub: &Hub, token: &str, next: &str) -> (String, String, Reply) {
     let set_cookie = reply.set_cookie.clone().unwrap_or_default();
     let pair = set_cookie.split(';').next().unwrap_or_default().to_owned();
     (pair, set_cookie, reply)
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn audit(hub: &Hub, query: &str) -> Vec<Value> {
@@ -937,14 +928,6 @@ fn sha256_hex(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A port nobody listens on now (the hub's redirect URI must be known before it starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[test]

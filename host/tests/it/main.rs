@@ -57,3 +57,6 @@ mod conformance;
 
 /// The web console over HTTP, and the management routes its actions use (issue 15).
 mod console;
+
+/// The console in Debian's headless chromium, signed in through the OpenID provider (issue 15).
+mod browser;

@@ -13,3 +13,21 @@ pub fn api_versions() -> (String, String) {
         format!("{major}.{minor}"),
     )
 }
+
+/// A port nobody listens on now (a hub's redirect URI must be known before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `text` percent-encoded for a form or a query (all but letters, digits, `-`, `_`, `.`).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
