@@ -10,6 +10,8 @@
 //!   query on the same pool.
 //! - `reload`: a module swapped 100 times under load (see `bench/reload.rs`).
 //! - `scale`: fifty modules in chains and diamonds, from spawn until all serve (`bench/scale.rs`).
+//! - `console`: the console's pages with fifty modules, against the JSON they draw from
+//!   (`bench/console.rs`).
 //! - `abi`: criterion: one handler call through the ABI against the same body called directly.
 //!
 //! `--against <checkout>` measures another build (a checkout of another commit, built with
@@ -23,6 +25,7 @@ use anyhow::{Context as _, bail};
 
 use crate::build::{self, Profile, root};
 
+mod console;
 mod count;
 mod hub;
 mod reload;
@@ -52,6 +55,8 @@ pub enum Which {
     Reload,
     /// Fifty modules in chains and diamonds: time from the hub's spawn until all of them serve.
     Scale,
+    /// The console's pages with fifty modules: ms per page against the JSON they draw from.
+    Console,
     /// All of them.
     All,
 }
@@ -84,6 +89,9 @@ pub fn bench(which: Which, options: &Options) -> anyhow::Result<()> {
     }
     if matches!(which, Which::Scale | Which::All) {
         scale::run(&profile, against.as_ref())?;
+    }
+    if matches!(which, Which::Console | Which::All) {
+        console::run(&profile)?;
     }
     if matches!(which, Which::Abi | Which::All) {
         abi()?;

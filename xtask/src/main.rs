@@ -54,7 +54,7 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// Measure (release builds): dispatch, abi, db, reload, scale; see docs/PERFORMANCE.md.
+    /// Measure (release builds): dispatch, abi, db, reload, scale, console; see docs/PERFORMANCE.md.
     Bench {
         /// Which benchmark.
         #[arg(value_enum, default_value = "all")]
@@ -81,6 +81,8 @@ enum Command {
         /// One line on what it does.
         description: Option<String>,
     },
+    /// Run the console's browser test, saving PNGs of its main pages in target/screenshots/.
+    Screenshots,
     /// Build modules and test fixtures, then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         }
         Command::Run { release } => run::run(&build::Profile::from_release(release)),
         Command::Test { args } => run::test(&args),
+        Command::Screenshots => run::screenshots(),
         Command::NewModule { name, description } => {
             new_module::new_module(&name, description.as_deref())
         }

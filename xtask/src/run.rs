@@ -68,6 +68,35 @@ const RUN_PG_PORT: u16 = 54329;
 
 /// Build modules and fixtures, then run every test with the artifacts' locations exported.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
+    test_with(extra, &[])
+}
+
+/// The console's browser test (`it::browser`), which saves a PNG of each main page it visits
+/// into `target/screenshots/` (through `HUB_SCREENSHOTS`).
+pub fn screenshots() -> anyhow::Result<()> {
+    let folder = target_dir().join("screenshots");
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder)
+            .with_context(|| format!("cannot clear {}", folder.display()))?;
+    }
+    let extra: Vec<String> = ["--test", "it", "--", "browser::", "--test-threads=1"]
+        .map(str::to_owned)
+        .to_vec();
+    test_with(&extra, &[("HUB_SCREENSHOTS", folder.as_os_str())])?;
+    let mut saved: Vec<String> = std::fs::read_dir(&folder)
+        .with_context(|| format!("the browser test saved nothing in {}", folder.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path().display().to_string())
+        .collect();
+    saved.sort();
+    anyhow::ensure!(!saved.is_empty(), "the browser test saved no screenshot");
+    for path in saved {
+        println!("{path}");
+    }
+    Ok(())
+}
+
+fn test_with(extra: &[String], envs: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<()> {
     crate::node::provider_packages()?;
     crate::chromium::browser()?;
     let schemathesis = crate::python::schemathesis()?;
@@ -92,6 +121,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         .env("HUB_TEST_ARTIFACTS", &artifacts)
         .env("HUB_TEST_BIN", target_dir().join(profile.dir()).join("hub"))
         .env("HUB_TEST_PLUGINS", root().join("plugins"))
-        .env("HUB_SCHEMATHESIS", schemathesis);
+        .env("HUB_SCHEMATHESIS", schemathesis)
+        .envs(envs.iter().copied());
     run_command(&mut command)
 }

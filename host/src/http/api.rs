@@ -300,17 +300,54 @@ pub(crate) async fn change_audience(
     finish_change(caller, hub, name, "module.audience", details, result).await
 }
 
-/// Which safety switches to set; an absent one stays as it is.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// Which safety switches to set (at least one); an absent one stays as it is. Its schema is
+/// written by hand below (utoipa's derive writes `min_properties` as `maxProperties`).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SafetyChange {
     /// `true`: the module must not write (PostgreSQL refuses its writes).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub read_only: Option<bool>,
     /// `true`: the module's writes are rolled back.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub dry_run: Option<bool>,
 }
+
+/// A switch that is named must be `true` or `false` (`null` is refused, as the schema says).
+fn switch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(deserializer).map(Some)
+}
+
+impl utoipa::PartialSchema for SafetyChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+        let switch = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Boolean))
+                .description(Some(description))
+        };
+        Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .description(Some(
+                    "Which safety switches to set (at least one); an absent one stays as it is",
+                ))
+                .property(
+                    "read_only",
+                    switch("`true`: the module must not write (PostgreSQL refuses its writes)"),
+                )
+                .property(
+                    "dry_run",
+                    switch("`true`: the module's writes are rolled back"),
+                )
+                .min_properties(Some(1))
+                .build(),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for SafetyChange {}
 
 /// Turn a module's safety switches on or off (`module.json`'s `safety`), applied at once as a
 /// reload. A switch the hub's environment sets (`MODULES__{NAME}__READ_ONLY`) cannot be changed
@@ -380,7 +417,7 @@ pub(crate) async fn change_safety(
 #[utoipa::path(put, path = "/api/v1/modules/{name}/settings", tag = "modules",
     security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
     params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
-    request_body(content = Object, description = "Keys to set (any JSON value) or remove (`null`)"),
+    request_body(content = SettingsChange, description = "Keys to set (any JSON value) or remove (`null`)"),
     responses(
         (status = 200, description = "The module after the change (secrets masked)", body = ModuleObject),
         (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
@@ -398,6 +435,36 @@ pub(crate) async fn set_settings(
     let object = change_settings(&caller, &hub, &name, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(object))
 }
+
+/// The body of `PUT /api/v1/modules/{name}/settings`, as its schema: an object of at least one
+/// key (letters, digits and `_`, 1 to 100, not a safety switch's name) to any JSON value.
+pub struct SettingsChange;
+
+impl utoipa::PartialSchema for SettingsChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+        // Any key of letters, digits and `_` but a safety switch's name, in any case.
+        let key = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .pattern(Some(
+                "^(?![Rr][Ee][Aa][Dd]_[Oo][Nn][Ll][Yy]$|[Dd][Rr][Yy]_[Rr][Uu][Nn]$)[A-Za-z0-9_]{1,100}$",
+            ));
+        Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .description(Some(
+                    "Settings to change: each key (letters, digits and `_`, not `read_only` or `dry_run`) to its new value, `null` to remove it",
+                ))
+                .property_names(Some(key))
+                .min_properties(Some(1))
+                .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(true)))
+                .build(),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for SettingsChange {}
 
 /// Change module `name`'s settings (needs `modules.manage`), audited (secret values masked).
 pub(crate) async fn change_settings(

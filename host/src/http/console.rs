@@ -40,9 +40,9 @@ struct Visit {
 impl Visit {
     /// The caller of `req`, or the answer for one who cannot be served: to `/login` when not
     /// signed in (back to this page afterwards), the error page otherwise.
-    fn of(req: &HttpRequest, hub: &Hub) -> Result<Visit, HttpResponse> {
+    fn of(req: &HttpRequest, hub: &Hub) -> Result<Visit, Box<HttpResponse>> {
         let caller = auth::caller(req).map_err(|error| {
-            if error.status() == StatusCode::UNAUTHORIZED {
+            Box::new(if error.status() == StatusCode::UNAUTHORIZED {
                 if req.method() == actix_web::http::Method::GET {
                     views::to_login(req)
                 } else {
@@ -52,7 +52,7 @@ impl Visit {
                 }
             } else {
                 page_error(hub, None, &error)
-            }
+            })
         })?;
         let presented = auth::presented(req.headers());
         let csrf = match (presented.authorization, presented.session) {
@@ -64,7 +64,7 @@ impl Visit {
 
     /// `Ok` when a posted form carries this session's CSRF token (or the caller used a bearer
     /// token); else the 403 page.
-    fn check(&self, hub: &Hub, form: &Form) -> Result<(), HttpResponse> {
+    fn check(&self, hub: &Hub, form: &Form) -> Result<(), Box<HttpResponse>> {
         match &self.csrf {
             Some(expected) if form.csrf.as_deref() != Some(expected.as_str()) => {
                 let error = ApiError::new(
@@ -73,7 +73,7 @@ impl Visit {
                     "the form does not carry this session's token (it is older than your \
                      session, or came from another page): open the page again and resend it",
                 );
-                Err(self.error(hub, &error))
+                Err(Box::new(self.error(hub, &error)))
             }
             _ => Ok(()),
         }
@@ -182,16 +182,16 @@ struct Form {
 }
 
 impl Form {
-    fn parse(visit: &Visit, hub: &Hub, body: &[u8]) -> Result<Form, HttpResponse> {
+    fn parse(visit: &Visit, hub: &Hub, body: &[u8]) -> Result<Form, Box<HttpResponse>> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
-            visit.error(
+            Box::new(visit.error(
                 hub,
                 &ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_form",
                     format!("the form cannot be read: {e}"),
                 ),
-            )
+            ))
         })?;
         let mut form = Form::default();
         for (key, value) in pairs {
@@ -301,7 +301,7 @@ pub(crate) async fn modules_page(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if !visit.caller.can("modules.read") {
         // Someone with no console permission still has their tokens.
@@ -412,7 +412,7 @@ pub(crate) async fn module_page(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let module = match api::module(&visit.caller, &hub, &name).await {
         Ok(module) => module,
@@ -460,11 +460,11 @@ pub(crate) async fn module_action(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let form = match Form::parse(&visit, &hub, &body) {
         Ok(form) => form,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let (name, action) = path.into_inner();
     let done = format!("/admin/modules/{name}?done={action}");
@@ -653,7 +653,7 @@ fn capitalized(word: &str) -> String {
 pub(crate) async fn graph_page(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let document = match api::graph_document(&visit.caller, &hub) {
         Ok(document) => document,
@@ -711,7 +711,7 @@ pub(crate) async fn audit_page(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let text = |v: &Option<String>| {
         v.as_deref()
@@ -788,7 +788,7 @@ pub(crate) async fn audit_page(
 pub(crate) async fn people_page(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let (users, roles) = match (
         people::users(&visit.caller, &hub).await,
@@ -812,11 +812,11 @@ pub(crate) async fn user_roles(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let form = match Form::parse(&visit, &hub, &body) {
         Ok(form) => form,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match people::give_roles(&visit.caller, &hub, id.into_inner(), form.role).await {
         Ok(_) => see_other("/admin/people"),
@@ -833,11 +833,11 @@ pub(crate) async fn role(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let form = match Form::parse(&visit, &hub, &body) {
         Ok(form) => form,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let permissions = words(form.permissions.as_deref());
     let description = form.description.clone().unwrap_or_default();
@@ -881,7 +881,7 @@ pub(crate) async fn tokens_page(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let all = Form::flag(&filter.all);
     tokens_view(&visit, &hub, all, None, StatusCode::OK).await
@@ -914,11 +914,11 @@ pub(crate) async fn create_token(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let form = match Form::parse(&visit, &hub, &body) {
         Ok(form) => form,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let permissions = words(form.permissions.as_deref());
     let days = match form.expires_in_days.as_deref().map(str::trim) {
@@ -957,11 +957,11 @@ pub(crate) async fn revoke_token(
 ) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let form = match Form::parse(&visit, &hub, &body) {
         Ok(form) => form,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match people::revoke(&visit.caller, &hub, id.into_inner()).await {
         Ok(()) => see_other(&form.back_or("/admin/tokens")),
@@ -981,7 +981,7 @@ pub(crate) async fn script() -> HttpResponse {
 pub(crate) async fn not_found(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
     let visit = match Visit::of(&req, &hub) {
         Ok(visit) => visit,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     visit.error(
         &hub,

@@ -257,6 +257,8 @@ fn complete_hub_operations(doc: &mut Value) {
     for name in closed {
         if let Some(schema) = doc["components"]["schemas"][&name].as_object_mut()
             && schema.get("type").and_then(Value::as_str) == Some("object")
+            // A map (its keys described by `propertyNames`) stays open.
+            && schema.get("propertyNames").is_none()
         {
             schema.insert("additionalProperties".to_owned(), Value::Bool(false));
         }

@@ -322,7 +322,7 @@ pub(crate) async fn new_token(
     .map_err(store_error)?;
     refreshed(identity).await?;
     audit(
-        &caller,
+        caller,
         "token.create",
         &format!("token:{}", row.id),
         Some(json!({"name": row.name, "user_id": owner, "permissions": row.permissions})),
@@ -359,7 +359,7 @@ pub(crate) async fn tokens(
         caller.require("users.manage")?;
         None
     } else {
-        Some(own_user(&caller, hub.identity())?)
+        Some(own_user(caller, hub.identity())?)
     };
     let rows = store::tokens(hub.identity().database(), user)
         .await
@@ -392,7 +392,7 @@ pub(crate) async fn revoke(caller: &Caller, hub: &Hub, id: i64) -> Result<(), Ap
     let row = store::token_by_id(identity.database(), id)
         .await
         .map_err(store_error)?;
-    let mine = |row: &TokenRow| Some(row.user_id) == own_user(&caller, identity).ok();
+    let mine = |row: &TokenRow| Some(row.user_id) == own_user(caller, identity).ok();
     let row = row
         .filter(|row| mine(row) || caller.can("users.manage"))
         .ok_or_else(|| {
@@ -407,7 +407,7 @@ pub(crate) async fn revoke(caller: &Caller, hub: &Hub, id: i64) -> Result<(), Ap
         .map_err(store_error)?;
     refreshed(identity).await?;
     audit(
-        &caller,
+        caller,
         "token.revoke",
         &format!("token:{id}"),
         Some(json!({"name": row.name})),
@@ -584,7 +584,7 @@ pub(crate) async fn give_roles(
         .map_err(store_error)?;
     refreshed(identity).await?;
     audit(
-        &caller,
+        caller,
         "user.roles",
         &format!("user:{id}"),
         Some(json!({"before": before.roles, "after": roles})),
@@ -725,7 +725,7 @@ pub(crate) async fn add_role(
     .map_err(store_error)?;
     refreshed(identity).await?;
     audit(
-        &caller,
+        caller,
         "role.create",
         &role.name,
         Some(json!({"permissions": role.permissions})),
@@ -781,7 +781,7 @@ pub(crate) async fn change_role(
     }
     refreshed(identity).await?;
     audit(
-        &caller,
+        caller,
         "role.update",
         &name,
         Some(json!({"permissions": role.permissions})),

@@ -142,9 +142,12 @@ fn an_operator_runs_the_hub_from_the_console() {
     // The audit log has every action, under Alice's name.
     browser.goto(&format!("{public}/admin/audit?action=module"));
     browser.wait_for("table.audit", WAIT);
-    let rows = browser.texts("table.audit tbody tr td:nth-child(3)");
-    for action in ["module.disable"] {
-        assert!(rows.iter().any(|r| r == action), "{action} in {rows:?}");
+    let actions = browser.texts("table.audit tbody tr td:nth-child(3)");
+    let modules = browser.texts("table.audit tbody tr td:nth-child(4)");
+    let rows: Vec<(String, String)> = actions.into_iter().zip(modules).collect();
+    for module in ["hello", "tickets", "customers"] {
+        let row = ("module.disable".to_owned(), module.to_owned());
+        assert!(rows.contains(&row), "{row:?} in {rows:?}");
     }
     let whole = browser.text("table.audit");
     assert!(whole.contains("(Alice)"), "{whole}");

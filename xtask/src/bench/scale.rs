@@ -25,7 +25,7 @@ const MODULES: usize = 50;
 const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(super) enum Layout {
     Empty,
     Flat,
     Graph,
@@ -139,7 +139,7 @@ fn needs(i: usize) -> Value {
         .into()
 }
 
-fn start(
+pub(super) fn start(
     build: &Build,
     layout: Layout,
     library: &[u8],
@@ -179,7 +179,7 @@ fn install(folder: &Path, name: &str, library: &[u8], manifest: &Value) -> anyho
 
 /// Milliseconds from `started` until every module of the layout answered 200 (the hub itself,
 /// for the empty layout); fails unless every module is running.
-fn serve_all(hub: &BenchHub, layout: Layout, started: Instant) -> anyhow::Result<f64> {
+pub(super) fn serve_all(hub: &BenchHub, layout: Layout, started: Instant) -> anyhow::Result<f64> {
     let addr = hub.base.trim_start_matches("http://").to_owned();
     let deadline = started + Duration::from_secs(30);
     let paths: Vec<String> = match layout {
@@ -225,11 +225,29 @@ fn serve_all(hub: &BenchHub, layout: Layout, started: Instant) -> anyhow::Result
 }
 
 /// One `GET` on a fresh connection: status and body.
-fn get(addr: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
+pub(super) fn get(addr: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    exchange(addr, &request)
+}
+
+/// One `POST` of a JSON body with `token` on a fresh connection: status and body.
+pub(super) fn post_json(
+    addr: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, &request)
+}
+
+fn exchange(addr: &str, request: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
     stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
