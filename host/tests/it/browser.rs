@@ -145,10 +145,22 @@ fn an_operator_runs_the_hub_from_the_console() {
     let actions = browser.texts("table.audit tbody tr td:nth-child(3)");
     let modules = browser.texts("table.audit tbody tr td:nth-child(4)");
     let rows: Vec<(String, String)> = actions.into_iter().zip(modules).collect();
-    for module in ["hello", "tickets", "customers"] {
-        let row = ("module.disable".to_owned(), module.to_owned());
-        assert!(rows.contains(&row), "{row:?} in {rows:?}");
-    }
+    let outcomes = browser.texts("table.audit tbody tr td:nth-child(6)");
+    let disables: Vec<(&str, &str)> = rows
+        .iter()
+        .zip(&outcomes)
+        .filter(|((action, _), _)| action == "module.disable")
+        .map(|((_, module), outcome)| (module.as_str(), outcome.as_str()))
+        .collect();
+    // Newest first: the cascade, the 409 that asked for it, hello.
+    assert_eq!(
+        disables,
+        vec![
+            ("customers", "disabled"),
+            ("customers", "failed"),
+            ("hello", "disabled")
+        ]
+    );
     let whole = browser.text("table.audit");
     assert!(whole.contains("(Alice)"), "{whole}");
     assert!(
