@@ -84,8 +84,8 @@ fn migrations_are_applied_once_recorded_and_reported() {
     assert!(applied[0]["applied_at"].is_string() && applied[0]["duration_ms"].is_u64());
     assert_eq!(module["migrations"]["pending"], json!([]));
     assert_eq!(
-        module["tables"],
-        json!([{"name": "dbfix_items", "present": true}])
+        tables(&module),
+        vec![("dbfix_items".to_owned(), true)]
     );
     assert_eq!(module["table_prefix"], "dbfix_");
     let first_applied = applied[0]["applied_at"].clone();
@@ -109,7 +109,7 @@ fn migrations_are_applied_once_recorded_and_reported() {
         .expect("drop");
     assert_eq!(
         again.module("dbfix")["tables"],
-        json!([{"name": "dbfix_items", "present": false}])
+        json!([{"name": "dbfix_items", "present": false, "rows_estimate": null, "bytes": null}])
     );
 }
 
@@ -522,4 +522,18 @@ fn a_database_cut_mid_run_gives_503_without_hanging_and_recovers() {
         reply = hub.get("/api/v1/dbfix/count");
     }
     assert_eq!(reply.json(), json!({"count": 0}), "recovered by itself");
+}
+
+/// A module object's tables as (name, present); a present table has a size on disk.
+fn tables(module: &Value) -> Vec<(String, bool)> {
+    module["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| {
+            let present = t["present"].as_bool().expect("present");
+            assert_eq!(t["bytes"].as_i64().is_some_and(|b| b > 0), present, "{t}");
+            (t["name"].as_str().expect("name").to_owned(), present)
+        })
+        .collect()
 }

@@ -72,6 +72,11 @@ fn the_module_object_has_its_fields() {
             "mapped_libraries",
             "reloads",
             "last_reload",
+            "reload_history",
+            "health_history",
+            "audience",
+            "permissions",
+            "settings",
             "table_prefix",
             "migrations",
             "tables",
@@ -109,6 +114,15 @@ fn the_module_object_has_its_fields() {
     assert_eq!(module["mapped_libraries"], 1);
     assert_eq!(module["reloads"], 0);
     assert_eq!(module["last_reload"], json!(null));
+    assert_eq!(module["reload_history"], json!([]));
+    assert_eq!(module["health_history"].as_array().map(Vec::len), Some(1));
+    assert_eq!(module["health_history"][0], module["health"]);
+    assert_eq!(module["audience"], json!(null));
+    assert_eq!(module["permissions"], json!({}));
+    assert_eq!(
+        module["settings"],
+        json!([{"key": "greeting", "value": "Hello", "secret": false, "source": "manifest"}])
+    );
     assert_eq!(module["table_prefix"], "hello_");
     assert_eq!(module["migrations"], json!({"applied": [], "pending": []}));
     assert_eq!(module["tables"], json!([]));
