@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod loader;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod names;
 pub mod registry;
 mod signals;

@@ -9,16 +9,16 @@
 //! - `bench`: performance as ratios against a baseline measured in the same run.
 //!
 //! Rooms, bottom up: `build` and `pg` (cargo, the workspace, a PostgreSQL cluster) → `fixtures`,
-//! `node` (the OpenID provider's npm packages), `python` (schemathesis), `chromium` (the browser
-//! tests' browser) → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy
+//! `node` (the OpenID provider's npm packages), `python` (schemathesis), `packages` (Debian's
+//! chromium, chromedriver and prometheus for some tests) → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy
 //! tests.
 
 mod bench;
 mod build;
-mod chromium;
 mod fixtures;
 mod new_module;
 mod node;
+mod packages;
 mod pg;
 mod python;
 mod run;

@@ -98,7 +98,8 @@ pub fn screenshots() -> anyhow::Result<()> {
 
 fn test_with(extra: &[String], envs: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<()> {
     crate::node::provider_packages()?;
-    crate::chromium::browser()?;
+    crate::packages::browser()?;
+    crate::packages::prometheus()?;
     let schemathesis = crate::python::schemathesis()?;
     let profile = Profile::from_release(false);
     build(&profile)?;

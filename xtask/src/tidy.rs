@@ -35,7 +35,7 @@ mod tests {
         lines: &[
             &["names", "causes", "assets", "signals"],
             &["manifest", "templates"],
-            &["config"],
+            &["config", "metrics"],
             &["logging", "db"],
             &["identity"],
             &["loader"],
@@ -68,7 +68,7 @@ mod tests {
         src: "xtask/src",
         lines: &[
             &["build", "pg"],
-            &["fixtures", "node", "python", "chromium"],
+            &["fixtures", "node", "python", "packages"],
             &["run"],
             &["bench", "new_module"],
             &["main", "tidy"],

@@ -42,6 +42,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "The bootstrap administrator's bearer token (every permission; also signs in at /login); unset: a random token is generated and logged once at start. Keep it secret; rotate it by changing it and restarting.",
     },
     Setting {
+        var: "HUB_METRICS_BIND",
+        default: "",
+        help: "Address of the Prometheus listener (GET /metrics), e.g. 10.0.0.5:9100 on an internal network (port 0 picks a free port); unset: no metrics are counted.",
+    },
+    Setting {
         var: "HUB_PUBLIC_URL",
         default: "",
         help: "The hub's address as browsers reach it, e.g. https://hub.example.com (the sign-in redirect, and Secure cookies when https); unset: http://HUB_BIND.",
@@ -193,6 +198,8 @@ pub const SETTINGS: &[Setting] = &[
 pub struct Config {
     pub database_url: Option<String>,
     pub bind: SocketAddr,
+    /// Where `GET /metrics` listens; `None`: metrics are off.
+    pub metrics_bind: Option<SocketAddr>,
     pub admin_token: Option<String>,
     /// The hub's address as browsers reach it, without a trailing slash.
     pub public_url: String,
@@ -294,6 +301,14 @@ impl Config {
             value: bind_text.clone(),
             expected: "an address with a port, like 127.0.0.1:8000",
         })?;
+        let metrics_bind = match optional("HUB_METRICS_BIND") {
+            Some(text) => Some(text.parse().map_err(|_| ConfigError {
+                var: "HUB_METRICS_BIND",
+                value: text.clone(),
+                expected: "an address with a port, like 127.0.0.1:9100",
+            })?),
+            None => None,
+        };
         let log_format = match get("HUB_LOG_FORMAT").as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -432,6 +447,7 @@ impl Config {
                 .max(Duration::from_millis(1)),
             db_retry: millis("HUB_DB_RETRY_MS")?.max(Duration::from_millis(100)),
             module_env: ModuleEnv::from_vars(&vars),
+            metrics_bind,
         })
     }
 }

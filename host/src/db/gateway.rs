@@ -203,6 +203,7 @@ pub struct Caller {
 
 /// Run `request` (JSON) for `caller`; the result or the error, as JSON.
 pub async fn call(db: &Database, caller: &Caller, request: &str) -> Result<String, String> {
+    let started = crate::metrics::get().map(|m| (m, std::time::Instant::now()));
     let parsed = serde_json::from_str::<GatewayRequest>(request)
         .map_err(|e| e.to_string())
         .and_then(|r| {
@@ -216,6 +217,14 @@ pub async fn call(db: &Database, caller: &Caller, request: &str) -> Result<Strin
             format!("the gateway request is invalid: {e}"),
         )),
     };
+    if let Some((metrics, started)) = started {
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(e) if e.kind == "refused" || e.kind == "bad_request" => "refused",
+            Err(_) => "error",
+        };
+        metrics.statement(&caller.module, label, started.elapsed().as_secs_f64());
+    }
     match outcome {
         Ok(result) => Ok(result.to_json()),
         Err(error) => Err(to_json(&error)),

@@ -240,6 +240,9 @@ pub async fn apply_pending(
             continue;
         }
         if apply_one(client, module, scope, m).await? {
+            if let Some(metrics) = crate::metrics::get() {
+                metrics.migration_applied(module);
+            }
             report.migrations.push(AppliedNow {
                 version: m.version,
                 label: m.label(),

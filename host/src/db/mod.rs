@@ -124,6 +124,18 @@ impl Database {
         self.pool.is_some()
     }
 
+    /// The pool's connections: (in use by a call, idle, calls waiting for one); `None` without a
+    /// database.
+    pub fn pool_status(&self) -> Option<(i64, i64, i64)> {
+        let status = self.pool.as_ref()?.status();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        Some((
+            count(status.size.saturating_sub(status.available)),
+            count(status.available),
+            count(status.waiting),
+        ))
+    }
+
     /// Whether the database answered last time the hub tried, with the hub's migrations applied.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)

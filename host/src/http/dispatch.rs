@@ -34,6 +34,7 @@ use super::views;
 use crate::identity::{self, AuthError, Principal};
 use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
+use crate::metrics;
 use crate::registry::ModuleState;
 
 /// A module's health report.
@@ -191,23 +192,72 @@ async fn module_api(
     path: &str,
 ) -> Result<HttpResponse, ApiError> {
     let method = req.method().as_str();
-    let instance = running_instance(hub, name)?;
-    let (caller, outside) = caller_of(hub, req, &parts.headers, &instance)?;
+    let instance =
+        running_instance(hub, name).inspect_err(|e| unmatched(metrics::HUB, method, e))?;
     let (index, params) = match instance.route(method, path) {
         RouteMatch::Found { index, params } => (index, params),
-        RouteMatch::NotFound => return Err(no_route(name, method, path)),
+        RouteMatch::NotFound => {
+            // An audience hides the module before its routes are told apart.
+            caller_of(hub, req, &parts.headers, &instance)?;
+            let error = no_route(name, method, path);
+            unmatched(instance.name(), method, &error);
+            return Err(error);
+        }
         RouteMatch::MethodNotAllowed(allowed) => {
+            caller_of(hub, req, &parts.headers, &instance)?;
             let allowed = allowed.join(", ");
-            return Err(ApiError::method_not_allowed(
+            let error = ApiError::method_not_allowed(
                 format!("module '{name}' has no route {method} {path}; it allows {allowed}"),
                 &allowed,
-            ));
+            );
+            unmatched(instance.name(), method, &error);
+            return Err(error);
         }
     };
-    hidden(&instance, index, outside)?;
-    let principal = admit(hub, req, &parts.headers, &instance, index, caller)?;
-    let response = call_route(req, parts, hub, &instance, path, index, params, principal).await?;
-    Ok(into_http(name, response))
+    let Some(series) = instance.route_metrics(index) else {
+        return answer(req, parts, hub, &instance, path, index, params).await;
+    };
+    let flight = series.begin();
+    let result = answer(req, parts, hub, &instance, path, index, params).await;
+    flight.done(match &result {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.status().as_u16(),
+    });
+    result
+}
+
+/// Route `index` of `instance` matched: who is calling, then the call.
+async fn answer(
+    req: &HttpRequest,
+    parts: Parts,
+    hub: &Hub,
+    instance: &Arc<Instance>,
+    path: &str,
+    index: u32,
+    params: Vec<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (caller, outside) = caller_of(hub, req, &parts.headers, instance)?;
+    hidden(instance, index, outside)?;
+    let principal = admit(hub, req, &parts.headers, instance, index, caller)?;
+    let response = call_route(req, parts, hub, instance, path, index, params, principal).await?;
+    Ok(into_http(instance.name(), response))
+}
+
+/// Count a request that reached no route of `module` (or no module: [`metrics::HUB`]), under
+/// the route label `unmatched`; its method as a label only when it is a standard one.
+#[cold]
+fn unmatched(module: &str, method: &str, error: &ApiError) {
+    let Some(metrics) = metrics::get() else {
+        return;
+    };
+    let method = match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        _ => "other",
+    };
+    metrics
+        .route(module, metrics::UNMATCHED, method)
+        .begin()
+        .done(error.status().as_u16());
 }
 
 /// The caller as far as it was resolved: `None` when nobody asked yet.
@@ -465,6 +515,9 @@ async fn call_route(
         Poll::Pending => Box::pin(tokio::time::timeout(timeout, call)).await,
     };
     let panicked = |message: &str| {
+        if let Some(metrics) = metrics::get() {
+            metrics.panicked(name);
+        }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "handler_panicked",
@@ -478,6 +531,9 @@ async fn call_route(
         },
         Ok(Err(panic)) => Err(panicked(&panic)),
         Err(_) => {
+            if let Some(metrics) = metrics::get() {
+                metrics.timed_out(name);
+            }
             tracing::warn!(module = %name, "{method} {path} cancelled after {} ms", timeout.as_millis());
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,

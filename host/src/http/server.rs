@@ -33,6 +33,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("cannot read users and tokens yet: {e}");
     }
     actix_web::rt::spawn(hub.identity().clone().tick(config.audit_retention_days));
+    // Before the modules start: their routes' series are made with their route tables.
+    if config.metrics_bind.is_some() {
+        let (pool, states) = (
+            std::sync::Arc::downgrade(&hub),
+            std::sync::Arc::downgrade(&hub),
+        );
+        crate::metrics::init(crate::metrics::Probes {
+            pool: Box::new(move || pool.upgrade()?.database().pool_status()),
+            states: Box::new(move || {
+                let counts = states
+                    .upgrade()
+                    .map(|hub| {
+                        let all = hub.registry().all();
+                        let count =
+                            |state| all.values().filter(|e| e.kind() == state).count() as i64;
+                        [
+                            count(crate::registry::State::Running),
+                            count(crate::registry::State::Disabled),
+                            count(crate::registry::State::Failed),
+                        ]
+                    })
+                    .unwrap_or_default();
+                [
+                    ("running", counts[0]),
+                    ("disabled", counts[1]),
+                    ("failed", counts[2]),
+                ]
+            }),
+        });
+    }
     hub.discover().await;
     if config.modules_enabled {
         let report = status::startup_report(&config.modules_dir, &hub.registry().all());
@@ -119,8 +149,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let server = server.run();
     let handle = server.handle();
+    let metrics_handle = match config.metrics_bind {
+        Some(addr) => Some(metrics_server(addr)?),
+        None => None,
+    };
     actix_web::rt::spawn(signals.stop_on_signal(
-        async move { handle.stop(true).await },
+        async move {
+            if let Some(metrics) = metrics_handle {
+                metrics.stop(true).await;
+            }
+            handle.stop(true).await
+        },
         config.shutdown_grace,
     ));
     server
@@ -130,4 +169,39 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     hub.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Prometheus listener: `GET /metrics` on `addr`, one worker, nothing else.
+fn metrics_server(addr: std::net::SocketAddr) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(|| {
+        App::new()
+            .route("/metrics", web::get().to(metrics_page))
+            .default_service(web::to(|| async {
+                actix_web::HttpResponse::NotFound()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("this listener serves GET /metrics only\n")
+            }))
+    })
+    .disable_signals()
+    .workers(1)
+    .bind(addr)
+    .with_context(|| format!("cannot listen on HUB_METRICS_BIND={addr}"))?;
+    for addr in server.addrs() {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
+}
+
+async fn metrics_page() -> actix_web::HttpResponse {
+    match crate::metrics::get().map(crate::metrics::Metrics::encode) {
+        Some(Ok(text)) => actix_web::HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text),
+        Some(Err(e)) => actix_web::HttpResponse::InternalServerError()
+            .body(format!("cannot encode the metrics: {e}")),
+        None => actix_web::HttpResponse::NotFound().body("metrics are off\n"),
+    }
 }

@@ -155,6 +155,12 @@ impl Instance {
         self.routes.checks(index)
     }
 
+    /// The metrics series of API route `index`, while metrics are on.
+    #[inline]
+    pub fn route_metrics(&self, index: u32) -> Option<&crate::metrics::RouteMetrics> {
+        self.routes.metrics(index)
+    }
+
     /// Every route with its full path.
     pub fn routes(&self) -> &[RouteInfo] {
         self.routes.listed()

@@ -47,6 +47,8 @@ pub struct RouteTable {
     access: Vec<FfiAccess>,
     /// The checks of each route's typed inputs, by index (`None`: untyped).
     checks: Vec<Option<Checks>>,
+    /// The series of each API route, by index, while metrics are on (`None` for views).
+    metrics: Vec<Option<crate::metrics::RouteMetrics>>,
 }
 
 impl RouteTable {
@@ -68,6 +70,7 @@ impl RouteTable {
         }];
         let mut access = Vec::with_capacity(routes.len());
         let mut checks = Vec::with_capacity(routes.len());
+        let mut metrics = Vec::with_capacity(routes.len());
         for (index, def) in routes.into_iter().enumerate() {
             let method = def.method.as_str().to_ascii_uppercase();
             let path = def.path.into_string();
@@ -108,6 +111,11 @@ impl RouteTable {
             };
             checks.push(Checks::new(&doc).map_err(|e| format!("{surface} {method} {path}: {e}"))?);
             access.push(def.access.clone());
+            metrics.push(
+                crate::metrics::get()
+                    .filter(|_| !def.view)
+                    .map(|m| m.route(name, &path, &method)),
+            );
             methods.push((method.clone(), index));
             let mount = if def.view {
                 format!("/modules/{name}")
@@ -136,7 +144,14 @@ impl RouteTable {
             listed,
             access,
             checks,
+            metrics,
         })
+    }
+
+    /// The series of route `index`, while metrics are on.
+    #[inline]
+    pub fn metrics(&self, index: u32) -> Option<&crate::metrics::RouteMetrics> {
+        self.metrics.get(index as usize)?.as_ref()
     }
 
     /// The checks of route `index`'s typed inputs; `None` for an untyped route.

@@ -460,10 +460,16 @@ impl Hub {
                         entry.reloads += 1;
                     }
                     entry.record_reload(record("ok", None));
+                    if let Some(metrics) = crate::metrics::get() {
+                        metrics.reloaded(name, "ok");
+                    }
                 }
                 Outcome::Kept | Outcome::Failed => {
                     let error = entry.state.error().map(ToString::to_string);
                     entry.record_reload(record("failed", error));
+                    if let Some(metrics) = crate::metrics::get() {
+                        metrics.reloaded(name, "failed");
+                    }
                 }
                 Outcome::Disabled | Outcome::Unchanged => {}
             }

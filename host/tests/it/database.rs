@@ -83,10 +83,7 @@ fn migrations_are_applied_once_recorded_and_reported() {
     assert_eq!(applied[0]["checksum"].as_str().map(str::len), Some(64));
     assert!(applied[0]["applied_at"].is_string() && applied[0]["duration_ms"].is_u64());
     assert_eq!(module["migrations"]["pending"], json!([]));
-    assert_eq!(
-        tables(&module),
-        vec![("dbfix_items".to_owned(), true)]
-    );
+    assert_eq!(tables(&module), vec![("dbfix_items".to_owned(), true)]);
     assert_eq!(module["table_prefix"], "dbfix_");
     let first_applied = applied[0]["applied_at"].clone();
     drop(hub);

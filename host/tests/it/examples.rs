@@ -29,7 +29,10 @@ fn customers_starts_read_only_and_writes_once_the_switches_are_off() {
         (json!("customers_customers"), json!(true))
     );
     // An empty table with its primary key's index: a few pages on disk.
-    assert!(tables[0]["bytes"].as_i64().is_some_and(|b| b >= 8192), "{tables}");
+    assert!(
+        tables[0]["bytes"].as_i64().is_some_and(|b| b >= 8192),
+        "{tables}"
+    );
 }
 
 #[test]

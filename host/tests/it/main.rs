@@ -60,3 +60,6 @@ mod console;
 
 /// The console in Debian's headless chromium, signed in through the OpenID provider (issue 15).
 mod browser;
+
+/// Metrics: the /metrics listener scraped by Debian's prometheus (issue 16).
+mod metrics;

@@ -1,0 +1,209 @@
+//! Metrics (issue 16): the hub's `/metrics` listener, scraped by Debian's `prometheus` every
+//! second, asked through Prometheus' HTTP API: a module's request counter rises by exactly what
+//! was sent, a route that sleeps a known time lands in that time's bucket, and only registered
+//! modules appear as `module` label values.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Hub, Setup, free_port};
+
+/// A Prometheus server scraping one target every second; killed on drop.
+struct Prometheus {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("a folder for prometheus");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hub\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian's package prometheus; cargo xtask test installs it)");
+        let prometheus = Prometheus {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        prometheus.until("prometheus is ready", || {
+            ureq::get(&format!("{}/-/ready", prometheus.base))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        });
+        prometheus
+    }
+
+    /// The result of the instant query `query` (`data.result`).
+    fn query(&self, query: &str) -> Vec<Value> {
+        let mut response = ureq::get(&format!("{}/api/v1/query", self.base))
+            .query("query", query)
+            .call()
+            .unwrap_or_else(|e| panic!("query {query}: {e}"));
+        let text = response.body_mut().read_to_string().expect("the answer");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(body["status"], "success", "{body}");
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The single value of `query`, once it has one.
+    fn value(&self, query: &str) -> Option<f64> {
+        let result = self.query(query);
+        let value = result.first()?["value"][1].as_str()?.parse().ok()?;
+        Some(value)
+    }
+
+    /// Wait until `check` holds (Prometheus scrapes every second).
+    fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hub_with_metrics() -> (Hub, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let hub = Setup::new()
+        .hello()
+        .fixture("slow", json!({}))
+        .env("HUB_METRICS_BIND", &metrics)
+        .start();
+    (hub, metrics)
+}
+
+#[test]
+fn prometheus_sees_exactly_the_requests_sent_and_the_time_they_took() {
+    let (hub, metrics) = hub_with_metrics();
+    let prometheus = Prometheus::start(&metrics);
+    let sent = r#"sum(hub_module_requests_total{module="hello",route="/ping"})"#;
+    prometheus.until("the first scrape", || prometheus.value(sent).is_some());
+    let before = prometheus.value(sent).expect("a value");
+    for _ in 0..25 {
+        assert_eq!(hub.anonymous_get("/api/v1/hello/ping").status, 200);
+    }
+    prometheus.until("the 25 requests are scraped", || {
+        prometheus.value(sent) == Some(before + 25.0)
+    });
+    // Let two more scrapes pass: it stays at exactly 25 more.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(prometheus.value(sent), Some(before + 25.0));
+    let ok = r#"sum(hub_module_requests_total{module="hello",route="/ping",status="2xx"})"#;
+    assert_eq!(prometheus.value(ok), Some(before + 25.0));
+
+    // A route that sleeps 300 ms: its median lands in the bucket from 0.25 s to 0.5 s.
+    for _ in 0..4 {
+        assert_eq!(hub.get("/api/v1/slow/slow/300").status, 200);
+    }
+    let median = r#"histogram_quantile(0.5, sum by (le) (hub_module_request_duration_seconds_bucket{module="slow",route="/slow/{ms}"}))"#;
+    prometheus.until("the slow requests are scraped", || {
+        prometheus.value(r#"sum(hub_module_request_duration_seconds_count{module="slow"})"#)
+            == Some(4.0)
+    });
+    let median = prometheus.value(median).expect("a median");
+    assert!(
+        median > 0.25 && median <= 0.5,
+        "the median of 300 ms requests is {median} s"
+    );
+
+    // Unknown modules and routes: counted under the hub or the module's `unmatched`, never as
+    // a new `module` label value.
+    assert_eq!(hub.anonymous_get("/api/v1/nosuchmodule/x").status, 404);
+    assert_eq!(hub.anonymous_get("/api/v1/hello/nosuchroute").status, 404);
+    let unmatched =
+        r#"sum(hub_module_requests_total{module="hub",route="unmatched",status="4xx"})"#;
+    prometheus.until("the unknown module's request is scraped", || {
+        prometheus.value(unmatched) == Some(1.0)
+    });
+    let modules: Vec<String> = prometheus
+        .query("count by (module) (hub_module_requests_total)")
+        .iter()
+        .map(|r| r["metric"]["module"].as_str().expect("module").to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(modules, vec!["hello", "hub", "slow"]);
+    assert_eq!(
+        prometheus.value(
+            r#"sum(hub_module_requests_total{module="hello",route="unmatched",status="4xx"})"#
+        ),
+        Some(1.0)
+    );
+
+    // The rest of the families: modules by state, build info, the database pool.
+    assert_eq!(
+        prometheus.value(r#"hub_modules{state="running"}"#),
+        Some(2.0)
+    );
+    let build = prometheus.query("hub_build_info");
+    assert_eq!(
+        build[0]["metric"]["plugin_api"].as_str(),
+        Some(plugin_api::API_VERSION)
+    );
+    assert!(
+        prometheus
+            .value(r#"hub_db_pool_connections{state="idle"}"#)
+            .is_some()
+    );
+}
+
+#[test]
+fn without_its_setting_there_is_no_metrics_listener_and_the_listener_serves_only_metrics() {
+    let (hub, metrics) = hub_with_metrics();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut reply = agent
+        .get(&format!("http://{metrics}/metrics"))
+        .call()
+        .expect("GET /metrics");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = reply.body_mut().read_to_string().expect("text");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let reply = agent
+        .get(&format!("http://{metrics}/api/v1/hello/ping"))
+        .call()
+        .expect("GET");
+    assert_eq!(reply.status(), 404);
+    drop(hub);
+    // Off by default: the hub's own listener has no /metrics either.
+    let hub = Setup::new().hello().start();
+    assert_eq!(hub.anonymous_get("/metrics").status, 404);
+}
