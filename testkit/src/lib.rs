@@ -402,6 +402,8 @@ pub struct Reply {
     pub location: Option<String>,
     pub set_cookie: Option<String>,
     pub retry_after: Option<String>,
+    /// `X-Request-Id`: the request's id as the hub answered it.
+    pub request_id: Option<String>,
 }
 
 impl Reply {
@@ -566,6 +568,7 @@ impl Hub {
         let (allow, content_type, location) =
             (header("allow"), header("content-type"), header("location"));
         let (set_cookie, retry_after) = (header("set-cookie"), header("retry-after"));
+        let request_id = header("x-request-id");
         Reply {
             status: response.status().as_u16(),
             body: response.body_mut().read_to_string().expect("body"),
@@ -574,6 +577,7 @@ impl Hub {
             location,
             set_cookie,
             retry_after,
+            request_id,
         }
     }
 

@@ -278,6 +278,7 @@ fn dispatch(options: &Options, against: Option<&Build>) -> anyhow::Result<()> {
         }
     }
     with_token(options)?;
+    with_metrics(options)?;
     if options.counted_only {
         return Ok(());
     }
@@ -311,6 +312,54 @@ const BENCH_API_TOKEN: &str = "hub_benchbenchbenchbenchbenchbenchbenchbench012";
 /// the module does not ask who calls), and its pong (the same handler on a route for signed-in
 /// callers, whose token the hub verifies) with the token, on a hub with a database (tokens live
 /// there): what a token costs. Target: ≤ 5 %.
+/// The module route and the native one with metrics off (no `HUB_METRICS_BIND`) and on (a
+/// listener on a free port, every request counted), in hubs of this build.
+fn with_metrics(options: &Options) -> anyhow::Result<()> {
+    let build = Build::current();
+    let paths = [(NATIVE_PING, Vec::new()), (MODULE_PING, Vec::new())];
+    let off = count::callgrind(
+        &build,
+        &["hello"],
+        &[],
+        &paths,
+        options.cache_sim,
+        &count::out_dir("dispatch-metrics-off"),
+    )?;
+    let on = count::callgrind(
+        &build,
+        &["hello"],
+        &[("HUB_METRICS_BIND", "127.0.0.1:0")],
+        &paths,
+        options.cache_sim,
+        &count::out_dir("dispatch-metrics-on"),
+    )?;
+    println!(
+        "
+metrics off and on, instructions per request (callgrind):"
+    );
+    println!("| route | metrics off | metrics on | on/off |");
+    println!("|---|---:|---:|---:|");
+    for (i, route) in [NATIVE_PING, MODULE_PING].iter().enumerate() {
+        println!(
+            "| `GET {route}` | {:.0} | {:.0} | {:.3} |",
+            off[i].per_request,
+            on[i].per_request,
+            on[i].per_request / off[i].per_request
+        );
+    }
+    let ratio = on[1].per_request / off[1].per_request;
+    println!(
+        "a module route with metrics on: {ratio:.3} of metrics off (target ≤ 1.05: {}); module/native with metrics on {:.3}",
+        if ratio <= 1.05 { "met" } else { "NOT met" },
+        on[1].per_request / on[0].per_request
+    );
+    println!("what counting adds to the module route, by function (self cost):");
+    for (function, cost) in count::added(&on[1], &off[1], 15) {
+        println!("  {cost:>+8.1}  {function}");
+    }
+    Ok(())
+}
+
 fn with_token(options: &Options) -> anyhow::Result<()> {
     let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
     let env = [("DATABASE_URL", url.as_str())];

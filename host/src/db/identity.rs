@@ -136,6 +136,9 @@ pub struct NewAudit {
     /// `ok`, `failed`, `denied`, or how a module action ended (`running`, `disabled`, …).
     pub outcome: String,
     pub details: Option<Value>,
+    /// The request the entry was made in (its `X-Request-Id`); `null` for the watcher's and the
+    /// hub's own.
+    pub request_id: Option<String>,
 }
 
 /// Which audit rows to read: each filter when set, newest first, `limit` rows before `before`.
@@ -656,11 +659,12 @@ pub async fn insert_audit(db: &Database, rows: &[NewAudit]) -> Result<(), StoreE
     let target = column(|r| r.target.clone());
     let outcome = column(|r| Some(r.outcome.clone()));
     let details: Vec<Option<Value>> = rows.iter().map(|r| r.details.clone()).collect();
+    let request_id = column(|r| r.request_id.clone());
     conn.client()
         .execute(
-            "INSERT INTO hub_audit (at, actor, actor_name, address, action, module, target, outcome, details) \
+            "INSERT INTO hub_audit (at, actor, actor_name, address, action, module, target, outcome, details, request_id) \
              SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::jsonb[])",
+             $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[])",
             &[
                 &at,
                 &actor,
@@ -671,6 +675,7 @@ pub async fn insert_audit(db: &Database, rows: &[NewAudit]) -> Result<(), StoreE
                 &target,
                 &outcome,
                 &details,
+                &request_id,
             ],
         )
         .await?;
@@ -683,7 +688,7 @@ pub async fn audit(db: &Database, filter: &AuditFilter) -> Result<Vec<AuditRow>,
     let rows = conn
         .client()
         .query(
-            "SELECT id, at, actor, actor_name, address, action, module, target, outcome, details \
+            "SELECT id, at, actor, actor_name, address, action, module, target, outcome, details, request_id \
              FROM hub_audit WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR module = $2) \
              AND ($3::text IS NULL OR action = $3 OR action LIKE $3 || '.%') \
              AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5) \
@@ -713,6 +718,7 @@ pub async fn audit(db: &Database, filter: &AuditFilter) -> Result<Vec<AuditRow>,
                 target: r.get(7),
                 outcome: r.get(8),
                 details: r.get(9),
+                request_id: r.get(10),
             },
         })
         .collect())

@@ -83,6 +83,11 @@ pub fn host_migrations() -> Vec<MigrationSpec> {
             name: "identity".to_owned(),
             sql: include_str!("../../../migrations/0003_identity.sql").to_owned(),
         },
+        MigrationSpec {
+            version: 4,
+            name: "request_ids".to_owned(),
+            sql: include_str!("../../../migrations/0004_request_ids.sql").to_owned(),
+        },
     ]
 }
 

@@ -14,6 +14,7 @@ mod login;
 mod openapi;
 mod people;
 mod request;
+mod request_id;
 pub mod server;
 mod site;
 mod views;

@@ -2,6 +2,7 @@
 //! discover modules, start the watcher, serve until SIGINT/SIGTERM, then run the modules'
 //! shutdown hooks.
 
+use actix_web::http::header::HeaderValue;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
@@ -131,6 +132,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 )
                 .into()
             }))
+            // Every request gets its id first: answered in a header, in every log line and audit
+            // row made while it is answered.
+            .wrap_fn(|mut req, srv| {
+                let id = super::request_id::of(req.head_mut().headers_mut());
+                let header = HeaderValue::from_str(&id).ok();
+                let answer = actix_web::dev::Service::call(srv, req);
+                crate::logging::with_request_id(id, async move {
+                    let mut response = answer.await?;
+                    if let Some(value) = header {
+                        response
+                            .headers_mut()
+                            .insert(super::request_id::HEADER, value);
+                    }
+                    Ok(response)
+                })
+            })
             .configure(super::configure)
             // Everything else: module routes, matched by the dispatcher without regexes.
             .default_service(actix_web::dev::fn_service(super::dispatch::service))

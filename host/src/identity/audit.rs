@@ -83,6 +83,7 @@ impl Auditor {
             target: event.target.map(str::to_owned),
             outcome: event.outcome.to_owned(),
             details: event.details,
+            request_id: crate::logging::request_id().map(|id| id.to_string()),
         };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() >= MAX_PENDING {
@@ -125,6 +126,7 @@ impl Auditor {
                 target: Some(what),
                 outcome: "denied".to_owned(),
                 details: Some(json!({"count": count})),
+                request_id: None,
             });
         }
         if rows.is_empty() || !db.is_configured() {

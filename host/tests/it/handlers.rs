@@ -12,9 +12,17 @@ fn a_request_reaches_the_handler_whole() {
     let hub = Setup::new().fixture("fx", json!({})).start();
     let reply = hub.request("POST", "/api/v1/fx/echo?a=1&b=two", None, Some("payload"));
     assert_eq!(reply.status, 200);
+    let mut echoed = reply.json();
+    // The hub's request id for it, which the module sees as a header.
+    let id = echoed["x_request_id"].take();
+    assert!(
+        id.as_str()
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{id}"
+    );
     assert_eq!(
-        reply.json(),
-        json!({"method": "POST", "path": "/echo", "query": "a=1&b=two", "x_test": null, "body": "payload"})
+        echoed,
+        json!({"method": "POST", "path": "/echo", "query": "a=1&b=two", "x_test": null, "x_request_id": null, "body": "payload"})
     );
     let reply = hub.get("/api/v1/fx/items/42");
     assert_eq!((reply.status, reply.json()), (200, json!({"id": 42})));

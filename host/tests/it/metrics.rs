@@ -1,7 +1,8 @@
 //! Metrics (issue 16): the hub's `/metrics` listener, scraped by Debian's `prometheus` every
 //! second, asked through Prometheus' HTTP API: a module's request counter rises by exactly what
 //! was sent, a route that sleeps a known time lands in that time's bucket, and only registered
-//! modules appear as `module` label values.
+//! modules appear as `module` label values; the alert rules of `docs/prometheus/alerts.yml` load,
+//! and every query of the Grafana dashboard `docs/grafana/hub.json` runs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,10 +22,12 @@ impl Prometheus {
     fn start(target: &str) -> Prometheus {
         let dir = tempfile::tempdir().expect("a folder for prometheus");
         let config = dir.path().join("prometheus.yml");
+        std::fs::copy(docs("prometheus/alerts.yml"), dir.path().join("alerts.yml"))
+            .expect("copy the alert rules");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hub\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hub\n    static_configs:\n      - targets: ['{target}']\nrule_files:\n  - alerts.yml\n"
             ),
         )
         .expect("write prometheus.yml");
@@ -84,6 +87,13 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A file under `docs/`.
+fn docs(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(path)
 }
 
 impl Drop for Prometheus {
@@ -161,6 +171,40 @@ fn prometheus_sees_exactly_the_requests_sent_and_the_time_they_took() {
         Some(1.0)
     );
 
+    // The alert rules loaded; every query of the dashboard runs, and those over requests have
+    // an answer.
+    let mut response = ureq::get(&format!("{}/api/v1/rules", prometheus.base))
+        .call()
+        .expect("rules");
+    let rules: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().expect("rules")).expect("JSON");
+    let names: Vec<&str> = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["HubModuleFailed", "HubModuleErrorRate", "HubModuleSlow"]
+    );
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(docs("grafana/hub.json")).expect("the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let result = prometheus.query(expr);
+            queries += 1;
+            if expr.contains("hub_module_requests_total[") || expr.contains("hub_modules") {
+                assert!(!result.is_empty(), "{expr} has no answer");
+            }
+        }
+    }
+    assert_eq!(queries, 12);
+
     // The rest of the families: modules by state, build info, the database pool.
     assert_eq!(
         prometheus.value(r#"hub_modules{state="running"}"#),
@@ -206,4 +250,69 @@ fn without_its_setting_there_is_no_metrics_listener_and_the_listener_serves_only
     // Off by default: the hub's own listener has no /metrics either.
     let hub = Setup::new().hello().start();
     assert_eq!(hub.anonymous_get("/metrics").status, 404);
+}
+
+#[test]
+fn a_request_id_follows_the_request_into_its_answer_logs_audit_rows_and_the_module() {
+    let mut hub = Setup::new().fixture("fx", json!({})).start();
+    let send = |hub: &Hub, method: &str, path: &str, header: Option<(&str, &str)>| {
+        let mut headers = vec![("Authorization", format!("Bearer {}", crate::support::TOKEN))];
+        if let Some((name, value)) = header {
+            headers.push((name, value.to_owned()));
+        }
+        hub.send(method, path, &headers, None)
+    };
+    // An incoming X-Request-Id is kept, and the module sees it.
+    let reply = send(
+        &hub,
+        "GET",
+        "/api/v1/fx/echo",
+        Some(("X-Request-Id", "order-7")),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.request_id.as_deref(), Some("order-7"));
+    assert_eq!(reply.json()["x_request_id"], "order-7");
+    // A traceparent's trace id; else one of the hub's, different each time.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let reply = send(
+        &hub,
+        "GET",
+        "/api/v1/fx/echo",
+        Some(("traceparent", traceparent)),
+    );
+    assert_eq!(
+        reply.request_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    let (first, second) = (
+        send(&hub, "GET", "/ping", None),
+        send(&hub, "GET", "/ping", None),
+    );
+    assert_eq!(first.request_id.as_ref().map(String::len), Some(32));
+    assert_ne!(first.request_id, second.request_id);
+    // Every log line of the request, the module's own included.
+    send(
+        &hub,
+        "GET",
+        "/api/v1/fx/log",
+        Some(("X-Request-Id", "log-1")),
+    );
+    let line = hub
+        .wait_for_log("fixture says hello from /log", Duration::from_secs(5))
+        .expect("the module's line");
+    assert!(line.ends_with(" request_id=log-1"), "{line}");
+    // The audit row of an action made in it, and its log line.
+    let reply = send(
+        &hub,
+        "POST",
+        "/api/v1/modules/fx/reload",
+        Some(("X-Request-Id", "reload-42")),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let line = hub
+        .wait_for_log("module.reload ", Duration::from_secs(5))
+        .expect("the audit line");
+    assert!(line.ends_with(" request_id=reload-42"), "{line}");
+    let entries = hub.get("/api/v1/audit?action=module.reload").json();
+    assert_eq!(entries["entries"][0]["request_id"], "reload-42");
 }

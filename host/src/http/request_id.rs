@@ -1,0 +1,121 @@
+//! The request id: the incoming `X-Request-Id` when it is a sensible one (1 to 128 letters,
+//! digits and `._:-`), else the trace id of an incoming W3C `traceparent`, else one of the
+//! hub's own (32 hex digits: a random prefix per process and a counter). It is answered in the
+//! `X-Request-Id` header, put on the request a module sees (so its calls on the caller's behalf
+//! can carry it), written into every log line of the request (`logging::with_request_id`) and
+//! into the audit rows the request makes.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, from `headers` or new; a new one is added to `headers` as `X-Request-Id`.
+pub fn of(headers: &mut HeaderMap) -> Arc<str> {
+    if let Some(id) = headers
+        .get(&HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| well_formed(id))
+    {
+        return Arc::from(id);
+    }
+    let id = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id)
+        .map_or_else(new_id, str::to_owned);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(HEADER, value);
+    }
+    Arc::from(id)
+}
+
+/// 1 to 128 letters, digits and `._:-`: safe in a header, a log line and JSON.
+fn well_formed(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The trace id of a `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), unless it is all zeros.
+fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0'))
+    .then_some(trace)
+}
+
+/// A new id: this process's random prefix and the next number, 32 lowercase hex digits.
+fn new_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness, the time keeps two processes' ids apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            bytes = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default()
+                .to_le_bytes();
+        }
+        u64::from_le_bytes(bytes)
+    });
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn an_incoming_id_is_kept_a_traceparent_gives_its_trace_id_else_a_new_one() {
+        let mut h = headers(&[("x-request-id", "abc-123")]);
+        assert_eq!(&*of(&mut h), "abc-123");
+        let mut h = headers(&[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )]);
+        assert_eq!(&*of(&mut h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(h.get(&HEADER).unwrap(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // Malformed ones are replaced: quotes, spaces, too long, an all-zero trace id.
+        for bad in [
+            headers(&[("x-request-id", "a\"b")]),
+            headers(&[("x-request-id", &"x".repeat(129))]),
+            headers(&[(
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )]),
+        ] {
+            let mut h = bad;
+            let id = of(&mut h);
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(h.get(&HEADER).unwrap(), &*id);
+        }
+        let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
+        assert_ne!(of(&mut a), of(&mut b));
+    }
+}
