@@ -19,16 +19,39 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::config::{Config, LogFormat};
 
 tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
+    static REQUEST_ID: RequestId;
+}
+
+/// A request's id: one the hub made (32 hex digits, kept inline: no allocation on the hot
+/// path), or the one the caller sent.
+#[derive(Clone, Debug)]
+pub enum RequestId {
+    Own([u8; 32]),
+    Given(Arc<str>),
+}
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestId::Own(digits) => std::str::from_utf8(digits).unwrap_or_default(),
+            RequestId::Given(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The id of the request being answered by the current task, if any.
-pub fn request_id() -> Option<Arc<str>> {
-    REQUEST_ID.try_with(Arc::clone).ok()
+pub fn request_id() -> Option<RequestId> {
+    REQUEST_ID.try_with(RequestId::clone).ok()
 }
 
 /// Run `future` (a request's answer) with `id` as its request id.
-pub fn with_request_id<F: Future>(id: Arc<str>, future: F) -> impl Future<Output = F::Output> {
+pub fn with_request_id<F: Future>(id: RequestId, future: F) -> impl Future<Output = F::Output> {
     REQUEST_ID.scope(id, future)
 }
 

@@ -34,6 +34,8 @@ pub struct ModuleRequest {
     pub instance: Arc<Instance>,
     /// The peer's address (the caller's, unless a trusted proxy forwarded the request).
     pub peer: Option<IpAddr>,
+    /// The request's id, which the module reads as its `x-request-id` header.
+    pub request_id: Option<crate::logging::RequestId>,
 }
 
 /// Who is calling, as far as the dispatcher looked: a public route of a module without an
@@ -100,24 +102,36 @@ impl RequestObj for ModuleRequest {
         // Parsing a header name from the module's text cannot panic; the guard keeps the
         // boundary's rule that no panic crosses it.
         catch_unwind(AssertUnwindSafe(|| {
-            self.headers
-                .get(name.as_str())
-                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-                .map(RStr::from)
-                .into()
+            let name = name.as_str();
+            match self.headers.get(name) {
+                Some(value) => std::str::from_utf8(value.as_bytes()).ok().map(RStr::from),
+                // The hub's id of a request that came without one.
+                None if name.eq_ignore_ascii_case("x-request-id") => {
+                    self.request_id.as_ref().map(|id| RStr::from(id.as_str()))
+                }
+                None => None,
+            }
+            .into()
         }))
         .unwrap_or(RNone)
     }
 
     fn headers(&self) -> RVec<Tuple2<RStr<'_>, RStr<'_>>> {
         catch_unwind(AssertUnwindSafe(|| {
-            self.headers
+            let mut all: RVec<Tuple2<RStr<'_>, RStr<'_>>> = self
+                .headers
                 .iter()
                 .filter_map(|(k, v)| {
                     let v = std::str::from_utf8(v.as_bytes()).ok()?;
                     Some(Tuple2(RStr::from(k.as_str()), RStr::from(v)))
                 })
-                .collect()
+                .collect();
+            if let Some(id) = &self.request_id
+                && !self.headers.contains_key("x-request-id")
+            {
+                all.push(Tuple2(RStr::from("x-request-id"), RStr::from(id.as_str())));
+            }
+            all
         }))
         .unwrap_or_default()
     }

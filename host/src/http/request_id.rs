@@ -11,26 +11,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
-pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+use crate::logging::RequestId;
 
-/// The request's id, from `headers` or new; a new one is added to `headers` as `X-Request-Id`.
-pub fn of(headers: &mut HeaderMap) -> Arc<str> {
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The request's id, from `headers` or new.
+pub fn of(headers: &HeaderMap) -> RequestId {
     if let Some(id) = headers
         .get(&HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|id| well_formed(id))
     {
-        return Arc::from(id);
+        return RequestId::Given(Arc::from(id));
     }
-    let id = headers
-        .get("traceparent")
+    if let Some(trace) = headers
+        .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id)
-        .map_or_else(new_id, str::to_owned);
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        headers.insert(HEADER, value);
+    {
+        return RequestId::Given(Arc::from(trace));
     }
-    Arc::from(id)
+    new_id()
+}
+
+/// `id` as a header value.
+pub fn value(id: &RequestId) -> Option<HeaderValue> {
+    HeaderValue::from_str(id.as_str()).ok()
 }
 
 /// 1 to 128 letters, digits and `._:-`: safe in a header, a log line and JSON.
@@ -57,7 +64,7 @@ fn trace_id(traceparent: &str) -> Option<&str> {
 }
 
 /// A new id: this process's random prefix and the next number, 32 lowercase hex digits.
-fn new_id() -> String {
+fn new_id() -> RequestId {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let prefix = *PREFIX.get_or_init(|| {
@@ -72,8 +79,21 @@ fn new_id() -> String {
         }
         u64::from_le_bytes(bytes)
     });
-    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut digits = [0u8; 32];
+    for (i, byte) in prefix
+        .to_be_bytes()
+        .into_iter()
+        .chain(number.to_be_bytes())
+        .enumerate()
+    {
+        digits[2 * i] = HEX[usize::from(byte >> 4)];
+        digits[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    RequestId::Own(digits)
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
@@ -92,14 +112,13 @@ mod tests {
 
     #[test]
     fn an_incoming_id_is_kept_a_traceparent_gives_its_trace_id_else_a_new_one() {
-        let mut h = headers(&[("x-request-id", "abc-123")]);
-        assert_eq!(&*of(&mut h), "abc-123");
-        let mut h = headers(&[(
+        let h = headers(&[("x-request-id", "abc-123")]);
+        assert_eq!(of(&h).as_str(), "abc-123");
+        let h = headers(&[(
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         )]);
-        assert_eq!(&*of(&mut h), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(h.get(&HEADER).unwrap(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(of(&h).as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
         // Malformed ones are replaced: quotes, spaces, too long, an all-zero trace id.
         for bad in [
             headers(&[("x-request-id", "a\"b")]),
@@ -109,13 +128,15 @@ mod tests {
                 "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             )]),
         ] {
-            let mut h = bad;
-            let id = of(&mut h);
+            let id = of(&bad);
+            let id = id.as_str();
             assert_eq!(id.len(), 32, "{id}");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-            assert_eq!(h.get(&HEADER).unwrap(), &*id);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
         }
-        let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
-        assert_ne!(of(&mut a), of(&mut b));
+        let (a, b) = (HeaderMap::new(), HeaderMap::new());
+        assert_ne!(of(&a).as_str(), of(&b).as_str());
     }
 }

@@ -2,7 +2,6 @@
 //! discover modules, start the watcher, serve until SIGINT/SIGTERM, then run the modules'
 //! shutdown hooks.
 
-use actix_web::http::header::HeaderValue;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
@@ -134,9 +133,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }))
             // Every request gets its id first: answered in a header, in every log line and audit
             // row made while it is answered.
-            .wrap_fn(|mut req, srv| {
-                let id = super::request_id::of(req.head_mut().headers_mut());
-                let header = HeaderValue::from_str(&id).ok();
+            .wrap_fn(|req, srv| {
+                let id = super::request_id::of(req.headers());
+                let header = super::request_id::value(&id);
                 let answer = actix_web::dev::Service::call(srv, req);
                 crate::logging::with_request_id(id, async move {
                     let mut response = answer.await?;

@@ -83,7 +83,7 @@ impl Auditor {
             target: event.target.map(str::to_owned),
             outcome: event.outcome.to_owned(),
             details: event.details,
-            request_id: crate::logging::request_id().map(|id| id.to_string()),
+            request_id: crate::logging::request_id().map(|id| id.as_str().to_owned()),
         };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() >= MAX_PENDING {
