@@ -505,7 +505,7 @@ async fn call_route(
         principal,
         instance: instance.clone(),
         peer: req.peer_addr().map(|a| a.ip()),
-        request_id: crate::logging::request_id(),
+        request_id: std::sync::OnceLock::new(),
     };
     let timeout = hub.config().request_timeout;
     let mut call = instance.call(index, request.into_object());

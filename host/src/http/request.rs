@@ -34,8 +34,9 @@ pub struct ModuleRequest {
     pub instance: Arc<Instance>,
     /// The peer's address (the caller's, unless a trusted proxy forwarded the request).
     pub peer: Option<IpAddr>,
-    /// The request's id, which the module reads as its `x-request-id` header.
-    pub request_id: Option<crate::logging::RequestId>,
+    /// The request's id, which the module reads as its `x-request-id` header: taken from the
+    /// task's request id the first time it is asked for (most handlers never ask).
+    pub request_id: std::sync::OnceLock<Option<crate::logging::RequestId>>,
 }
 
 /// Who is calling, as far as the dispatcher looked: a public route of a module without an
@@ -47,6 +48,13 @@ pub enum Caller {
 }
 
 impl ModuleRequest {
+    /// The id of the request (the task's), once asked for.
+    fn request_id(&self) -> Option<&crate::logging::RequestId> {
+        self.request_id
+            .get_or_init(crate::logging::request_id)
+            .as_ref()
+    }
+
     /// The caller, resolved now if the dispatcher did not (refused credentials: anonymous).
     fn principal(&self) -> Option<Arc<Principal>> {
         match &self.principal {
@@ -107,7 +115,7 @@ impl RequestObj for ModuleRequest {
                 Some(value) => std::str::from_utf8(value.as_bytes()).ok().map(RStr::from),
                 // The hub's id of a request that came without one.
                 None if name.eq_ignore_ascii_case("x-request-id") => {
-                    self.request_id.as_ref().map(|id| RStr::from(id.as_str()))
+                    self.request_id().map(|id| RStr::from(id.as_str()))
                 }
                 None => None,
             }
@@ -126,7 +134,7 @@ impl RequestObj for ModuleRequest {
                     Some(Tuple2(RStr::from(k.as_str()), RStr::from(v)))
                 })
                 .collect();
-            if let Some(id) = &self.request_id
+            if let Some(id) = self.request_id()
                 && !self.headers.contains_key("x-request-id")
             {
                 all.push(Tuple2(RStr::from("x-request-id"), RStr::from(id.as_str())));

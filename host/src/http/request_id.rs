@@ -1,9 +1,9 @@
 //! The request id: the incoming `X-Request-Id` when it is a sensible one (1 to 128 letters,
 //! digits and `._:-`), else the trace id of an incoming W3C `traceparent`, else one of the
 //! hub's own (32 hex digits: a random prefix per process and a counter). It is answered in the
-//! `X-Request-Id` header, put on the request a module sees (so its calls on the caller's behalf
-//! can carry it), written into every log line of the request (`logging::with_request_id`) and
-//! into the audit rows the request makes.
+//! `X-Request-Id` header, readable by a module as its request's `x-request-id` header (so its
+//! calls on the caller's behalf can carry it), written into every log line of the request
+//! (`logging::with_request_id`) and into the audit rows the request makes.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
