@@ -3,7 +3,7 @@
 //! `main.rs` reads the configuration and calls [`run`]; the tests start the `hub` binary. The
 //! rooms, bottom up (a room uses only rooms below it; `cargo test -p xtask tidy` checks it, and
 //! `docs/architecture.md` draws it):
-//! names, causes, manifest, assets → config, signals → templates, logging, db → identity → loader →
+//! names, causes, manifest, assets → config, signals → templates, logging, db → identity, usage → loader →
 //! instance → registry → deps → lifecycle, status → watcher, http.
 
 pub mod assets;
@@ -24,6 +24,7 @@ pub mod registry;
 mod signals;
 pub mod status;
 pub mod templates;
+pub mod usage;
 mod watcher;
 
 pub use http::server::run;

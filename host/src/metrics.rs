@@ -5,25 +5,52 @@
 //! panics, timeouts), `instance` (each route's handles, made once at start, so a request pays
 //! no label lookup), `db` (statements, migrations), `lifecycle` (reloads).
 //!
-//! Counting is on only when `HUB_METRICS_BIND` is set ([`init`]); off, a route's handles are
-//! `None` and a request pays one branch.
+//! Counting is on when `HUB_METRICS_BIND` is set or usage analytics are on ([`init`]); off, a
+//! route's handles are `None` and a request pays one branch. Usage analytics read the same
+//! counters: [`Tally`] keeps each module route's last flushed values and hands the flusher what
+//! was counted since, with the callers each route saw.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-/// Request and statement durations, in seconds: 1 ms to 10 s.
-const BUCKETS: [f64; 12] = [
+/// Request and statement durations, in seconds: 1 ms to 10 s. Usage rows keep a count per bucket
+/// (and one for slower), so the bounds are part of what the database holds: change them only
+/// with a migration of `hub_usage`.
+pub const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
+
+/// [`BUCKETS`] in nanoseconds, as a request's duration is compared with them.
+const BUCKET_NANOS: [u64; 12] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    10_000_000_000,
+];
+
+/// Counts per bucket: one per bound of [`BUCKETS`], then the slower ones.
+pub type BucketCounts = [u64; BUCKETS.len() + 1];
 
 /// The route label of a request that matched no route of its module; the module label of a
 /// request that reached no registered module.
@@ -56,11 +83,7 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn histogram() -> Histogram {
-    Histogram::new(BUCKETS)
-}
+type Histograms<L> = Family<L, Durations>;
 
 /// Every family of the hub's.
 pub struct Metrics {
@@ -74,6 +97,8 @@ pub struct Metrics {
     statement_durations: Histograms<ModuleLabel>,
     reloads: Family<OutcomeLabels, Counter>,
     migrations: Family<ModuleLabel, Counter>,
+    /// Module routes' counts for usage analytics, while they are on.
+    tally: Option<Tally>,
 }
 
 /// What the hub reads at scrape time: (in use, idle, waiting) connections of the pool, and the
@@ -85,9 +110,10 @@ pub struct Probes {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-/// Turn counting on (once, at start, when `HUB_METRICS_BIND` is set), with the hub's `probes`.
-pub fn init(probes: Probes) {
-    METRICS.get_or_init(|| Metrics::new(probes));
+/// Turn counting on (once, at start, when `HUB_METRICS_BIND` is set or usage analytics are on),
+/// with the hub's `probes`; `usage`: keep what the usage flusher takes.
+pub fn init(probes: Probes, usage: bool) {
+    METRICS.get_or_init(|| Metrics::new(probes, usage));
 }
 
 /// The metrics, if counting is on.
@@ -97,7 +123,7 @@ pub fn get() -> Option<&'static Metrics> {
 }
 
 impl Metrics {
-    fn new(probes: Probes) -> Metrics {
+    fn new(probes: Probes, usage: bool) -> Metrics {
         let mut root = Registry::default();
         let registry = root.sub_registry_with_prefix("hub");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -106,7 +132,7 @@ impl Metrics {
             "Requests for modules' API routes, by module, route pattern, method and status class",
             requests.clone(),
         );
-        let durations: Histograms<RouteLabels> = Family::new_with_constructor(histogram);
+        let durations = Histograms::<RouteLabels>::default();
         registry.register(
             "module_request_duration_seconds",
             "How long modules' API routes took to answer, by module, route pattern and method",
@@ -136,7 +162,7 @@ impl Metrics {
             "Database calls of modules (ctx.db()), by module and outcome (ok, refused, error)",
             statements.clone(),
         );
-        let statement_durations: Histograms<ModuleLabel> = Family::new_with_constructor(histogram);
+        let statement_durations = Histograms::<ModuleLabel>::default();
         registry.register(
             "db_statement_duration_seconds",
             "How long modules' database calls took, by module",
@@ -174,7 +200,13 @@ impl Metrics {
             statement_durations,
             reloads,
             migrations,
+            tally: usage.then(Tally::default),
         }
+    }
+
+    /// Module routes' counts for usage analytics, while they are on.
+    pub fn tally(&self) -> Option<&Tally> {
+        self.tally.as_ref()
     }
 
     /// The families in the text format Prometheus scrapes (OpenMetrics).
@@ -194,8 +226,8 @@ impl Metrics {
         self.timeouts.get_or_create(&module_label(module)).inc();
     }
 
-    /// A database call of `module` ended with `outcome` after `seconds`.
-    pub fn statement(&self, module: &str, outcome: &'static str, seconds: f64) {
+    /// A database call of `module` ended with `outcome` after `took`.
+    pub fn statement(&self, module: &str, outcome: &'static str, took: Duration) {
         let labels = OutcomeLabels {
             module: module.to_owned(),
             outcome,
@@ -203,7 +235,7 @@ impl Metrics {
         self.statements.get_or_create(&labels).inc();
         self.statement_durations
             .get_or_create(&module_label(module))
-            .observe(seconds);
+            .observe(took);
     }
 
     /// A reload of `module` ended with `outcome` (`ok` or `failed`).
@@ -218,6 +250,16 @@ impl Metrics {
     /// This hub applied one of `module`'s migrations.
     pub fn migration_applied(&self, module: &str) {
         self.migrations.get_or_create(&module_label(module)).inc();
+    }
+
+    /// The handles of one API route of `module` (`route` its pattern), counted in usage
+    /// analytics too while they are on.
+    pub fn module_route(&self, module: &str, route: &str, method: &str) -> RouteMetrics {
+        let mut handles = self.route(module, route, method);
+        if let Some(tally) = &self.tally {
+            handles.usage = Some(tally.track(module, &format!("{method} {route}"), &handles));
+        }
+        handles
     }
 
     /// The handles of one route of `module` (`route` its pattern, or [`UNMATCHED`]).
@@ -245,6 +287,7 @@ impl Metrics {
             requests,
             duration,
             in_flight,
+            usage: None,
         }
     }
 }
@@ -256,15 +299,23 @@ fn module_label(module: &str) -> ModuleLabel {
 }
 
 /// One route's series: a counter per status class, its duration histogram, and its module's
-/// in-flight gauge. Cloned handles: counting is an atomic add, no label lookup.
+/// in-flight gauge; while usage analytics are on, who called it. Cloned handles: counting is an
+/// atomic add, no label lookup.
 #[derive(Clone)]
 pub struct RouteMetrics {
     requests: [Counter; 5],
-    duration: Histogram,
+    duration: Durations,
     in_flight: Gauge,
+    usage: Option<Arc<Callers>>,
 }
 
 impl RouteMetrics {
+    /// Who this route's calls are for, while usage analytics are on.
+    #[inline]
+    pub fn callers(&self) -> Option<&Callers> {
+        self.usage.as_deref()
+    }
+
     /// A request begins: counted in flight until the returned guard is dropped.
     #[inline]
     pub fn begin(&self) -> InFlight<'_> {
@@ -288,9 +339,7 @@ impl InFlight<'_> {
     pub fn done(self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.route.requests[class].inc();
-        self.route
-            .duration
-            .observe(self.started.elapsed().as_secs_f64());
+        self.route.duration.observe(self.started.elapsed());
     }
 }
 
@@ -344,5 +393,196 @@ impl Collector for Scraped {
             ConstGauge::new(waiting).encode(family.encode_family(&[("pool", "hub")])?)?;
         }
         Ok(())
+    }
+}
+
+/// A duration histogram with the bounds of [`BUCKETS`]: a count per bucket and the sum, each an
+/// atomic add (no lock), readable by the usage flusher.
+#[derive(Clone, Debug, Default)]
+pub struct Durations(Arc<DurationCounts>);
+
+#[derive(Debug, Default)]
+struct DurationCounts {
+    nanos: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+}
+
+impl Durations {
+    /// Count one duration.
+    #[inline]
+    pub fn observe(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKET_NANOS
+            .iter()
+            .position(|bound| nanos <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.0.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The sum of the durations in nanoseconds, and the counts per bucket.
+    pub fn read(&self) -> (u64, BucketCounts) {
+        let buckets = std::array::from_fn(|i| self.0.buckets[i].load(Ordering::Relaxed));
+        (self.0.nanos.load(Ordering::Relaxed), buckets)
+    }
+}
+
+impl TypedMetric for Durations {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Durations {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (nanos, counts) = self.read();
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(counts)
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(
+            nanos as f64 / 1e9,
+            counts.iter().sum(),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Who a call was for, as usage analytics count distinct callers: the user (whether signed in
+/// or calling with one of its tokens), a token that belongs to no user, or the bootstrap
+/// administrator of a hub without a database.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum CallerKey {
+    User(i64),
+    Token(i64),
+    Admin,
+}
+
+impl std::fmt::Display for CallerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallerKey::User(id) => write!(f, "user:{id}"),
+            CallerKey::Token(id) => write!(f, "token:{id}"),
+            CallerKey::Admin => f.write_str("admin"),
+        }
+    }
+}
+
+/// Who called one route since the last flush: its distinct callers, and how many calls were
+/// for nobody signed in.
+#[derive(Debug, Default)]
+pub struct Callers {
+    anonymous: AtomicU64,
+    seen: Mutex<HashSet<CallerKey>>,
+}
+
+impl Callers {
+    /// A call the module answered for `caller` (`None`: anonymous).
+    #[inline]
+    pub fn count(&self, caller: Option<CallerKey>) {
+        match caller {
+            None => {
+                self.anonymous.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(key) => {
+                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.insert(key);
+            }
+        }
+    }
+
+    /// Take what was counted (the counts start again from zero).
+    fn take(&self) -> (u64, HashSet<CallerKey>) {
+        let anonymous = self.anonymous.swap(0, Ordering::Relaxed);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        (anonymous, std::mem::take(&mut *seen))
+    }
+}
+
+/// What one module route counted over one flush period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteCounts {
+    pub module: String,
+    /// `METHOD /pattern`.
+    pub route: String,
+    pub calls: u64,
+    /// 4xx answers.
+    pub client_errors: u64,
+    /// 5xx answers.
+    pub errors: u64,
+    /// Calls answered for nobody signed in.
+    pub anonymous_calls: u64,
+    pub duration_seconds: f64,
+    pub buckets: BucketCounts,
+    pub callers: Vec<CallerKey>,
+}
+
+/// The module routes counted for usage analytics, each with the values of its last flush; a
+/// route keeps its entry across reloads (the same labels, the same counters).
+#[derive(Default)]
+pub struct Tally {
+    routes: Mutex<HashMap<(String, String), Tracked>>,
+}
+
+struct Tracked {
+    requests: [Counter; 5],
+    duration: Durations,
+    callers: Arc<Callers>,
+    /// Calls per status class, the sum of durations and the buckets at the last flush.
+    flushed: ([u64; 5], u64, BucketCounts),
+}
+
+impl Tally {
+    /// Count `route` (`METHOD /pattern`) of `module` from now on: its callers' set.
+    fn track(&self, module: &str, route: &str, handles: &RouteMetrics) -> Arc<Callers> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let tracked = routes
+            .entry((module.to_owned(), route.to_owned()))
+            .or_insert_with(|| Tracked {
+                requests: handles.requests.clone(),
+                duration: handles.duration.clone(),
+                callers: Arc::default(),
+                flushed: (
+                    handles.requests.each_ref().map(Counter::get),
+                    handles.duration.read().0,
+                    handles.duration.read().1,
+                ),
+            });
+        tracked.callers.clone()
+    }
+
+    /// What each route counted since the last call (routes that counted nothing are left out).
+    pub fn take(&self) -> Vec<RouteCounts> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for ((module, route), tracked) in routes.iter_mut() {
+            let requests = tracked.requests.each_ref().map(Counter::get);
+            let (nanos, buckets) = tracked.duration.read();
+            let (anonymous_calls, callers) = tracked.callers.take();
+            let (was_requests, was_nanos, was_buckets) = tracked.flushed;
+            tracked.flushed = (requests, nanos, buckets);
+            let by_class: [u64; 5] = std::array::from_fn(|i| requests[i] - was_requests[i]);
+            let calls = by_class.iter().sum();
+            if calls == 0 && anonymous_calls == 0 && callers.is_empty() {
+                continue;
+            }
+            out.push(RouteCounts {
+                module: module.clone(),
+                route: route.clone(),
+                calls,
+                client_errors: by_class[3],
+                errors: by_class[4],
+                anonymous_calls,
+                duration_seconds: nanos.wrapping_sub(was_nanos) as f64 / 1e9,
+                buckets: std::array::from_fn(|i| buckets[i] - was_buckets[i]),
+                callers: callers.into_iter().collect(),
+            });
+        }
+        out
     }
 }

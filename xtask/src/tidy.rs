@@ -37,7 +37,7 @@ mod tests {
             &["manifest", "templates"],
             &["config", "metrics"],
             &["logging", "db"],
-            &["identity"],
+            &["identity", "usage"],
             &["loader"],
             &["instance"],
             &["registry"],

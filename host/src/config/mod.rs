@@ -107,6 +107,21 @@ pub const SETTINGS: &[Setting] = &[
         help: "Audit log rows older than this are deleted.",
     },
     Setting {
+        var: "HUB_USAGE",
+        default: "true",
+        help: "Usage analytics (calls, errors, latency and distinct callers per module route and hour, kept in PostgreSQL; GET /api/v1/modules/{name}/usage); they need DATABASE_URL. false: nothing is counted for them.",
+    },
+    Setting {
+        var: "HUB_USAGE_FLUSH_SECS",
+        default: "60",
+        help: "How often usage counts are added to PostgreSQL (one statement; also at every hour's end and on SIGTERM): a crash loses at most this long.",
+    },
+    Setting {
+        var: "HUB_USAGE_RETENTION_DAYS",
+        default: "400",
+        help: "Usage rows (hours) older than this are deleted.",
+    },
+    Setting {
         var: "MODULES_ENABLED",
         default: "true",
         help: "Global switch for the module system; false: the hub serves with no module loaded.",
@@ -212,6 +227,10 @@ pub struct Config {
     pub auth_failures: u32,
     pub auth_block: Duration,
     pub audit_retention_days: u32,
+    /// Usage analytics: on only with a database.
+    pub usage: bool,
+    pub usage_flush: Duration,
+    pub usage_retention_days: u32,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
     pub auto_reload: bool,
@@ -428,6 +447,9 @@ impl Config {
             auth_failures: small("HUB_AUTH_FAILURES")?,
             auth_block: seconds("HUB_AUTH_BLOCK_SECS")?,
             audit_retention_days: small("HUB_AUDIT_RETENTION_DAYS")?,
+            usage: boolean("HUB_USAGE")? && optional("DATABASE_URL").is_some(),
+            usage_flush: seconds("HUB_USAGE_FLUSH_SECS")?,
+            usage_retention_days: small("HUB_USAGE_RETENTION_DAYS")?,
             modules_enabled,
             modules_dir: PathBuf::from(get("MODULES_DIR")),
             auto_reload: boolean("MODULES_AUTO_RELOAD")?,

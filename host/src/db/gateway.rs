@@ -223,7 +223,7 @@ pub async fn call(db: &Database, caller: &Caller, request: &str) -> Result<Strin
             Err(e) if e.kind == "refused" || e.kind == "bad_request" => "refused",
             Err(_) => "error",
         };
-        metrics.statement(&caller.module, label, started.elapsed().as_secs_f64());
+        metrics.statement(&caller.module, label, started.elapsed());
     }
     match outcome {
         Ok(result) => Ok(result.to_json()),

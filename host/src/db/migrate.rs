@@ -88,6 +88,11 @@ pub fn host_migrations() -> Vec<MigrationSpec> {
             name: "request_ids".to_owned(),
             sql: include_str!("../../../migrations/0004_request_ids.sql").to_owned(),
         },
+        MigrationSpec {
+            version: 5,
+            name: "usage".to_owned(),
+            sql: include_str!("../../../migrations/0005_usage.sql").to_owned(),
+        },
     ]
 }
 

@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod pool;
 pub mod roles;
 pub mod statement;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,6 +11,8 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, not_found};
 use crate::config::module as module_settings;
+use crate::db::DbUnavailable;
+use crate::db::identity::StoreError;
 use crate::deps::document::{GraphDocument, document, svg};
 use crate::identity::Event;
 use crate::lifecycle::{ActionError, GraphOptions, Hub};
@@ -18,6 +20,7 @@ use crate::manifest::Audience;
 use crate::names;
 use crate::registry::{ModuleEntry, State};
 use crate::status::{self, ModuleObject};
+use crate::usage::{Period, Report};
 
 /// The hub's own health: it is up, and how many modules are in each state.
 #[derive(Serialize, ToSchema)]
@@ -122,6 +125,98 @@ pub(crate) async fn module(
     one(hub, entry)
         .await
         .ok_or_else(|| ApiError::module_not_found(name))
+}
+
+/// The span and period of a usage report.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// From this time on (RFC 3339; rounded down to its period's start). Default: 24 hours
+    /// before `to` (`by=hour`), 30 days before it (`by=day`).
+    pub(crate) from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Up to this time (RFC 3339, exclusive; rounded up to a period's end). Default: now.
+    pub(crate) to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The length of each point of the series: `hour` (default) or `day` (days in UTC).
+    pub(crate) by: Option<Period>,
+}
+
+/// At most this many periods in one report.
+const MAX_PERIODS: i64 = 1000;
+
+/// A module's usage: calls, errors, latency percentiles and distinct callers, as a series of
+/// hours or days, with its routes, busiest first. Counts of other hubs sharing the database
+/// are as they last flushed (about once a minute); this hub's are flushed first.
+#[utoipa::path(get, path = "/api/v1/modules/{name}/usage", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
+    params(
+        ("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name"),
+        UsageQuery,
+    ),
+    responses(
+        (status = 200, description = "The module's usage", body = Report),
+        (status = 400, description = "The name breaks the name rule, or a parameter is not a time / `hour` / `day` (`bad_query`)", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 422, description = "`from` is not before `to`, or the span has more than 1000 periods (`validation_failed`)", body = ErrorBody),
+        (status = 503, description = "No database (`database_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn usage(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    query: web::Query<UsageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(module_usage(&caller, &hub, &name, query.into_inner()).await?))
+}
+
+/// A module's usage report (needs `modules.read`).
+pub(crate) async fn module_usage(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    query: UsageQuery,
+) -> Result<Report, ApiError> {
+    caller.require("modules.read")?;
+    let name = valid_name(name)?;
+    hub.get(name).map_err(action_error)?;
+    let by = query.by.unwrap_or(Period::Hour);
+    let to = query.to.unwrap_or_else(chrono::Utc::now);
+    let from = query.from.unwrap_or_else(|| match by {
+        Period::Hour => to - chrono::TimeDelta::hours(24),
+        Period::Day => to - chrono::TimeDelta::days(30),
+    });
+    if from >= to {
+        return Err(ApiError::invalid("from must be before to", "from"));
+    }
+    let seconds = match by {
+        Period::Hour => 3600,
+        Period::Day => 86_400,
+    };
+    if (to - from).num_seconds() / seconds >= MAX_PERIODS {
+        return Err(ApiError::invalid(
+            format!(
+                "the span from {from} to {to} has more than {MAX_PERIODS} periods of one {}: ask for a shorter span or by=day",
+                by.as_str()
+            ),
+            "from",
+        ));
+    }
+    crate::usage::report(hub.database(), name, from, to, by)
+        .await
+        .map_err(|e| match e {
+            StoreError::Unavailable(DbUnavailable::NotConfigured) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "usage analytics live in PostgreSQL: set DATABASE_URL",
+            ),
+            StoreError::Unavailable(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                e.to_string(),
+            ),
+            other => ApiError::internal(other.to_string()),
+        })
 }
 
 /// The dependency graph: every module, and an edge from each to what it needs.

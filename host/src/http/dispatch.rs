@@ -34,7 +34,7 @@ use super::views;
 use crate::identity::{self, AuthError, Principal};
 use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
-use crate::metrics;
+use crate::metrics::{self, Callers};
 use crate::registry::ModuleState;
 
 /// A module's health report.
@@ -215,10 +215,11 @@ async fn module_api(
         }
     };
     let Some(series) = instance.route_metrics(index) else {
-        return answer(req, parts, hub, &instance, path, index, params).await;
+        return answer(req, parts, hub, &instance, path, index, params, None).await;
     };
     let flight = series.begin();
-    let result = answer(req, parts, hub, &instance, path, index, params).await;
+    let callers = series.callers();
+    let result = answer(req, parts, hub, &instance, path, index, params, callers).await;
     flight.done(match &result {
         Ok(response) => response.status().as_u16(),
         Err(error) => error.status().as_u16(),
@@ -226,7 +227,9 @@ async fn module_api(
     result
 }
 
-/// Route `index` of `instance` matched: who is calling, then the call.
+/// Route `index` of `instance` matched: who is calling (counted in `callers` while usage
+/// analytics are on), then the call.
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     req: &HttpRequest,
     parts: Parts,
@@ -235,10 +238,21 @@ async fn answer(
     path: &str,
     index: u32,
     params: Vec<(String, String)>,
+    callers: Option<&Callers>,
 ) -> Result<HttpResponse, ApiError> {
     let (caller, outside) = caller_of(hub, req, &parts.headers, instance)?;
     hidden(instance, index, outside)?;
-    let principal = admit(hub, req, &parts.headers, instance, index, caller)?;
+    let mut principal = admit(hub, req, &parts.headers, instance, index, caller)?;
+    if let Some(callers) = callers {
+        // A public route's caller is resolved for the count (and the module has it then).
+        if let Caller::NotAsked = principal {
+            principal =
+                Caller::Known(auth::resolve(hub.identity(), req, &parts.headers).unwrap_or(None));
+        }
+        if let Caller::Known(known) = &principal {
+            callers.count(known.as_deref().map(Principal::caller_key));
+        }
+    }
     let response = call_route(req, parts, hub, instance, path, index, params, principal).await?;
     Ok(into_http(instance.name(), response))
 }

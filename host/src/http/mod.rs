@@ -248,6 +248,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(api::admin_not_allowed("PUT"))),
             )
             .service(
+                web::resource("/{name}/usage")
+                    .route(web::get().to(api::usage))
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
+            )
+            .service(
                 web::resource("/{name}/settings")
                     .route(web::put().to(api::set_settings))
                     .default_service(web::to(api::admin_not_allowed("PUT"))),

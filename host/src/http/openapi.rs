@@ -34,6 +34,7 @@ use crate::lifecycle::Hub;
         super::api::set_audience,
         super::api::set_safety,
         super::api::set_settings,
+        super::api::usage,
         super::login::login,
         super::login::login_form,
         super::login::callback,

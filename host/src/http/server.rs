@@ -34,34 +34,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     actix_web::rt::spawn(hub.identity().clone().tick(config.audit_retention_days));
     // Before the modules start: their routes' series are made with their route tables.
-    if config.metrics_bind.is_some() {
+    if config.metrics_bind.is_some() || config.usage {
         let (pool, states) = (
             std::sync::Arc::downgrade(&hub),
             std::sync::Arc::downgrade(&hub),
         );
-        crate::metrics::init(crate::metrics::Probes {
-            pool: Box::new(move || pool.upgrade()?.database().pool_status()),
-            states: Box::new(move || {
-                let counts = states
-                    .upgrade()
-                    .map(|hub| {
-                        let all = hub.registry().all();
-                        let count =
-                            |state| all.values().filter(|e| e.kind() == state).count() as i64;
-                        [
-                            count(crate::registry::State::Running),
-                            count(crate::registry::State::Disabled),
-                            count(crate::registry::State::Failed),
-                        ]
-                    })
-                    .unwrap_or_default();
-                [
-                    ("running", counts[0]),
-                    ("disabled", counts[1]),
-                    ("failed", counts[2]),
-                ]
-            }),
-        });
+        crate::metrics::init(
+            crate::metrics::Probes {
+                pool: Box::new(move || pool.upgrade()?.database().pool_status()),
+                states: Box::new(move || {
+                    let counts = states
+                        .upgrade()
+                        .map(|hub| {
+                            let all = hub.registry().all();
+                            let count =
+                                |state| all.values().filter(|e| e.kind() == state).count() as i64;
+                            [
+                                count(crate::registry::State::Running),
+                                count(crate::registry::State::Disabled),
+                                count(crate::registry::State::Failed),
+                            ]
+                        })
+                        .unwrap_or_default();
+                    [
+                        ("running", counts[0]),
+                        ("disabled", counts[1]),
+                        ("failed", counts[2]),
+                    ]
+                }),
+            },
+            config.usage,
+        );
+    }
+    if config.usage {
+        actix_web::rt::spawn(crate::usage::run(
+            hub.database_handle(),
+            config.usage_flush,
+            config.usage_retention_days,
+        ));
     }
     hub.discover().await;
     if config.modules_enabled {
@@ -181,6 +191,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server
         .await
         .context("the HTTP server stopped with an error")?;
+    if config.usage
+        && let Err(e) = crate::usage::flush(hub.database()).await
+    {
+        tracing::warn!("usage analytics: the last counts could not be written: {e}");
+    }
     tracing::info!("requests finished; running module shutdown hooks");
     hub.shutdown().await;
     tracing::info!("stopped");

@@ -59,6 +59,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Who this caller is as usage analytics count distinct callers: the user behind a session
+    /// or a token, else the token, else the bootstrap administrator.
+    pub fn caller_key(&self) -> crate::metrics::CallerKey {
+        match (self.user_id, self.token_id) {
+            (Some(user), _) => crate::metrics::CallerKey::User(user),
+            (None, Some(token)) => crate::metrics::CallerKey::Token(token),
+            (None, None) => crate::metrics::CallerKey::Admin,
+        }
+    }
+
     /// How the audit log names this caller.
     pub fn actor(&self) -> String {
         match (self.token_id, self.kind, self.user_id) {

@@ -114,7 +114,7 @@ impl RouteTable {
             metrics.push(
                 crate::metrics::get()
                     .filter(|_| !def.view)
-                    .map(|m| m.route(name, &path, &method)),
+                    .map(|m| m.module_route(name, &path, &method)),
             );
             methods.push((method.clone(), index));
             let mount = if def.view {

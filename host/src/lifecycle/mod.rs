@@ -90,6 +90,11 @@ impl Hub {
         &self.starter.database
     }
 
+    /// The database, for a task that outlives a borrow of the hub.
+    pub fn database_handle(&self) -> Arc<Database> {
+        self.starter.database.clone()
+    }
+
     /// Who is calling, and what they may do.
     pub fn identity(&self) -> &Arc<Identity> {
         &self.starter.identity

@@ -71,7 +71,8 @@ fn migrations_are_applied_once_recorded_and_reported() {
             (1, "module_migrations".to_owned()),
             (2, "module_roles".to_owned()),
             (3, "identity".to_owned()),
-            (4, "request_ids".to_owned())
+            (4, "request_ids".to_owned()),
+            (5, "usage".to_owned())
         ]
     );
     let applied = module["migrations"]["applied"]

@@ -63,3 +63,6 @@ mod browser;
 
 /// Metrics: the /metrics listener scraped by Debian's prometheus (issue 16).
 mod metrics;
+
+/// Usage analytics: hourly counts in PostgreSQL shared by hubs, the usage route (issue 16).
+mod usage;
