@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::api::{self, SafetyChange};
 use super::auth::{self, Caller};
+use super::charts;
 use super::error::ApiError;
 use super::login::safe_next;
 use super::people::{self, AuditQuery, NewToken, RoleChange, RoleObject};
@@ -25,6 +26,7 @@ use crate::deps::document::svg_linked;
 use crate::identity::csrf_token;
 use crate::lifecycle::{GraphOptions, Hub};
 use crate::manifest::Audience;
+use crate::usage::Period;
 
 /// The console's script: the live table of modules, copy buttons.
 const SCRIPT: &str = include_str!("../../../static/admin/console.js");
@@ -401,6 +403,35 @@ fn done_text(done: Option<&str>) -> Option<&'static str> {
 pub struct DoneQuery {
     #[serde(default)]
     done: Option<String>,
+    /// The module page's usage span: `day` (30 days by day); else 24 hours by hour.
+    #[serde(default)]
+    usage: Option<String>,
+}
+
+/// The module page's usage: the report, its two charts and the span's name; `None` without a
+/// database (or when it cannot be read: the page still shows the rest).
+async fn usage_section(caller: &Caller, hub: &Hub, name: &str, span: Option<&str>) -> Value {
+    if !hub.database().is_configured() {
+        return Value::Null;
+    }
+    let by = match span {
+        Some("day") => Period::Day,
+        _ => Period::Hour,
+    };
+    let query = api::UsageQuery {
+        by: Some(by),
+        ..api::UsageQuery::default()
+    };
+    match api::module_usage(caller, hub, name, query).await {
+        Ok(report) => json!({
+            "by": by.as_str(),
+            "calls_svg": charts::calls(&report),
+            "latency_svg": charts::latency(&report),
+            "busiest": report.routes.iter().take(10).collect::<Vec<_>>(),
+            "total": report.total,
+        }),
+        Err(error) => json!({"by": by.as_str(), "error": error.to_string()}),
+    }
 }
 
 /// `GET /admin/modules/{name}`: everything about one module.
@@ -437,8 +468,10 @@ pub(crate) async fn module_page(
         .get(&module.name)
         .and_then(|e| e.instance().map(|i| i.has_home_page()))
         .unwrap_or(false);
+    let usage = usage_section(&visit.caller, &hub, &module.name, query.usage.as_deref()).await;
     let mut context = visit.context("modules");
     context.insert("done".to_owned(), json!(done_text(query.done.as_deref())));
+    context.insert("usage".to_owned(), usage);
     context.insert("views".to_owned(), json!(views));
     context.insert("audit".to_owned(), json!(audit));
     context.insert(

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod charts;
 mod console;
 mod dispatch;
 mod docs;

@@ -501,3 +501,40 @@ fn safety_switches_and_settings_change_through_the_management_api() {
     );
     assert_eq!(reply.status, 403);
 }
+
+#[test]
+fn the_module_page_charts_its_usage_and_names_its_busiest_routes() {
+    let hub = Setup::new().hello().start();
+    for _ in 0..3 {
+        assert_eq!(hub.get("/api/v1/hello/greet/Ada").status, 200);
+    }
+    assert_eq!(hub.anonymous_get("/api/v1/hello/greet/Ada").status, 401);
+    for _ in 0..2 {
+        assert_eq!(hub.anonymous_get("/api/v1/hello/ping").status, 200);
+    }
+    let session = Session::open(&hub, TOKEN);
+    let page = session.get("/admin/modules/hello");
+    assert_eq!(page.status, 200, "{}", page.body);
+    for needle in [
+        "<strong>Last 24 hours</strong>",
+        "<dt>Calls</dt><dd>6</dd>",
+        "<dt>Error rate (5xx)</dt><dd>0.0 % (0 errors, 1 client errors)</dd>",
+        "<dt>Callers</dt><dd>1 signed in, 2 anonymous calls</dd>",
+        "aria-label=\"Calls per hour of hello: answered in green, client errors (4xx) in amber, errors (5xx) in red\"",
+        "aria-label=\"Latency per hour of hello in milliseconds: the median (p50) in blue, p95 in red\"",
+        "<tr><td><code>GET &#x2f;greet&#x2f;{name}</code></td><td>4</td><td>0.0 %</td><td>1</td>",
+        "<tr><td><code>GET &#x2f;ping</code></td><td>2</td>",
+    ] {
+        assert!(page.body.contains(needle), "{needle} in {}", page.body);
+    }
+    // The hour's bar: 5 answered and 1 client error.
+    assert!(page.body.contains(":00: 5</title></rect>"), "{}", page.body);
+    assert!(page.body.contains(":00: 1</title></rect>"), "{}", page.body);
+    let page = session.get("/admin/modules/hello?usage=day");
+    assert!(
+        page.body.contains("<strong>Last 30 days</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("aria-label=\"Calls per day of hello"));
+}
