@@ -99,6 +99,8 @@ pub struct Metrics {
     migrations: Family<ModuleLabel, Counter>,
     /// Module routes' counts for usage analytics, while they are on.
     tally: Option<Tally>,
+    /// Modules' own metrics (`ctx.metrics()`).
+    modules: Arc<ModuleFamilies>,
 }
 
 /// What the hub reads at scrape time: (in use, idle, waiting) connections of the pool, and the
@@ -189,6 +191,8 @@ impl Metrics {
             ]),
         );
         registry.register_collector(Box::new(Scraped(Arc::new(probes))));
+        let modules = Arc::new(ModuleFamilies::default());
+        root.register_collector(Box::new(ModulesCollector(modules.clone())));
         Metrics {
             registry: root,
             requests,
@@ -201,7 +205,21 @@ impl Metrics {
             reloads,
             migrations,
             tally: usage.then(Tally::default),
+            modules,
         }
+    }
+
+    /// A series of `module`'s own metric `name` with `labels` (validated; the same name and
+    /// labels give the same series). `Err` says which rule the name, help or labels break.
+    pub fn module_metric(
+        &self,
+        module: &str,
+        kind: ModuleMetricKind,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<ModuleSeries, String> {
+        self.modules.series(module, kind, name, help, labels)
     }
 
     /// Module routes' counts for usage analytics, while they are on.
@@ -584,5 +602,223 @@ impl Tally {
             });
         }
         out
+    }
+}
+
+/// The kinds of modules' own metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleMetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl ModuleMetricKind {
+    fn name(self) -> &'static str {
+        match self {
+            ModuleMetricKind::Counter => "counter",
+            ModuleMetricKind::Gauge => "gauge",
+            ModuleMetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One series of a module's metric.
+#[derive(Clone, Debug)]
+pub enum ModuleSeries {
+    Counter(Counter),
+    Gauge(Gauge<f64, AtomicU64>),
+    Histogram(Durations),
+}
+
+/// A family can have at most this many series, a module this many families: a module's
+/// metrics cannot grow without bound.
+const MAX_SERIES: usize = 200;
+const MAX_FAMILIES: usize = 50;
+
+/// Modules' own families, by exported name (`module_<module>__<name>`).
+#[derive(Debug, Default)]
+struct ModuleFamilies {
+    families: Mutex<std::collections::BTreeMap<String, ModuleFamily>>,
+}
+
+#[derive(Debug)]
+struct ModuleFamily {
+    module: String,
+    kind: ModuleMetricKind,
+    help: String,
+    /// By label values (the `module` label first).
+    series: std::collections::BTreeMap<Vec<(String, String)>, ModuleSeries>,
+}
+
+/// Whether `name` follows the rule of module metric and label names.
+fn valid_metric_name(name: &str, max: usize) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.contains("__")
+        && !name.ends_with('_')
+}
+
+/// Suffixes the exposition format gives families: not part of a module metric's name.
+const RESERVED_SUFFIXES: [&str; 6] = ["_total", "_count", "_sum", "_bucket", "_created", "_info"];
+
+impl ModuleFamilies {
+    fn series(
+        &self,
+        module: &str,
+        kind: ModuleMetricKind,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<ModuleSeries, String> {
+        check_metric(name, help, labels)?;
+        let exported = format!("module_{module}__{name}");
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let owned = families.values().filter(|f| f.module == module).count();
+        if !families.contains_key(&exported) && owned >= MAX_FAMILIES {
+            return Err(format!(
+                "module '{module}' has {MAX_FAMILIES} metrics already, the most a module may have"
+            ));
+        }
+        let family = families.entry(exported).or_insert_with(|| ModuleFamily {
+            module: module.to_owned(),
+            kind,
+            help: help.to_owned(),
+            series: Default::default(),
+        });
+        if family.kind != kind {
+            return Err(format!(
+                "metric '{name}' of module '{module}' is a {} already: give the {} another name",
+                family.kind.name(),
+                kind.name()
+            ));
+        }
+        // A new version may word its help anew.
+        help.clone_into(&mut family.help);
+        let key: Vec<(String, String)> = std::iter::once(("module".to_owned(), module.to_owned()))
+            .chain(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect();
+        if let Some(series) = family.series.get(&key) {
+            return Ok(series.clone());
+        }
+        if family.series.len() >= MAX_SERIES {
+            return Err(format!(
+                "metric '{name}' of module '{module}' has {MAX_SERIES} series already (one per set of label values): use fewer label values"
+            ));
+        }
+        let series = match kind {
+            ModuleMetricKind::Counter => ModuleSeries::Counter(Counter::default()),
+            ModuleMetricKind::Gauge => ModuleSeries::Gauge(Gauge::default()),
+            ModuleMetricKind::Histogram => ModuleSeries::Histogram(Durations::default()),
+        };
+        family.series.insert(key, series.clone());
+        Ok(series)
+    }
+}
+
+/// Check a module metric's name, help and labels; `Err` names the rule broken.
+pub fn check_metric(name: &str, help: &str, labels: &[(&str, &str)]) -> Result<(), String> {
+    if !valid_metric_name(name, 63) {
+        return Err(format!(
+            "metric name '{name}' is invalid: use lowercase letters, digits and single underscores, starting with a letter (^[a-z][a-z0-9_]{{0,62}}$, no \"__\", no trailing \"_\")"
+        ));
+    }
+    if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
+        return Err(format!(
+            "metric name '{name}' ends in '{suffix}', which the exposition format adds itself: leave it out"
+        ));
+    }
+    if help.len() > 200 || help.chars().any(char::is_control) {
+        return Err(format!(
+            "the help of metric '{name}' must be one line of at most 200 bytes"
+        ));
+    }
+    if labels.len() > 4 {
+        return Err(format!(
+            "metric '{name}' has {} labels: at most 4 (the hub adds `module`)",
+            labels.len()
+        ));
+    }
+    for (i, (label, value)) in labels.iter().enumerate() {
+        if !valid_metric_name(label, 32) || matches!(*label, "module" | "le" | "quantile") {
+            return Err(format!(
+                "label '{label}' of metric '{name}' is invalid: lowercase letters, digits and single underscores, up to 32, not module, le or quantile"
+            ));
+        }
+        if labels[..i].iter().any(|(other, _)| other == label) {
+            return Err(format!("label '{label}' of metric '{name}' is given twice"));
+        }
+        if value.len() > 128 || value.chars().any(char::is_control) {
+            return Err(format!(
+                "the value of label '{label}' of metric '{name}' must be at most 128 bytes, without control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ModuleSeries {
+    /// Add `value` (counters: a whole number, not negative; gauges: may be negative).
+    pub fn add(&self, value: f64) {
+        match self {
+            ModuleSeries::Counter(c) if value.is_finite() && value >= 0.0 => {
+                c.inc_by(value as u64);
+            }
+            ModuleSeries::Gauge(g) if value.is_finite() => {
+                g.inc_by(value);
+            }
+            _ => {}
+        }
+    }
+
+    /// Take `value` (gauges only).
+    pub fn set(&self, value: f64) {
+        if let ModuleSeries::Gauge(g) = self {
+            g.set(value);
+        }
+    }
+
+    /// Observe `seconds` (histograms only; negative or not a number: not counted).
+    pub fn observe(&self, seconds: f64) {
+        if let ModuleSeries::Histogram(h) = self
+            && let Ok(took) = Duration::try_from_secs_f64(seconds)
+        {
+            h.observe(took);
+        }
+    }
+}
+
+/// Encodes the modules' families at each scrape.
+#[derive(Debug)]
+struct ModulesCollector(Arc<ModuleFamilies>);
+
+impl Collector for ModulesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let families = self.0.families.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, family) in families.iter() {
+            let kind = match family.kind {
+                ModuleMetricKind::Counter => MetricType::Counter,
+                ModuleMetricKind::Gauge => MetricType::Gauge,
+                ModuleMetricKind::Histogram => MetricType::Histogram,
+            };
+            let mut out = encoder.encode_descriptor(name, &family.help, None, kind)?;
+            for (labels, series) in &family.series {
+                let metric = out.encode_family(labels)?;
+                match series {
+                    ModuleSeries::Counter(c) => c.encode(metric)?,
+                    ModuleSeries::Gauge(g) => g.encode(metric)?,
+                    ModuleSeries::Histogram(h) => h.encode(metric)?,
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -77,6 +77,12 @@ impl Ctx {
         self.host_sleep(millis).await;
     }
 
+    /// The module's own metrics, exported by the hub with a `module` label: make counters,
+    /// gauges and histograms once (in `init`) and keep them in the module's state.
+    pub fn metrics(&self) -> crate::metrics::Metrics<'_> {
+        crate::metrics::Metrics::new(self.host())
+    }
+
     /// The setting `key`, or `default` when it is not set.
     pub fn config_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, Error> {
         Ok(self.config(key)?.unwrap_or(default))

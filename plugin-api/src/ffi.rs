@@ -195,6 +195,25 @@ pub enum LogLevel {
     Trace = 5,
 }
 
+/// The kinds of a module's own metrics.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    /// Durations in seconds, in the hub's buckets (1 ms to 10 s).
+    Histogram,
+}
+
+/// What an update of a metric does.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricOp {
+    Add,
+    Set,
+    Observe,
+}
+
 /// What the hub hands a module's `init`.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -237,7 +256,31 @@ mod objects {
         /// gateway; the result or the error, as JSON.
         #[sabi(last_prefix_field)]
         fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>>;
+
+        /// A series of the module's own metrics (plugin-api 0.5): `kind`, the name without the
+        /// hub's prefix, its help text, and labels beside `module`. The same name and labels
+        /// give the same series (a reloaded module counts on); an invalid name, label or kind
+        /// is an error naming the rule.
+        fn metric(
+            &self,
+            kind: MetricKind,
+            name: RStr<'_>,
+            help: RStr<'_>,
+            labels: RSlice<'_, Tuple2<RStr<'_>, RStr<'_>>>,
+        ) -> RResult<MetricBox, RString>;
     }
+
+    /// One series of a module's metric, as the module holds it. Implemented by the hub.
+    #[sabi_trait]
+    pub trait MetricObj: Send + Sync + 'static {
+        /// Count `value`: a counter adds it (whole, not negative), a gauge adds it (`Add`) or
+        /// takes it (`Set`), a histogram observes it (seconds).
+        #[sabi(last_prefix_field)]
+        fn update(&self, op: MetricOp, value: f64);
+    }
+
+    /// A metric series as the module holds it.
+    pub type MetricBox = MetricObj_TO<RBox<()>>;
 
     /// The host object as the module holds it.
     pub type HostBox = HostObj_TO<RBox<()>>;

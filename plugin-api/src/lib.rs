@@ -48,6 +48,7 @@ pub mod ffi;
 mod glue;
 mod http;
 mod log;
+mod metrics;
 mod module;
 mod panic;
 mod router;
@@ -62,6 +63,7 @@ pub use extract::{
 };
 pub use ffi::{HealthStatus, LogLevel};
 pub use http::{IntoResponse, Json, Request, Response, User, View};
+pub use metrics::{Counter, Gauge, Histogram, Metrics};
 pub use module::{Asset, Health, InitContext, Migration, Module};
 pub use plugin_api_macros::routes;
 pub use router::{Handler, Router};

@@ -54,6 +54,7 @@ mod tests {
         lines: &[
             &["ffi"],
             &["panic", "error"],
+            &["metrics"],
             &["ctx", "schema"],
             &["http"],
             &["extract"],

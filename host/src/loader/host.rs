@@ -1,19 +1,23 @@
 //! The hub's side of the ABI: the host object a module instance calls back into (logging,
-//! settings, the timer, the database gateway). Every method catches panics, so none crosses the
+//! settings, the timer, the database gateway, the module's own metrics). Every method catches panics, so none crosses the
 //! boundary.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
+use abi_stable::sabi_trait::prelude::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RSome, RStr, RString, Tuple2};
 use async_ffi::{FfiFuture, FutureExt as _};
 use futures_util::FutureExt as _;
-use plugin_api::ffi::{HostObj, LogLevel};
+use plugin_api::ffi::{
+    HostObj, LogLevel, MetricBox, MetricKind, MetricObj, MetricObj_TO, MetricOp,
+};
 use serde_json::{Map, Value};
 
 use crate::db::Database;
 use crate::db::gateway::{self, Caller};
+use crate::metrics::{self, ModuleMetricKind, ModuleSeries};
 
 /// The host object a module instance calls back into.
 pub(super) struct HostServices {
@@ -58,6 +62,41 @@ impl HostObj for HostServices {
         async move { tokio::time::sleep(Duration::from_millis(millis)).await }.into_ffi()
     }
 
+    fn metric(
+        &self,
+        kind: MetricKind,
+        name: RStr<'_>,
+        help: RStr<'_>,
+        labels: RSlice<'_, Tuple2<RStr<'_>, RStr<'_>>>,
+    ) -> RResult<MetricBox, RString> {
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            let kind = match kind {
+                MetricKind::Counter => ModuleMetricKind::Counter,
+                MetricKind::Gauge => ModuleMetricKind::Gauge,
+                MetricKind::Histogram => ModuleMetricKind::Histogram,
+            };
+            let labels: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|t| (t.0.as_str(), t.1.as_str()))
+                .collect();
+            let (module, name, help) = (&self.caller.module, name.as_str(), help.as_str());
+            let series = match metrics::get() {
+                Some(metrics) => metrics.module_metric(module, kind, name, help, &labels)?,
+                // Metrics are off: checked all the same, counted nowhere.
+                None => {
+                    metrics::check_metric(name, help, &labels)?;
+                    return Ok(None);
+                }
+            };
+            Ok::<_, String>(Some(series))
+        }));
+        match made {
+            Ok(Ok(series)) => RResult::ROk(MetricObj_TO::from_value(Series(series), TD_Opaque)),
+            Ok(Err(e)) => RResult::RErr(format!("module '{}': {e}", self.caller.module).into()),
+            Err(_) => RResult::RErr("the hub panicked making a metric".into()),
+        }
+    }
+
     fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>> {
         let (database, caller) = (self.database.clone(), self.caller.clone());
         async move {
@@ -74,5 +113,21 @@ impl HostObj for HostServices {
             }
         }
         .into_ffi()
+    }
+}
+
+/// A series of a module's metric as the module updates it; `None` while metrics are off.
+struct Series(Option<ModuleSeries>);
+
+impl MetricObj for Series {
+    fn update(&self, op: MetricOp, value: f64) {
+        let Some(series) = &self.0 else {
+            return;
+        };
+        match op {
+            MetricOp::Add => series.add(value),
+            MetricOp::Set => series.set(value),
+            MetricOp::Observe => series.observe(value),
+        }
     }
 }

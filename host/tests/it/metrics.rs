@@ -316,3 +316,101 @@ fn a_request_id_follows_the_request_into_its_answer_logs_audit_rows_and_the_modu
     let entries = hub.get("/api/v1/audit?action=module.reload").json();
     assert_eq!(entries["entries"][0]["request_id"], "reload-42");
 }
+
+/// The listener's text: every line, `# EOF` last.
+fn scrape(metrics: &str) -> String {
+    let mut reply = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .expect("GET /metrics");
+    reply.body_mut().read_to_string().expect("text")
+}
+
+#[test]
+fn modules_export_their_own_metrics_under_their_name_and_nobody_elses() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let hub = Setup::new()
+        .fixture("fx", json!({}))
+        .fixture("fy", json!({}))
+        .env("HUB_METRICS_BIND", &metrics)
+        .start();
+    for _ in 0..3 {
+        assert_eq!(hub.get("/api/v1/fx/echo").status, 200);
+    }
+    assert_eq!(hub.get("/api/v1/fy/echo").status, 200);
+    assert_eq!(hub.get("/api/v1/fx/slow/30").status, 200);
+    let text = scrape(&metrics);
+    // Two modules with the same code: two families, each with its module label.
+    for line in [
+        "# TYPE module_fx__echoes counter",
+        "# HELP module_fx__echoes Calls of /echo",
+        "module_fx__echoes_total{module=\"fx\",method=\"any\"} 3",
+        "module_fy__echoes_total{module=\"fy\",method=\"any\"} 1",
+        "# TYPE module_fx__slow_seconds histogram",
+        "module_fx__slow_seconds_count{module=\"fx\"} 1",
+        "module_fx__slow_seconds_bucket{le=\"0.025\",module=\"fx\"} 0",
+        "module_fx__slow_seconds_bucket{le=\"0.05\",module=\"fx\"} 1",
+        "module_fx__sleeping{module=\"fx\"} 0.0",
+        "module_fy__slow_seconds_count{module=\"fy\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} is not a line of:\n{text}"
+        );
+    }
+    // A reload keeps counting the same series.
+    assert_eq!(hub.admin_post("/api/v1/modules/fx/reload").status, 200);
+    assert_eq!(hub.get("/api/v1/fx/echo").status, 200);
+    let text = scrape(&metrics);
+    assert!(
+        text.lines()
+            .any(|l| l == "module_fx__echoes_total{module=\"fx\",method=\"any\"} 4"),
+        "{text}"
+    );
+    // Names are checked; a metric of another kind under a name in use is refused.
+    let made = |name: &str| hub.get(&format!("/api/v1/fx/metric/{name}")).json();
+    assert_eq!(made("made_here"), json!({"made": "made_here"}));
+    assert_eq!(
+        made("Bad-Name"),
+        json!({"error": "module 'fx': metric name 'Bad-Name' is invalid: use lowercase letters, digits and single underscores, starting with a letter (^[a-z][a-z0-9_]{0,62}$, no \"__\", no trailing \"_\")"})
+    );
+    assert_eq!(
+        made("a__b"),
+        json!({"error": "module 'fx': metric name 'a__b' is invalid: use lowercase letters, digits and single underscores, starting with a letter (^[a-z][a-z0-9_]{0,62}$, no \"__\", no trailing \"_\")"})
+    );
+    assert_eq!(
+        made("requests_total"),
+        json!({"error": "module 'fx': metric name 'requests_total' ends in '_total', which the exposition format adds itself: leave it out"})
+    );
+    assert_eq!(
+        made("sleeping"),
+        json!({"error": "module 'fx': metric 'sleeping' of module 'fx' is a gauge already: give the counter another name"})
+    );
+    let text = scrape(&metrics);
+    assert!(
+        text.lines()
+            .any(|l| l == "module_fx__made_here_total{module=\"fx\"} 1"),
+        "{text}"
+    );
+    // No module family outside its own prefix: the hub's families are all hub_…
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let family = line.split(' ').nth(2).expect("a name");
+        assert!(
+            family.starts_with("hub_")
+                || family.starts_with("module_fx__")
+                || family.starts_with("module_fy__"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn without_metrics_a_module_metric_is_still_checked_and_counts_nowhere() {
+    let hub = Setup::without_database().fixture("fx", json!({})).start();
+    assert_eq!(hub.get("/api/v1/fx/echo").status, 200);
+    let made = |name: &str| hub.get(&format!("/api/v1/fx/metric/{name}")).json();
+    assert_eq!(made("fine"), json!({"made": "fine"}));
+    assert_eq!(
+        made("x_count"),
+        json!({"error": "module 'fx': metric name 'x_count' ends in '_count', which the exposition format adds itself: leave it out"})
+    );
+}
