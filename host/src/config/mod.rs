@@ -44,7 +44,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "HUB_METRICS_BIND",
         default: "",
-        help: "Address of the Prometheus listener (GET /metrics), e.g. 10.0.0.5:9100 on an internal network (port 0 picks a free port); unset: no metrics are counted.",
+        help: "Address of the Prometheus listener (GET /metrics), e.g. 10.0.0.5:9100 on an internal network (port 0 picks a free port); unset: no listener (requests are still counted for usage analytics, HUB_USAGE).",
     },
     Setting {
         var: "HUB_PUBLIC_URL",
