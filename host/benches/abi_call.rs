@@ -89,6 +89,7 @@ fn handler_call(c: &mut Criterion) {
             dry_run: true,
             max_log_level: LogLevel::Warn,
             database: Arc::new(Database::new(&config).expect("no database configured")),
+            outbound: Vec::new(),
         })
         .expect("init hello");
     let index = object

@@ -3,7 +3,7 @@
 //! `main.rs` reads the configuration and calls [`run`]; the tests start the `hub` binary. The
 //! rooms, bottom up (a room uses only rooms below it; `cargo test -p xtask tidy` checks it, and
 //! `docs/architecture.md` draws it):
-//! names, causes, manifest, assets → config, signals → templates, logging, db → identity, usage → loader →
+//! names, causes, manifest, assets → config, signals → templates, logging, db, outbound → identity, usage → loader →
 //! instance → registry → deps → lifecycle, status → watcher, http.
 
 pub mod assets;
@@ -20,6 +20,7 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
+pub mod outbound;
 pub mod registry;
 mod signals;
 pub mod status;

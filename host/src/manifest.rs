@@ -77,6 +77,121 @@ pub struct Manifest {
     /// others. Absent: everyone who may call its routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<Audience>,
+    /// Hosts the module may call with `ctx.http()`: `api.example.com` (its http and https
+    /// ports), `api.example.com:8443`, `*.example.net` (any subdomain), `*` (any host; `*:8080`
+    /// on that port). A host
+    /// that resolves to a private, loopback or link-local address is refused unless an entry
+    /// names it (or the address) without a wildcard. `MODULES__{NAME}__OUTBOUND` (a JSON array
+    /// or a comma-separated list) replaces the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<String>,
+}
+
+/// One entry of a module's `outbound` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// As written.
+    pub text: String,
+    /// `*` or `*:port`: any host.
+    pub any: bool,
+    /// `*.example.net`: subdomains of `host`.
+    pub subdomains: bool,
+    /// Lowercase; an IP address as written (IPv6 without brackets).
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parse an entry; `Err` says what is wrong with it.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "outbound entry {text:?} {why}: write a host (api.example.com), a host and port (api.example.com:8443), *.example.net, * or *:8080"
+            ))
+        };
+        if let Some(port) = text.strip_prefix('*').filter(|rest| !rest.starts_with('.')) {
+            let port = match port.strip_prefix(':').map(str::parse::<u16>) {
+                None if port.is_empty() => None,
+                Some(Ok(port)) if port > 0 => Some(port),
+                _ => return bad("has an invalid port"),
+            };
+            return Ok(HostPattern {
+                text: text.to_owned(),
+                any: true,
+                subdomains: false,
+                host: String::new(),
+                port,
+            });
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            match rest.split_once(']') {
+                Some((ip, "")) => (ip, None),
+                Some((ip, port)) => match port.strip_prefix(':').and_then(|p| p.parse().ok()) {
+                    Some(port) => (ip, Some(port)),
+                    None => return bad("has an invalid port"),
+                },
+                None => return bad("is an IPv6 address without its closing ]"),
+            }
+        } else {
+            match text.rsplit_once(':') {
+                Some((host, port)) => match port.parse::<u16>() {
+                    Ok(port) if port > 0 => (host, Some(port)),
+                    _ => return bad("has an invalid port"),
+                },
+                None => (text, None),
+            }
+        };
+        let (subdomains, host) = match host.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, host),
+        };
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if !(is_name || (is_ip && !subdomains)) {
+            return bad("is not a host name or an IP address");
+        }
+        Ok(HostPattern {
+            text: text.to_owned(),
+            any: false,
+            subdomains,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a URL's `host` (lowercase) and `port` (the scheme's default when it has none:
+    /// `default_port`) match.
+    pub fn matches(&self, host: &str, port: u16, default_port: bool) -> bool {
+        let port_ok = match self.port {
+            Some(p) => p == port,
+            None => default_port,
+        };
+        if self.any {
+            return port_ok;
+        }
+        let host_ok = if self.subdomains {
+            host.strip_suffix(self.host.as_str())
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+        } else {
+            host == self.host
+        };
+        host_ok && port_ok
+    }
+
+    /// Whether this entry names one host (or address) exactly: what lets a private address in.
+    pub fn is_explicit(&self) -> bool {
+        !self.any && !self.subdomains
+    }
 }
 
 /// The role-name rule, as the audience's schema states it.
@@ -386,6 +501,16 @@ impl Manifest {
             return Err(ManifestError::BadAccess {
                 path: path.to_owned(),
                 reason: format!("audience percent {percent} must be 0 to 100"),
+            });
+        }
+        if let Some(reason) = manifest
+            .outbound
+            .iter()
+            .find_map(|entry| HostPattern::parse(entry).err())
+        {
+            return Err(ManifestError::BadAccess {
+                path: path.to_owned(),
+                reason,
             });
         }
         if let Some(library) = &manifest.library {

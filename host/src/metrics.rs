@@ -78,6 +78,20 @@ struct ModuleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutboundLabels {
+    module: String,
+    host: String,
+    method: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutboundHost {
+    module: String,
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     module: String,
     outcome: &'static str,
@@ -97,6 +111,8 @@ pub struct Metrics {
     statement_durations: Histograms<ModuleLabel>,
     reloads: Family<OutcomeLabels, Counter>,
     migrations: Family<ModuleLabel, Counter>,
+    outbound: Family<OutboundLabels, Counter>,
+    outbound_durations: Histograms<OutboundHost>,
     /// Module routes' counts for usage analytics, while they are on.
     tally: Option<Tally>,
     /// Modules' own metrics (`ctx.metrics()`).
@@ -182,6 +198,18 @@ impl Metrics {
             "Migrations this hub applied, by module",
             migrations.clone(),
         );
+        let outbound = Family::<OutboundLabels, Counter>::default();
+        registry.register(
+            "module_outbound_requests",
+            "Modules' calls to other systems (ctx.http()), by module, allow-list entry, method and outcome (a status class, dry_run, or the refusal's code)",
+            outbound.clone(),
+        );
+        let outbound_durations = Histograms::<OutboundHost>::default();
+        registry.register(
+            "module_outbound_duration_seconds",
+            "How long modules' calls to other systems took, by module and allow-list entry",
+            outbound_durations.clone(),
+        );
         registry.register(
             "build",
             "The hub's version and the plugin-api version its modules are built against",
@@ -204,6 +232,8 @@ impl Metrics {
             statement_durations,
             reloads,
             migrations,
+            outbound,
+            outbound_durations,
             tally: usage.then(Tally::default),
             modules,
         }
@@ -263,6 +293,36 @@ impl Metrics {
             outcome,
         };
         self.reloads.get_or_create(&labels).inc();
+    }
+
+    /// A call of `module` to another system through allow-list entry `host` ended with
+    /// `outcome` after `took`.
+    pub fn outbound(
+        &self,
+        module: &str,
+        host: &str,
+        method: &str,
+        outcome: &'static str,
+        took: Duration,
+    ) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
+        self.outbound
+            .get_or_create(&OutboundLabels {
+                module: module.to_owned(),
+                host: host.to_owned(),
+                method: method.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.outbound_durations
+            .get_or_create(&OutboundHost {
+                module: module.to_owned(),
+                host: host.to_owned(),
+            })
+            .observe(took);
     }
 
     /// This hub applied one of `module`'s migrations.

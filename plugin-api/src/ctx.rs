@@ -77,6 +77,13 @@ impl Ctx {
         self.host_sleep(millis).await;
     }
 
+    /// The hub's HTTP client, for calls to other systems: only to the hosts the module's
+    /// `outbound` list names; while `DRY_RUN` is on, requests that may change something (all but
+    /// GET, HEAD, OPTIONS) are not sent and answer 202 with `dry_run: true`.
+    pub fn http(&self) -> crate::outbound::Http<'_> {
+        crate::outbound::Http::new(self.host())
+    }
+
     /// The module's own metrics, exported by the hub with a `module` label: make counters,
     /// gauges and histograms once (in `init`) and keep them in the module's state.
     pub fn metrics(&self) -> crate::metrics::Metrics<'_> {

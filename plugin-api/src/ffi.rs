@@ -214,6 +214,33 @@ pub enum MetricOp {
     Observe,
 }
 
+/// A request a module sends to another system.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiOutbound {
+    pub method: RString,
+    pub url: RString,
+    pub headers: RVec<Tuple2<RString, RString>>,
+    pub body: RVec<u8>,
+    /// 0: the hub's default (10 s); at most 60 s.
+    pub timeout_ms: u64,
+    /// The largest body the module takes; 0: the hub's default (1 MiB); at most 16 MiB.
+    pub max_bytes: u64,
+    /// How many redirects to follow (each to an allowed host); the hub's default is 5.
+    pub redirects: u32,
+}
+
+/// The other system's answer.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiInbound {
+    pub status: u16,
+    pub headers: RVec<Tuple2<RString, RString>>,
+    pub body: RVec<u8>,
+    /// `DRY_RUN` kept the request from being sent: `status` is 202 and the body empty.
+    pub dry_run: bool,
+}
+
 /// What the hub hands a module's `init`.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -268,6 +295,11 @@ mod objects {
             help: RStr<'_>,
             labels: RSlice<'_, Tuple2<RStr<'_>, RStr<'_>>>,
         ) -> RResult<MetricBox, RString>;
+
+        /// Send an HTTP request to another system through the hub's client (plugin-api 0.5):
+        /// only to hosts the module's `outbound` list allows, not at all while `DRY_RUN` is on
+        /// and the method may change something. The error is JSON: `{"code", "message"}`.
+        fn http(&self, request: FfiOutbound) -> FfiFuture<RResult<FfiInbound, RString>>;
     }
 
     /// One series of a module's metric, as the module holds it. Implemented by the hub.

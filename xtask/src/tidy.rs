@@ -36,7 +36,7 @@ mod tests {
             &["names", "causes", "assets", "signals"],
             &["manifest", "templates"],
             &["config", "metrics"],
-            &["logging", "db"],
+            &["logging", "db", "outbound"],
             &["identity", "usage"],
             &["loader"],
             &["instance"],
@@ -54,7 +54,7 @@ mod tests {
         lines: &[
             &["ffi"],
             &["panic", "error"],
-            &["metrics"],
+            &["metrics", "outbound"],
             &["ctx", "schema"],
             &["http"],
             &["extract"],
@@ -82,6 +82,7 @@ mod tests {
         ("deadpool_postgres", &["db"]),
         ("actix_web", &["http"]),
         ("minijinja", &["templates"]),
+        ("reqwest", &["outbound"]),
         ("abi_stable::library", &["loader"]),
     ];
 

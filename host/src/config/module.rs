@@ -14,6 +14,9 @@ use crate::manifest::Manifest;
 pub enum SettingsError {
     #[error("{var}={value:?} is not a boolean: use true or false")]
     NotABoolean { var: String, value: String },
+    /// An `outbound` entry of the environment's list (the manifest's are checked on load).
+    #[error("{var}: {reason}")]
+    BadOutbound { var: String, reason: String },
 }
 
 /// Where an effective safety switch came from.
@@ -116,12 +119,48 @@ pub fn resolve_safety(manifest: &Manifest, env: &ModuleEnv) -> Result<Safety, Se
     })
 }
 
+/// The hosts the module may call: `MODULES__{NAME}__OUTBOUND` (a JSON array of strings, or a
+/// comma-separated list) when set, else the manifest's `outbound`; each entry parsed.
+pub fn resolve_outbound(
+    manifest: &Manifest,
+    env: &ModuleEnv,
+) -> Result<Vec<crate::manifest::HostPattern>, SettingsError> {
+    let var = format!("MODULES__{}__OUTBOUND", manifest.name.to_ascii_uppercase());
+    let from_env = env
+        .for_module(&manifest.name)
+        .find(|(key, _)| key.eq_ignore_ascii_case("OUTBOUND"))
+        .map(|(_, raw)| match serde_json::from_str::<Vec<String>>(raw) {
+            Ok(list) => list,
+            Err(_) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        });
+    let entries = from_env.unwrap_or_else(|| manifest.outbound.clone());
+    entries
+        .iter()
+        .map(|entry| {
+            crate::manifest::HostPattern::parse(entry).map_err(|reason| {
+                SettingsError::BadOutbound {
+                    var: var.clone(),
+                    reason,
+                }
+            })
+        })
+        .collect()
+}
+
 /// The manifest's `config`, with `MODULES__{NAME}__{KEY}` overriding keys (matched
 /// case-insensitively; a new key is lowercased). Values parse as JSON, else stay strings.
 pub fn resolve_config(manifest: &Manifest, env: &ModuleEnv) -> Map<String, Value> {
     let mut config = manifest.config.clone();
     for (key, raw) in env.for_module(&manifest.name) {
-        if key.eq_ignore_ascii_case("READ_ONLY") || key.eq_ignore_ascii_case("DRY_RUN") {
+        if ["READ_ONLY", "DRY_RUN", "OUTBOUND"]
+            .iter()
+            .any(|k| key.eq_ignore_ascii_case(k))
+        {
             continue;
         }
         let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));

@@ -9,7 +9,7 @@ use plugin_api::LogLevel;
 use tracing::level_filters::LevelFilter;
 
 use crate::config::Config;
-use crate::config::module::{Safety, resolve_config};
+use crate::config::module::{Safety, resolve_config, resolve_outbound};
 use crate::db::migrate::{Applied, MigrationSpec};
 use crate::db::roles::{self, Declaration};
 use crate::db::{Database, MigrationRun};
@@ -75,6 +75,7 @@ impl Starter {
             dry_run: safety.dry_run,
             max_log_level: self.max_log_level,
             database: self.database.clone(),
+            outbound: resolve_outbound(manifest, &config.module_env)?,
         };
         let loader = self.loader.clone();
         let manifest_version = manifest.version.clone();

@@ -11,7 +11,8 @@ use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RSome, RStr, RStrin
 use async_ffi::{FfiFuture, FutureExt as _};
 use futures_util::FutureExt as _;
 use plugin_api::ffi::{
-    HostObj, LogLevel, MetricBox, MetricKind, MetricObj, MetricObj_TO, MetricOp,
+    FfiInbound, FfiOutbound, HostObj, LogLevel, MetricBox, MetricKind, MetricObj, MetricObj_TO,
+    MetricOp,
 };
 use serde_json::{Map, Value};
 
@@ -24,6 +25,7 @@ pub(super) struct HostServices {
     pub(super) caller: Caller,
     pub(super) config: Map<String, Value>,
     pub(super) database: Arc<Database>,
+    pub(super) outbound: Arc<crate::outbound::Client>,
 }
 
 impl HostObj for HostServices {
@@ -95,6 +97,50 @@ impl HostObj for HostServices {
             Ok(Err(e)) => RResult::RErr(format!("module '{}': {e}", self.caller.module).into()),
             Err(_) => RResult::RErr("the hub panicked making a metric".into()),
         }
+    }
+
+    fn http(&self, request: FfiOutbound) -> FfiFuture<RResult<FfiInbound, RString>> {
+        let request = crate::outbound::Request {
+            method: request.method.into_string(),
+            url: request.url.into_string(),
+            headers: request
+                .headers
+                .into_iter()
+                .map(|Tuple2(k, v)| (k.into_string(), v.into_string()))
+                .collect(),
+            body: request.body.into_vec(),
+            timeout_ms: request.timeout_ms,
+            max_bytes: request.max_bytes,
+            redirects: request.redirects,
+        };
+        // The client is the instance's: the future holds it, not `self`.
+        let client = self.outbound.clone();
+        async move {
+            let answer = AssertUnwindSafe(client.send(request))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::outbound::Refusal {
+                        status: 502,
+                        code: "outbound_failed",
+                        message: "the hub's HTTP client panicked".to_owned(),
+                    })
+                });
+            match answer {
+                Ok(answer) => RResult::ROk(FfiInbound {
+                    status: answer.status,
+                    headers: answer
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| Tuple2(k.into(), v.into()))
+                        .collect(),
+                    body: answer.body.into(),
+                    dry_run: answer.dry_run,
+                }),
+                Err(refusal) => RResult::RErr(refusal.to_json().into()),
+            }
+        }
+        .into_ffi()
     }
 
     fn database(&self, request: RString) -> FfiFuture<RResult<RString, RString>> {

@@ -153,6 +153,11 @@ impl Library {
             },
             config: args.config,
             database: args.database,
+            outbound: Arc::new(crate::outbound::Client::new(
+                &args.module,
+                args.outbound,
+                args.dry_run,
+            )),
         };
         let init_args = InitArgs {
             module: args.module.into(),
@@ -176,6 +181,8 @@ pub struct InstanceArgs {
     pub dry_run: bool,
     pub max_log_level: LogLevel,
     pub database: Arc<Database>,
+    /// The hosts it may call (`ctx.http()`).
+    pub outbound: Vec<crate::manifest::HostPattern>,
 }
 
 /// Opens libraries through private copies and remembers what it opened.

@@ -66,3 +66,7 @@ mod metrics;
 
 /// Usage analytics: hourly counts in PostgreSQL shared by hubs, the usage route (issue 16).
 mod usage;
+
+/// Outbound HTTP: allow-lists, private addresses, DRY_RUN, limits, against a real server
+/// (issue 17).
+mod outbound;
