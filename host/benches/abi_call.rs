@@ -66,6 +66,15 @@ impl RequestObj for Ping {
         RNone
     }
     fn audit(&self, _: RStr<'_>, _: RStr<'_>, _: RStr<'_>) {}
+    fn call(
+        &self,
+        _: RStr<'_>,
+        _: RStr<'_>,
+        _: RStr<'_>,
+        _: RVec<u8>,
+    ) -> async_ffi::FfiFuture<plugin_api::ffi::FfiResponse> {
+        unreachable!("the benchmark's request calls no module")
+    }
 }
 
 fn request() -> RequestBox {

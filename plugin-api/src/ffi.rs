@@ -351,6 +351,19 @@ mod objects {
         /// part of the module's own database transaction. `details` is JSON text.
         #[sabi(last_prefix_field)]
         fn audit(&self, action: RStr<'_>, target: RStr<'_>, details: RStr<'_>);
+
+        /// Call route `method path` (`path` relative to the other module's mount point, with
+        /// its query) of `module` in-process, for this request's caller and with its request id
+        /// (plugin-api 0.5). Only a module named in `dependencies`; the route's permission is
+        /// checked as for a client, its audience is not. The hub's refusals come back as
+        /// responses with its error body.
+        fn call(
+            &self,
+            module: RStr<'_>,
+            method: RStr<'_>,
+            path: RStr<'_>,
+            body: RVec<u8>,
+        ) -> FfiFuture<FfiResponse>;
     }
 
     /// A request as the module holds it.

@@ -18,6 +18,42 @@ use crate::ffi::{
     FfiResponse, FfiSpecial, FfiTemplate, FfiUser, RequestBox, ResponseDoc, RouteDoc,
 };
 
+/// Another module's answer to [`Request::call`].
+#[derive(Debug, Clone)]
+pub struct Called {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Called {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON, read into `T` (a 502 saying why otherwise).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::new(
+                502,
+                "call_failed",
+                format!("the other module's answer is not the JSON expected: {e}"),
+            )
+        })
+    }
+
+    /// The other module's (or the hub's) error as this module's: the same status, code and
+    /// message. `None` for a 2xx or 3xx answer.
+    pub fn error(&self) -> Option<Error> {
+        if self.status < 400 {
+            return None;
+        }
+        let body: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        let text = |key: &str| body["error"][key].as_str().unwrap_or_default().to_owned();
+        Some(Error::new(self.status, text("code"), text("message")))
+    }
+}
+
 /// An HTTP request routed to one of the module's handlers. It reads the hub's request through
 /// the ABI: nothing is copied on the way in.
 pub struct Request {
@@ -102,6 +138,45 @@ impl Request {
             .headers()
             .into_iter()
             .map(|Tuple2(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Call route `method path` of module `module` (one of this module's `dependencies`)
+    /// in-process, as this request's caller: no HTTP, the same permission checks, the same
+    /// request id. `path` is relative to the other module's mount point and may carry a query
+    /// (`/customers/42`, `/customers?q=ada`). The answer is the other module's (or the hub's
+    /// refusal: 403 `call_not_allowed` for a module not in `dependencies`, 404, 401, 403…).
+    pub async fn call(&self, module: &str, method: &str, path: &str) -> Called {
+        self.call_with_body(module, method, path, Vec::new()).await
+    }
+
+    /// [`Request::call`] with `body` as JSON.
+    pub async fn call_json<T: Serialize + ?Sized>(
+        &self,
+        module: &str,
+        method: &str,
+        path: &str,
+        body: &T,
+    ) -> Result<Called, Error> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::internal(format!("cannot write the call's body as JSON: {e}")))?;
+        Ok(self.call_with_body(module, method, path, body).await)
+    }
+
+    async fn call_with_body(
+        &self,
+        module: &str,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Called {
+        let response = self
+            .inner
+            .call(module.into(), method.into(), path.into(), RVec::from(body))
+            .await;
+        Called {
+            status: response.status,
+            body: response.body.into_vec(),
+        }
     }
 
     /// The raw body.

@@ -63,7 +63,7 @@ pub use extract::{
     FromRequest, FromRequestLast, Parts, Path, Query, RouteMeta, ViaParts, ViaRequest,
 };
 pub use ffi::{HealthStatus, LogLevel};
-pub use http::{IntoResponse, Json, Request, Response, User, View};
+pub use http::{Called, IntoResponse, Json, Request, Response, User, View};
 pub use metrics::{Counter, Gauge, Histogram, Metrics};
 pub use module::{Asset, Health, InitContext, Migration, Module};
 pub use outbound::{Http, Inbound, Outbound};

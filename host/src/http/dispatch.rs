@@ -357,13 +357,13 @@ fn admit(
 }
 
 #[cold]
-fn sign_in_first() -> ApiError {
+pub(super) fn sign_in_first() -> ApiError {
     ApiError::unauthenticated(
         "sign in first: send Authorization: Bearer <token> (the admin token or an API token), or sign in at /login",
     )
 }
 
-fn no_route(name: &str, method: &str, path: &str) -> ApiError {
+pub(super) fn no_route(name: &str, method: &str, path: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
@@ -563,7 +563,7 @@ async fn call_route(
 }
 
 /// The instance serving module `name`, or the error a client should see.
-fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
+pub(super) fn running_instance(hub: &Hub, name: &str) -> Result<Arc<Instance>, ApiError> {
     hub.registry()
         .with(name, |entry| match entry.map(|e| &e.state) {
             Some(ModuleState::Running { instance, .. }) => Ok(instance.clone()),
@@ -605,12 +605,12 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<bytes::Bytes, A
 /// The path parameters with their values percent-decoded (in place: most have no `%`).
 /// A typed route's refused inputs, as the client sees them.
 #[cold]
-fn refused(refusal: crate::instance::Refusal) -> ApiError {
+pub(super) fn refused(refusal: crate::instance::Refusal) -> ApiError {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
     ApiError::new(status, refusal.code, refusal.message).with_details(refusal.details)
 }
 
-fn decoded(mut params: Vec<(String, String)>) -> Vec<(String, String)> {
+pub(super) fn decoded(mut params: Vec<(String, String)>) -> Vec<(String, String)> {
     for (_, value) in &mut params {
         if let Cow::Owned(decoded) = percent_decode(value) {
             *value = decoded;

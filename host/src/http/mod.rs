@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod calls;
 mod charts;
 mod console;
 mod dispatch;

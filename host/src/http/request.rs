@@ -10,8 +10,9 @@ use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::std_types::{RNone, ROption, RSlice, RStr, RVec, Tuple2};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, Uri};
+use async_ffi::{FfiFuture, FutureExt as _};
 use bytes::Bytes;
-use plugin_api::ffi::{FfiUser, RequestBox, RequestObj, RequestObj_TO};
+use plugin_api::ffi::{FfiResponse, FfiUser, RequestBox, RequestObj, RequestObj_TO};
 use serde_json::Value;
 
 use crate::identity::{Actor, Event, Principal};
@@ -72,6 +73,16 @@ impl ModuleRequest {
                     .unwrap_or(None)
             }
         }
+    }
+
+    /// The caller, resolved if it was not (for a call to another module).
+    pub(super) fn caller(&self) -> Option<Arc<Principal>> {
+        self.principal()
+    }
+
+    /// The request's id, for a call to another module.
+    pub(super) fn id(&self) -> Option<crate::logging::RequestId> {
+        self.request_id().cloned()
     }
 
     /// The object a module receives.
@@ -172,6 +183,38 @@ impl RequestObj for ModuleRequest {
         .ok()
         .flatten()
         .into()
+    }
+
+    fn call(
+        &self,
+        module: RStr<'_>,
+        method: RStr<'_>,
+        path: RStr<'_>,
+        body: RVec<u8>,
+    ) -> FfiFuture<FfiResponse> {
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            super::calls::call(
+                self,
+                module.as_str(),
+                method.as_str(),
+                path.as_str(),
+                body.into_vec(),
+            )
+        }));
+        made.unwrap_or_else(|_| {
+            std::future::ready(FfiResponse {
+                status: 500,
+                content_type: ROption::RSome(abi_stable::std_types::RCowStr::from(
+                    "application/json",
+                )),
+                headers: RVec::new(),
+                body: br#"{"error":{"code":"call_failed","message":"the hub panicked calling the module"}}"#
+                    .to_vec()
+                    .into(),
+                special: RNone,
+            })
+            .into_ffi()
+        })
     }
 
     fn audit(&self, action: RStr<'_>, target: RStr<'_>, details: RStr<'_>) {

@@ -27,6 +27,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let hub = Hub::new(config.clone(), &token)?;
+    super::calls::install(&hub);
     if hub.prepare_database().await
         && let Err(e) = hub.identity().refresh(true).await
     {

@@ -68,6 +68,8 @@ pub struct Access {
     pub audience: Option<Audience>,
     /// The hub's identity: the audit log of the module's requests.
     pub identity: Arc<Identity>,
+    /// The modules it declares in `dependencies`: the ones it may call (`req.call`).
+    pub dependencies: Vec<String>,
 }
 
 /// One started module.

@@ -229,5 +229,6 @@ fn access(manifest: &Manifest, identity: &Arc<Identity>) -> Access {
         permissions: manifest.permissions.clone(),
         audience: manifest.audience.clone(),
         identity: identity.clone(),
+        dependencies: manifest.dependencies.keys().cloned().collect(),
     }
 }

@@ -70,3 +70,6 @@ mod usage;
 /// Outbound HTTP: allow-lists, private addresses, DRY_RUN, limits, against a real server
 /// (issue 17).
 mod outbound;
+
+/// Calls between modules (`req.call`) (issue 17).
+mod calls;

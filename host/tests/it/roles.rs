@@ -178,37 +178,55 @@ fn uses_grants_what_it_declares_and_must_name_a_dependency() {
 }
 
 #[test]
-fn tickets_without_its_uses_declaration_gets_403_not_granted() {
-    let mut manifest: Value = serde_json::from_str(
+fn tickets_checks_its_customer_by_a_call_and_needs_no_grant_on_customers_table() {
+    let manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(crate::support::plugins().join("tickets/module.json"))
             .expect("tickets' module.json"),
     )
     .expect("JSON");
-    assert_eq!(manifest["uses"], json!({"customers": "read"}));
-    manifest.as_object_mut().map(|m| m.remove("uses"));
+    assert_eq!(manifest["uses"], Value::Null);
     let hub = Setup::new()
         .example("customers")
         .example("tickets")
-        .file("tickets/module.json", &manifest.to_string())
         .env("MODULES__CUSTOMERS__READ_ONLY", "false")
         .env("MODULES__CUSTOMERS__DRY_RUN", "false")
         .env("MODULES__TICKETS__READ_ONLY", "false")
         .env("MODULES__TICKETS__DRY_RUN", "false")
         .start();
     add_customer(&hub, "Acme");
-    let reply = hub.request(
-        "POST",
-        "/api/v1/tickets/",
-        None,
-        Some(r#"{"customer_id": 1, "subject": "Printer offline"}"#),
-    );
-    assert_eq!(reply.status, 403, "{}", reply.body);
-    assert_eq!(
-        reply.json(),
-        not_granted(
-            "module 'tickets' may not read table customers_customers of module 'customers': declare it in its module.json, \"uses\": {\"customers\": \"read\"} ('customers' must be among its dependencies)"
+    let open = |customer: i32| {
+        hub.request(
+            "POST",
+            "/api/v1/tickets/",
+            None,
+            Some(&format!(
+                r#"{{"customer_id": {customer}, "subject": "Printer offline"}}"#
+            )),
         )
+    };
+    let reply = open(1);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.json()["ticket"]["customer_id"], 1);
+    let reply = open(7);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"]["details"],
+        json!([{"location": "body", "field": "customer_id", "message": "names no customer (7)"}])
     );
+    // Its own role still may not read customers' table.
+    let db = hub.database().expect("a database");
+    let (writer, reader) = roles_of(&db, "tickets");
+    for role in [writer, reader] {
+        let granted: bool = db
+            .client()
+            .query_one(
+                "SELECT has_table_privilege($1, 'customers_customers', 'SELECT')",
+                &[&role],
+            )
+            .expect("privilege")
+            .get(0);
+        assert!(!granted, "{role}");
+    }
 }
 
 /// (writer, reader) of `module` in `db`, as the hub recorded them.

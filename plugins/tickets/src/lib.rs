@@ -1,13 +1,14 @@
 //! `tickets`: support tickets of the company's customers, the example of a module that needs
 //! another. Its manifest says `"dependencies": {"customers": "^0.1"}`: the hub starts `customers`
 //! first, refuses to disable it while `tickets` runs, and stops `tickets` when `customers` goes.
-//! A new ticket must name an existing customer, read from `customers_customers`.
+//! A new ticket must name an existing customer: it asks `customers` (`req.call`, in-process, as
+//! the request's caller) rather than reading its table.
 
 use std::sync::Arc;
 
 use plugin_api::{
     Ctx, Error, Health, InitContext, Json, JsonSchema, Migration, Module, Path, Request, Router,
-    Value, params,
+    params,
 };
 use serde::{Deserialize, Serialize};
 
@@ -131,17 +132,16 @@ impl Tickets {
         Json(new): Json<NewTicket>,
         req: Request,
     ) -> Result<(u16, Json<Opened>), Error> {
-        let customer: Option<Value> = req
-            .ctx()
-            .db()
-            .query_opt_as(
-                "SELECT id FROM customers_customers WHERE id = $1",
-                params![new.customer_id],
-            )
-            .await?;
-        if customer.is_none() {
+        // Ask the customers module (in-process, as this request's caller), not its table.
+        let customer = req
+            .call("customers", "GET", &format!("/{}", new.customer_id))
+            .await;
+        if customer.status == 404 {
             let message = format!("names no customer ({})", new.customer_id);
             return Err(Error::invalid("body", "customer_id", &message));
+        }
+        if let Some(error) = customer.error() {
+            return Err(error);
         }
         let created = req
             .ctx()
