@@ -99,6 +99,7 @@ fn handler_call(c: &mut Criterion) {
             max_log_level: LogLevel::Warn,
             database: Arc::new(Database::new(&config).expect("no database configured")),
             outbound: Vec::new(),
+            blocking_threads: 1,
         })
         .expect("init hello");
     let index = object

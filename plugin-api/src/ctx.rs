@@ -84,6 +84,18 @@ impl Ctx {
         crate::outbound::Http::new(self.host())
     }
 
+    /// Run blocking or CPU-heavy `work` (a file read, OCR, a synchronous client library, a
+    /// long computation) on a thread of the hub's blocking pool instead of a thread that
+    /// answers requests; at most `HUB_MODULE_BLOCKING_THREADS` of the module's at once, the
+    /// others wait. Its value, or an error saying it panicked.
+    pub async fn spawn_blocking<F, T>(&self, work: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::blocking::spawn(self.host(), work).await
+    }
+
     /// The module's own metrics, exported by the hub with a `module` label: make counters,
     /// gauges and histograms once (in `init`) and keep them in the module's state.
     pub fn metrics(&self) -> crate::metrics::Metrics<'_> {

@@ -300,7 +300,23 @@ mod objects {
         /// only to hosts the module's `outbound` list allows, not at all while `DRY_RUN` is on
         /// and the method may change something. The error is JSON: `{"code", "message"}`.
         fn http(&self, request: FfiOutbound) -> FfiFuture<RResult<FfiInbound, RString>>;
+
+        /// Run `task` on the hub's blocking pool, at most `HUB_MODULE_BLOCKING_THREADS` of the
+        /// module's at once (the others wait their turn) (plugin-api 0.5). Completes when it
+        /// has run.
+        fn spawn_blocking(&self, task: BlockingBox) -> FfiFuture<RResult<(), RString>>;
     }
+
+    /// Blocking or CPU-heavy work of a module's, run once on a thread of the hub's blocking
+    /// pool. Implemented by plugin-api (which catches the work's panic).
+    #[sabi_trait]
+    pub trait BlockingObj: Send + Sync + 'static {
+        #[sabi(last_prefix_field)]
+        fn run(&self);
+    }
+
+    /// Blocking work as the hub holds it.
+    pub type BlockingBox = BlockingObj_TO<RBox<()>>;
 
     /// One series of a module's metric, as the module holds it. Implemented by the hub.
     #[sabi_trait]

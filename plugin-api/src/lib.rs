@@ -40,6 +40,7 @@
 //! - `glue`: `export_module!`, the root module's trampolines and the adapter from `Module` to the
 //!   ABI; the only file with `unsafe`.
 
+mod blocking;
 mod ctx;
 mod db;
 mod error;

@@ -54,7 +54,7 @@ mod tests {
         lines: &[
             &["ffi"],
             &["panic", "error"],
-            &["metrics", "outbound"],
+            &["metrics", "outbound", "blocking"],
             &["ctx", "schema"],
             &["http"],
             &["extract"],

@@ -157,6 +157,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "A module handler running longer is cancelled with 504.",
     },
     Setting {
+        var: "HUB_MODULE_BLOCKING_THREADS",
+        default: "4",
+        help: "How many of one module's ctx.spawn_blocking tasks run at once on the hub's blocking pool; the others wait their turn.",
+    },
+    Setting {
         var: "HUB_HEALTH_TIMEOUT_MS",
         default: "5000",
         help: "A module health check running longer counts as unhealthy.",
@@ -238,6 +243,8 @@ pub struct Config {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub request_timeout: Duration,
+    /// A module's blocking tasks running at once.
+    pub module_blocking_threads: usize,
     pub health_timeout: Duration,
     pub body_limit: usize,
     pub shutdown_grace: Duration,
@@ -457,6 +464,7 @@ impl Config {
             log_filter: get("RUST_LOG"),
             log_format,
             request_timeout: millis("HUB_REQUEST_TIMEOUT_MS")?,
+            module_blocking_threads: small("HUB_MODULE_BLOCKING_THREADS")? as usize,
             health_timeout: millis("HUB_HEALTH_TIMEOUT_MS")?,
             body_limit: number("HUB_BODY_LIMIT_BYTES")?,
             shutdown_grace: millis("HUB_SHUTDOWN_GRACE_MS")?,

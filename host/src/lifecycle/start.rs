@@ -76,6 +76,7 @@ impl Starter {
             max_log_level: self.max_log_level,
             database: self.database.clone(),
             outbound: resolve_outbound(manifest, &config.module_env)?,
+            blocking_threads: config.module_blocking_threads,
         };
         let loader = self.loader.clone();
         let manifest_version = manifest.version.clone();

@@ -11,8 +11,8 @@ use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RSome, RStr, RStrin
 use async_ffi::{FfiFuture, FutureExt as _};
 use futures_util::FutureExt as _;
 use plugin_api::ffi::{
-    FfiInbound, FfiOutbound, HostObj, LogLevel, MetricBox, MetricKind, MetricObj, MetricObj_TO,
-    MetricOp,
+    BlockingBox, FfiInbound, FfiOutbound, HostObj, LogLevel, MetricBox, MetricKind, MetricObj,
+    MetricObj_TO, MetricOp,
 };
 use serde_json::{Map, Value};
 
@@ -26,6 +26,8 @@ pub(super) struct HostServices {
     pub(super) config: Map<String, Value>,
     pub(super) database: Arc<Database>,
     pub(super) outbound: Arc<crate::outbound::Client>,
+    /// Permits for the module's blocking tasks.
+    pub(super) blocking: Arc<tokio::sync::Semaphore>,
 }
 
 impl HostObj for HostServices {
@@ -138,6 +140,25 @@ impl HostObj for HostServices {
                     dry_run: answer.dry_run,
                 }),
                 Err(refusal) => RResult::RErr(refusal.to_json().into()),
+            }
+        }
+        .into_ffi()
+    }
+
+    fn spawn_blocking(&self, task: BlockingBox) -> FfiFuture<RResult<(), RString>> {
+        let permits = self.blocking.clone();
+        let module = self.caller.module.clone();
+        async move {
+            // Waits while the module's other tasks hold every permit.
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return RResult::RErr("the module is stopping".into());
+            };
+            // The task catches its own panic (plugin-api's side); a join error is the pool's.
+            match tokio::task::spawn_blocking(move || task.run()).await {
+                Ok(()) => RResult::ROk(()),
+                Err(e) => RResult::RErr(
+                    format!("module '{module}': the blocking task did not finish: {e}").into(),
+                ),
             }
         }
         .into_ffi()

@@ -158,6 +158,7 @@ impl Library {
                 args.outbound,
                 args.dry_run,
             )),
+            blocking: Arc::new(tokio::sync::Semaphore::new(args.blocking_threads.max(1))),
         };
         let init_args = InitArgs {
             module: args.module.into(),
@@ -183,6 +184,8 @@ pub struct InstanceArgs {
     pub database: Arc<Database>,
     /// The hosts it may call (`ctx.http()`).
     pub outbound: Vec<crate::manifest::HostPattern>,
+    /// Its blocking tasks running at once (`ctx.spawn_blocking`).
+    pub blocking_threads: usize,
 }
 
 /// Opens libraries through private copies and remembers what it opened.

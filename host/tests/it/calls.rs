@@ -1,5 +1,6 @@
-//! Calls between modules (issue 17): `req.call` reaches a dependency's route in-process, for
-//! the request's caller (its permission checks, its request id), and only a dependency.
+//! Calls between modules and blocking work (issue 17): `req.call` reaches a dependency's route
+//! in-process, for the request's caller (its permission checks, its request id), and only a
+//! dependency; `ctx.spawn_blocking` runs at most the module's bound at once.
 
 use serde_json::{Value, json};
 
@@ -85,5 +86,33 @@ fn a_module_calls_its_dependency_as_its_caller_with_the_same_request_id() {
         answer,
         json!({"status": 403, "body": {"error": {"code": "call_not_allowed",
             "message": "module 'fx' may call only the modules it depends on: add \"hello\" to \"dependencies\" in its module.json"}}})
+    );
+}
+
+#[test]
+fn blocking_work_runs_off_the_request_threads_at_most_the_modules_bound_at_once() {
+    let hub = Setup::new()
+        .fixture("fx", json!({}))
+        .env("HUB_MODULE_BLOCKING_THREADS", "2")
+        .start();
+    // Five tasks of 200 ms, two at a time.
+    let reply = hub.get("/api/v1/fx/blocking/5");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"most_at_once": 2, "results": [0, 10, 20, 30, 40]})
+    );
+    // A panic in one is its error; the others' values come back.
+    let reply = hub.get("/api/v1/fx/blocking/2?panic");
+    assert_eq!(
+        reply.json(),
+        json!({"most_at_once": 2, "results": [0, "blocking work panicked: blocking work 1 panicked on purpose"]})
+    );
+    drop(hub);
+    // Under the bound: all at once.
+    let hub = Setup::new().fixture("fx", json!({})).start();
+    assert_eq!(
+        hub.get("/api/v1/fx/blocking/3").json(),
+        json!({"most_at_once": 3, "results": [0, 10, 20]})
     );
 }

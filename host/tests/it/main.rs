@@ -71,5 +71,5 @@ mod usage;
 /// (issue 17).
 mod outbound;
 
-/// Calls between modules (`req.call`) (issue 17).
+/// Calls between modules (`req.call`) and blocking work (`ctx.spawn_blocking`) (issue 17).
 mod calls;
