@@ -85,6 +85,12 @@ pub struct Manifest {
     /// or a comma-separated list) replaces the list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound: Vec<String>,
+    /// Keys of `config` whose values are secrets (API keys, passwords), besides those whose
+    /// names look secret (`password`, `token`, `…_key`…): never shown by the management API,
+    /// the console or the audit log. The operator sets them in the environment
+    /// (`MODULES__{NAME}__{KEY}`) or in a file (`MODULES__{NAME}__{KEY}_FILE`), not here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// One entry of a module's `outbound` list.
@@ -956,7 +962,7 @@ mod tests {
         );
         assert_eq!(
             parse("x", r#"{"name": "x", "version": "1.0.0", "colour": "red"}"#).unwrap_err(),
-            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`, `permissions`, `audience`, `outbound`"
+            "plugins/x/module.json is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`, `permissions`, `audience`, `outbound`, `secrets`"
         );
         assert_eq!(
             parse("x", r#"{"version": "1.0.0"}"#).unwrap_err(),

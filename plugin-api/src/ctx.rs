@@ -62,10 +62,12 @@ impl Ctx {
         };
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::internal(format!("setting '{key}' is not valid JSON: {e}")))?;
-        serde_json::from_value(value).map(Some).map_err(|e| {
+        // serde's message may quote the value, which may be a secret: the type says enough.
+        serde_json::from_value(value).map(Some).map_err(|_| {
             Error::internal(format!(
-                "setting '{key}' of module '{}' has the wrong type: {e}",
-                self.module_name()
+                "setting '{key}' of module '{}' is not a {} (its value is not shown: it may be a secret)",
+                self.module_name(),
+                std::any::type_name::<T>()
             ))
         })
     }

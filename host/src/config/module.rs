@@ -17,6 +17,13 @@ pub enum SettingsError {
     /// An `outbound` entry of the environment's list (the manifest's are checked on load).
     #[error("{var}: {reason}")]
     BadOutbound { var: String, reason: String },
+    /// The file a `…_FILE` variable names cannot be read (its contents are never shown).
+    #[error("{var}={path:?} cannot be read ({reason}): give the hub's user a readable file")]
+    SecretFile {
+        var: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// Where an effective safety switch came from.
@@ -152,35 +159,97 @@ pub fn resolve_outbound(
         .collect()
 }
 
+/// Keys of the environment that are the hub's, not settings: the safety switches, the outbound
+/// list, the list of secret keys.
+const RESERVED_KEYS: [&str; 4] = ["READ_ONLY", "DRY_RUN", "OUTBOUND", "SECRETS"];
+
 /// The manifest's `config`, with `MODULES__{NAME}__{KEY}` overriding keys (matched
-/// case-insensitively; a new key is lowercased). Values parse as JSON, else stay strings.
-pub fn resolve_config(manifest: &Manifest, env: &ModuleEnv) -> Map<String, Value> {
+/// case-insensitively; a new key is lowercased) and `MODULES__{NAME}__{KEY}_FILE` setting a key
+/// to the contents of a file (without its last line break: a secret kept out of the
+/// environment). Values parse as JSON, else stay strings. `Err` names the variable of a file
+/// that cannot be read.
+pub fn resolve_config(
+    manifest: &Manifest,
+    env: &ModuleEnv,
+) -> Result<Map<String, Value>, SettingsError> {
+    resolve(manifest, env, true)
+}
+
+/// [`resolve_config`]; `read_files: false` puts `null` for a key read from a file (for showing
+/// the settings, where a secret is masked anyway).
+fn resolve(
+    manifest: &Manifest,
+    env: &ModuleEnv,
+    read_files: bool,
+) -> Result<Map<String, Value>, SettingsError> {
     let mut config = manifest.config.clone();
     for (key, raw) in env.for_module(&manifest.name) {
-        if ["READ_ONLY", "DRY_RUN", "OUTBOUND"]
-            .iter()
-            .any(|k| key.eq_ignore_ascii_case(k))
-        {
+        if RESERVED_KEYS.iter().any(|k| key.eq_ignore_ascii_case(k)) {
             continue;
         }
-        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        let (key, value) = match file_key(key) {
+            Some(key) if read_files => {
+                let text = std::fs::read_to_string(raw).map_err(|e| SettingsError::SecretFile {
+                    var: variable(manifest, &format!("{key}_FILE")),
+                    path: raw.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                (key, Value::String(text.to_owned()))
+            }
+            Some(key) => (key, Value::Null),
+            None => (
+                key,
+                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
+            ),
+        };
         let existing = config.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
         config.insert(existing.unwrap_or_else(|| key.to_ascii_lowercase()), value);
     }
-    config
+    Ok(config)
+}
+
+/// `API_KEY_FILE` → `API_KEY`: a key whose value is read from a file.
+fn file_key(key: &str) -> Option<&str> {
+    let cut = key.len().checked_sub("_FILE".len())?;
+    (cut > 0 && key.is_char_boundary(cut) && key[cut..].eq_ignore_ascii_case("_FILE"))
+        .then(|| &key[..cut])
+}
+
+fn variable(manifest: &Manifest, key: &str) -> String {
+    format!(
+        "MODULES__{}__{}",
+        manifest.name.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    )
+}
+
+/// Whether setting `key` of `manifest`'s module is a secret: its name looks like one, the
+/// manifest's `secrets` or the operator's `MODULES__{NAME}__SECRETS` (comma-separated) name it,
+/// or its value comes from a file.
+pub fn is_secret(manifest: &Manifest, env: &ModuleEnv, key: &str) -> bool {
+    looks_secret(key)
+        || manifest.secrets.iter().any(|s| s.eq_ignore_ascii_case(key))
+        || env.for_module(&manifest.name).any(|(k, raw)| {
+            (k.eq_ignore_ascii_case("SECRETS")
+                && raw.split(',').any(|s| s.trim().eq_ignore_ascii_case(key)))
+                || file_key(k).is_some_and(|k| k.eq_ignore_ascii_case(key))
+        })
 }
 
 /// One effective setting of a module, as the management API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Setting {
     pub key: String,
-    /// The value; `"********"` when the key looks secret.
+    /// The value; `"********"` for a secret.
     pub value: Value,
-    /// The key's name looks like a secret's (`password`, `secret`, `token`, `…_key`…): its
-    /// value is never shown.
+    /// A secret: its name looks like one (`password`, `secret`, `token`, `…_key`…), the
+    /// manifest's `secrets` or `MODULES__{NAME}__SECRETS` name it, or it is read from a file
+    /// (`MODULES__{NAME}__{KEY}_FILE`). Its value is never shown.
     pub secret: bool,
-    /// `manifest` (module.json's `config`) or `environment` (`MODULES__{NAME}__{KEY}`, which
-    /// wins).
+    /// `manifest` (module.json's `config`) or `environment` (`MODULES__{NAME}__{KEY}` or
+    /// `…_FILE`, which win).
     pub source: Source,
 }
 
@@ -208,12 +277,16 @@ pub fn looks_secret(key: &str) -> bool {
 
 /// The effective settings of `manifest`'s module, sorted by key, secrets masked.
 pub fn settings(manifest: &Manifest, env: &ModuleEnv) -> Vec<Setting> {
-    let config = resolve_config(manifest, env);
+    let config = resolve(manifest, env, false).unwrap_or_default();
     let mut settings: Vec<Setting> = config
         .into_iter()
         .map(|(key, value)| {
-            let secret = looks_secret(&key);
+            let secret = is_secret(manifest, env, &key);
+            let from_file = env
+                .for_module(&manifest.name)
+                .any(|(k, _)| file_key(k).is_some_and(|k| k.eq_ignore_ascii_case(&key)));
             let source = match environment_variable(manifest, env, &key) {
+                _ if from_file => Source::Environment,
                 Some(_) => Source::Environment,
                 None => Source::Manifest,
             };
@@ -342,7 +415,8 @@ mod tests {
                 ("MODULES__M__NEW_KEY", "[1,2]"),
                 ("MODULES__M__READ_ONLY", "false"),
             ]),
-        );
+        )
+        .unwrap();
         assert_eq!(
             Value::Object(c),
             serde_json::json!({"Greeting": "Hej", "n": 2, "new_key": [1, 2]})
@@ -362,5 +436,30 @@ mod tests {
         assert_eq!(hello, vec![("GREETING", "Hej"), ("Extra", "1")]);
         assert_eq!(config.modules_dir, std::path::PathBuf::from("mods"));
         Ok(())
+    }
+
+    #[test]
+    fn file_variables_name_their_key_and_secrets_are_marked_three_ways() {
+        assert_eq!(file_key("API_KEY_FILE"), Some("API_KEY"));
+        assert_eq!(file_key("licence_file"), Some("licence"));
+        assert_eq!(file_key("_FILE"), None);
+        assert_eq!(file_key("PROFILE"), None);
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "name": "m", "version": "0.1.0", "secrets": ["pin"]
+        }))
+        .unwrap();
+        m.config.insert("region".into(), "eu".into());
+        let e = env(&[
+            ("MODULES__M__SECRETS", "signature, other"),
+            ("MODULES__M__LICENCE_FILE", "/x"),
+        ]);
+        for key in ["pin", "PIN", "signature", "licence", "api_token"] {
+            assert!(is_secret(&m, &e, key), "{key}");
+        }
+        assert!(!is_secret(&m, &e, "region"));
+        assert_eq!(
+            resolve_config(&m, &e).unwrap_err().to_string(),
+            "MODULES__M__LICENCE_FILE=\"/x\" cannot be read (No such file or directory (os error 2)): give the hub's user a readable file"
+        );
     }
 }

@@ -593,8 +593,13 @@ pub(crate) async fn change_settings(
             ));
         }
     }
+    let declared = hub.get(name).ok().and_then(|entry| entry.manifest.clone());
+    let secret = |key: &str| match &declared {
+        Some(manifest) => module_settings::is_secret(manifest, &hub.config().module_env, key),
+        None => module_settings::looks_secret(key),
+    };
     let details = json!({"settings": changes.iter().map(|(key, value)| {
-        let shown = if module_settings::looks_secret(key) && !value.is_null() {
+        let shown = if secret(key) && !value.is_null() {
             json!(module_settings::MASK)
         } else {
             value.clone()

@@ -70,7 +70,7 @@ impl Starter {
         let path = folder.join(manifest.library_file());
         let args = InstanceArgs {
             module: name.to_owned(),
-            config: resolve_config(manifest, &config.module_env),
+            config: resolve_config(manifest, &config.module_env)?,
             read_only: safety.read_only,
             dry_run: safety.dry_run,
             max_log_level: self.max_log_level,

@@ -70,7 +70,7 @@ fn a_manifest_with_an_unknown_field_fails_the_module() {
     let path = setup.modules_dir().join("extra/module.json");
     let hub = setup.start();
     let error = format!(
-        "{} is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`, `permissions`, `audience`, `outbound`",
+        "{} is invalid: unknown field `colour`, expected one of `$schema`, `name`, `version`, `description`, `enabled`, `library`, `dependencies`, `uses`, `hub_api`, `config`, `safety`, `table_prefix`, `permissions`, `audience`, `outbound`, `secrets`",
         path.display()
     );
     assert_failed(&hub, "extra", &error);

@@ -67,8 +67,8 @@ mod metrics;
 /// Usage analytics: hourly counts in PostgreSQL shared by hubs, the usage route (issue 16).
 mod usage;
 
-/// Outbound HTTP: allow-lists, private addresses, DRY_RUN, limits, against a real server
-/// (issue 17).
+/// Outbound HTTP: allow-lists, private addresses, DRY_RUN, limits, against a real server;
+/// secrets (issue 17).
 mod outbound;
 
 /// Calls between modules (`req.call`) and blocking work (`ctx.spawn_blocking`) (issue 17).

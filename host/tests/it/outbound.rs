@@ -1,7 +1,8 @@
-//! Outbound HTTP (issue 17): a module calls other systems through the hub's client — a real
-//! server on loopback (`host/tests/outbound/server.py`), never a mock of the client: allowed
-//! and refused hosts, a redirect to a refused host, a name resolving to 127.0.0.1 without an
-//! explicit entry, DRY_RUN keeping a POST back, a timeout, an oversized answer, the metrics.
+//! Outbound HTTP and secrets (issue 17): a module calls other systems through the hub's client —
+//! a real server on loopback (`host/tests/outbound/server.py`), never a mock of the client:
+//! allowed and refused hosts, a redirect to a refused host, a name resolving to 127.0.0.1
+//! without an explicit entry, DRY_RUN keeping a POST back, a timeout, an oversized answer, the
+//! metrics; the API keys such calls need, from the environment or a file, never shown.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -314,5 +315,56 @@ fn the_operators_list_replaces_the_modules_and_a_bad_entry_fails_the_module() {
     assert!(
         error.ends_with("module.json: outbound entry \"https://api.example.com\" has an invalid port: write a host (api.example.com), a host and port (api.example.com:8443), *.example.net, * or *:8080"),
         "{error}"
+    );
+}
+
+#[test]
+fn secrets_come_from_the_environment_or_a_file_and_are_never_shown() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let file = dir.path().join("licence");
+    std::fs::write(&file, "lic-0042\n").expect("the secret's file");
+    let hub = Setup::new()
+        .fixture(
+            "fx",
+            json!({"config": {"region": "eu", "pin": 1234, "api_token": "t0k3n"}, "secrets": ["pin"]}),
+        )
+        .env("MODULES__FX__LICENCE_FILE", &file.to_string_lossy())
+        .env("MODULES__FX__SIGNATURE", "sig-77")
+        .env("MODULES__FX__SECRETS", "signature")
+        .start();
+    let module = hub.module("fx");
+    assert_eq!(
+        module["settings"],
+        json!([
+            {"key": "api_token", "value": "********", "secret": true, "source": "manifest"},
+            {"key": "licence", "value": "********", "secret": true, "source": "environment"},
+            {"key": "pin", "value": "********", "secret": true, "source": "manifest"},
+            {"key": "region", "value": "eu", "secret": false, "source": "manifest"},
+            {"key": "signature", "value": "********", "secret": true, "source": "environment"},
+        ])
+    );
+    // The module reads them.
+    let value = |key: &str| hub.get(&format!("/api/v1/fx/config/{key}")).json()["value"].clone();
+    assert_eq!(value("licence"), "lic-0042");
+    assert_eq!(value("signature"), "sig-77");
+    assert_eq!(value("pin"), 1234);
+    // Nowhere in the hub's log, the console's page or the module object.
+    let session_page = hub.get("/admin/modules/fx");
+    for secret in ["lic-0042", "sig-77", "t0k3n"] {
+        assert!(!hub.logs().contains(secret), "{secret} in the log");
+        assert!(!module.to_string().contains(secret));
+        assert!(!session_page.body.contains(secret), "{secret} on the page");
+    }
+    drop(hub);
+    // A file that cannot be read fails the module, naming the variable and the path only.
+    let hub = Setup::new()
+        .fixture("fx", json!({}))
+        .env("MODULES__FX__LICENCE_FILE", "/nonexistent/licence")
+        .start();
+    let module = hub.module("fx");
+    assert_eq!(module["state"], "failed");
+    assert_eq!(
+        module["error"],
+        "MODULES__FX__LICENCE_FILE=\"/nonexistent/licence\" cannot be read (No such file or directory (os error 2)): give the hub's user a readable file"
     );
 }
