@@ -6,6 +6,7 @@
 //! carries `x-dry-run: true`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use plugin_api::{Error, Json, JsonSchema, Path, Query, Request, User, json};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,15 @@ struct About {
     user: Option<String>,
     /// Whether the caller may create, change and delete items.
     can_write: bool,
+}
+
+/// What the upstream system answered.
+#[derive(Serialize, JsonSchema)]
+struct Upstream {
+    /// Its HTTP status.
+    status: u16,
+    /// The size of its answer.
+    bytes: usize,
 }
 
 /// One page of items.
@@ -75,6 +85,33 @@ impl Tmplmod {
             user: user.name().map(str::to_owned),
             can_write: user.can("items.write"),
         })
+    }
+
+    /// What the upstream system says: a GET of `config.status_url` through the hub's HTTP
+    /// client, which allows only the hosts module.json's `outbound` names.
+    ///
+    /// 409 `not_configured` until `status_url` is set; the hub's refusal otherwise (403
+    /// `outbound_not_allowed` naming the host to add, 504 `outbound_timeout`, 502).
+    #[get("/upstream", errors(409, 403, 502, 504))]
+    async fn upstream(self: Arc<Self>, req: Request) -> Result<Json<Upstream>, Error> {
+        if self.status_url.is_empty() {
+            return Err(Error::new(
+                409,
+                "not_configured",
+                "set config.status_url (or MODULES__TMPLMOD__STATUS_URL) and add its host to \"outbound\" in module.json",
+            ));
+        }
+        let answer = req
+            .ctx()
+            .http()
+            .get(&self.status_url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        Ok(Json(Upstream {
+            status: answer.status,
+            bytes: answer.body.len(),
+        }))
     }
 
     /// Items by id, a page at a time.

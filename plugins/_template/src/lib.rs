@@ -2,8 +2,9 @@
 //! this folder and replaces `tmplmod`, `Tmplmod` and `TMPLMOD` with the new name.
 //!
 //! It shows everything a module has: state built in `init`, a JSON API (`api.rs`), HTML views
-//! with forms (`views.rs`), data in PostgreSQL through the hub's gateway (`items.rs`), a
-//! migration, templates and a static file compiled in, and a health check. See `README.md`.
+//! with forms (`views.rs`), data in PostgreSQL through the hub's gateway (`items.rs`), a call to
+//! another system through the hub's HTTP client (`GET /upstream`), a migration, templates and a
+//! static file compiled in, and a health check. See `README.md`.
 
 mod api;
 mod items;
@@ -19,6 +20,9 @@ pub struct Tmplmod {
     title: String,
     /// How many items a list shows unless asked otherwise (`config.page_size`).
     page_size: i64,
+    /// The upstream system's status page, fetched by `GET /upstream` (`config.status_url`; its
+    /// host must be in module.json's `outbound`). Empty: not configured.
+    status_url: String,
 }
 
 /// Compiled in: the module ships as one library (with its `module.json`).
@@ -44,6 +48,7 @@ impl Module for Tmplmod {
         Ok(Tmplmod {
             title: ctx.config_or("title", "Tmplmod".to_owned())?,
             page_size: ctx.config_or("page_size", 50)?,
+            status_url: ctx.config_or("status_url", String::new())?,
         })
     }
 

@@ -324,3 +324,47 @@ fn routes_answer_whom_they_say() {
         json!({"permission": "tmplmod:items.write"})
     );
 }
+
+#[test]
+fn upstream_is_fetched_through_the_hub_only_from_a_listed_host() {
+    // Not configured yet.
+    let hub = live();
+    let reply = hub.get("/api/v1/tmplmod/upstream");
+    assert_eq!(reply.status, 409);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "not_configured", "message": "set config.status_url (or MODULES__TMPLMOD__STATUS_URL) and add its host to \"outbound\" in module.json"}})
+    );
+    drop(hub);
+    // A server of the test's own, answering one request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/status");
+    // Its host not in "outbound": refused before anything is sent.
+    let hub = Setup::new()
+        .module_folder(env!("CARGO_MANIFEST_DIR"))
+        .env("MODULES__TMPLMOD__STATUS_URL", &url)
+        .start();
+    let reply = hub.get("/api/v1/tmplmod/upstream");
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "outbound_not_allowed");
+    drop(hub);
+    // Listed (here by the operator's setting): fetched.
+    let hub = Setup::new()
+        .module_folder(env!("CARGO_MANIFEST_DIR"))
+        .env("MODULES__TMPLMOD__STATUS_URL", &url)
+        .env("MODULES__TMPLMOD__OUTBOUND", &format!("127.0.0.1:{port}"))
+        .start();
+    let reply = hub.get("/api/v1/tmplmod/upstream");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json(), json!({"status": 200, "bytes": 2}));
+}
