@@ -25,6 +25,7 @@ use anyhow::{Context as _, bail};
 
 use crate::build::{self, Profile, root};
 
+mod calls;
 mod console;
 mod count;
 mod hub;
@@ -57,6 +58,8 @@ pub enum Which {
     Scale,
     /// The console's pages with fifty modules: ms per page against the JSON they draw from.
     Console,
+    /// A call between modules (`req.call`) against the same route over HTTP, timed in a module.
+    Calls,
     /// All of them.
     All,
 }
@@ -92,6 +95,9 @@ pub fn bench(which: Which, options: &Options) -> anyhow::Result<()> {
     }
     if matches!(which, Which::Console | Which::All) {
         console::run(&profile)?;
+    }
+    if matches!(which, Which::Calls | Which::All) {
+        calls::run(&profile)?;
     }
     if matches!(which, Which::Abi | Which::All) {
         abi()?;
