@@ -4,7 +4,7 @@
 //! rooms, bottom up (a room uses only rooms below it; `cargo test -p xtask tidy` checks it, and
 //! `docs/architecture.md` draws it):
 //! names, causes, manifest, assets → config, signals → templates, logging, db, outbound → identity, usage → loader →
-//! instance → registry → deps → lifecycle, status → watcher, http.
+//! instance → registry → deps → lifecycle, status → watcher, jobs → http.
 
 pub mod assets;
 pub mod causes;
@@ -14,6 +14,7 @@ pub mod deps;
 pub mod http;
 pub mod identity;
 pub mod instance;
+pub mod jobs;
 pub mod lifecycle;
 pub mod loader;
 pub mod logging;

@@ -98,6 +98,11 @@ impl Ctx {
         crate::blocking::spawn(self.host(), work).await
     }
 
+    /// Where the module enqueues runs of its jobs (declared with `r.job(…)`).
+    pub fn jobs(&self) -> crate::queue::Jobs<'_> {
+        crate::queue::Jobs::new(self.host())
+    }
+
     /// The module's own metrics, exported by the hub with a `module` label: make counters,
     /// gauges and histograms once (in `init`) and keep them in the module's state.
     pub fn metrics(&self) -> crate::metrics::Metrics<'_> {

@@ -241,6 +241,21 @@ pub struct FfiInbound {
     pub dry_run: bool,
 }
 
+/// A job a module declares: `every_ms` > 0 for a recurring one (run once per period across every
+/// hub), 0 for one the module enqueues.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiJobDef {
+    pub name: RString,
+    pub every_ms: u64,
+    /// A run longer than this is cancelled (and counts as a failed attempt).
+    pub timeout_ms: u64,
+    /// Attempts in all before the run is `failed`.
+    pub attempts: u32,
+    /// The wait before the second attempt; doubled before each next one.
+    pub backoff_ms: u64,
+}
+
 /// What the hub hands a module's `init`.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -305,6 +320,15 @@ mod objects {
         /// module's at once (the others wait their turn) (plugin-api 0.5). Completes when it
         /// has run.
         fn spawn_blocking(&self, task: BlockingBox) -> FfiFuture<RResult<(), RString>>;
+
+        /// Enqueue a run of the module's job `name` with a JSON `payload`, due in `delay_ms`
+        /// (plugin-api 0.5): its row's id, or why not (no such job, no database).
+        fn enqueue(
+            &self,
+            name: RStr<'_>,
+            payload: RString,
+            delay_ms: u64,
+        ) -> FfiFuture<RResult<i64, RString>>;
     }
 
     /// Blocking or CPU-heavy work of a module's, run once on a thread of the hub's blocking
@@ -400,6 +424,19 @@ mod objects {
         /// Run the module's shutdown hook; called once, after the instance's last request.
         #[sabi(last_prefix_field)]
         fn shutdown(&self) -> FfiFuture<()>;
+
+        /// The module's jobs (plugin-api 0.5): recurring ones and those it enqueues.
+        fn jobs(&self) -> RVec<FfiJobDef>;
+
+        /// Run job `job` (an index into [`ModuleObj::jobs`]), row `id`, with its JSON `payload`,
+        /// its `attempt` (1 for the first); `RErr` with why it failed (a panic included).
+        fn run_job(
+            &self,
+            job: u32,
+            id: i64,
+            payload: RString,
+            attempt: u32,
+        ) -> FfiFuture<RResult<(), RString>>;
     }
 
     /// A module instance as the hub holds it.

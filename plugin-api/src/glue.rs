@@ -26,9 +26,9 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::ffi::{
-    FfiAsset, FfiHealth, FfiMigration, FfiResponse, HOST_ALLOCATOR_SYMBOL, HostAllocator, InitArgs,
-    ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot, PluginRootRef, RequestBox,
-    RouteDef,
+    FfiAsset, FfiHealth, FfiJobDef, FfiMigration, FfiResponse, HOST_ALLOCATOR_SYMBOL,
+    HostAllocator, InitArgs, ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot,
+    PluginRootRef, RequestBox, RouteDef,
 };
 use crate::http::{IntoResponse, Request};
 use crate::module::{Health, InitContext, Module};
@@ -341,6 +341,61 @@ impl<M: Module> ModuleObj for Adapter<M> {
             FfiHealth {
                 status: health.status,
                 detail: health.detail.into(),
+            }
+        }
+        .into_ffi()
+    }
+
+    fn jobs(&self) -> RVec<FfiJobDef> {
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.router
+            .jobs()
+            .map(|(name, every, timeout, attempts, backoff)| FfiJobDef {
+                name: name.into(),
+                every_ms: every.map_or(0, millis),
+                timeout_ms: millis(timeout),
+                attempts,
+                backoff_ms: millis(backoff),
+            })
+            .collect()
+    }
+
+    fn run_job(
+        &self,
+        job: u32,
+        id: i64,
+        payload: RString,
+        attempt: u32,
+    ) -> FfiFuture<RResult<(), RString>> {
+        let name = self
+            .router
+            .jobs()
+            .nth(job as usize)
+            .map(|(name, ..)| name.to_owned())
+            .unwrap_or_default();
+        let run = crate::jobs::Job {
+            id,
+            name,
+            payload: serde_json::from_str(payload.as_str()).unwrap_or(serde_json::Value::Null),
+            attempt,
+            ctx: self.ctx.clone(),
+        };
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            self.router.run_job(job as usize, self.module.clone(), run)
+        }));
+        async move {
+            let outcome = match started {
+                Ok(Some(fut)) => match caught(fut).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(error.message().to_owned()),
+                    Err(panic) => Err(format!("panicked: {panic}")),
+                },
+                Ok(None) => Err(format!("the module has no job #{job}")),
+                Err(panic) => Err(format!("panicked: {}", panic_message(&*panic))),
+            };
+            match outcome {
+                Ok(()) => RResult::ROk(()),
+                Err(why) => RResult::RErr(why.into()),
             }
         }
         .into_ffi()

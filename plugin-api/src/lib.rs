@@ -48,11 +48,13 @@ mod extract;
 pub mod ffi;
 mod glue;
 mod http;
+mod jobs;
 mod log;
 mod metrics;
 mod module;
 mod outbound;
 mod panic;
+mod queue;
 mod router;
 mod schema;
 
@@ -65,10 +67,12 @@ pub use extract::{
 };
 pub use ffi::{HealthStatus, LogLevel};
 pub use http::{Called, IntoResponse, Json, Request, Response, User, View};
+pub use jobs::Job;
 pub use metrics::{Counter, Gauge, Histogram, Metrics};
 pub use module::{Asset, Health, InitContext, Migration, Module};
 pub use outbound::{Http, Inbound, Outbound};
 pub use plugin_api_macros::routes;
+pub use queue::Jobs;
 pub use router::{Handler, Router};
 pub use schema::schema_of;
 pub use schemars::{self, JsonSchema};

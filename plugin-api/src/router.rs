@@ -43,7 +43,21 @@ use crate::panic::{panic_message, panicked};
 /// doc comments as documentation.
 pub struct Router<M> {
     routes: Vec<Route<M>>,
+    jobs: Vec<JobEntry<M>>,
 }
+
+/// A job of the module's: how often (recurring) or none (enqueued), its limits, its handler.
+struct JobEntry<M> {
+    name: String,
+    every: Option<std::time::Duration>,
+    timeout: std::time::Duration,
+    attempts: u32,
+    backoff: std::time::Duration,
+    handler: ErasedJob<M>,
+}
+
+type JobFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+type ErasedJob<M> = Box<dyn Fn(Arc<M>, crate::jobs::Job) -> JobFuture + Send + Sync>;
 
 struct Route<M> {
     method: &'static str,
@@ -57,7 +71,122 @@ struct Route<M> {
 
 impl<M: Send + Sync + 'static> Router<M> {
     pub(crate) fn new() -> Router<M> {
-        Router { routes: Vec::new() }
+        Router {
+            routes: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// A recurring job: `handler` runs once per `period` (`"30s"`, `"5m"`, `"1h"`, `"1d"`) across
+    /// every hub on the database, as `async fn(self: Arc<Self>, job: Job) -> Result<(), Error>`.
+    /// Defaults: a timeout of 60 s, 3 attempts, 10 s before the second (see [`Router::timeout`],
+    /// [`Router::attempts`], [`Router::backoff`]). Panics (failing the start with this message)
+    /// on a period it cannot read or a name used twice.
+    pub fn every<F, Fut>(&mut self, name: &str, period: &str, handler: F) -> &mut Self
+    where
+        F: Fn(Arc<M>, crate::jobs::Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let every = crate::queue::parse_period(period).unwrap_or_else(|| {
+            panic!("job '{name}': period {period:?} is not a duration: write e.g. \"30s\", \"5m\", \"1h\"")
+        });
+        self.add_job(name, Some(every), handler)
+    }
+
+    /// A job the module enqueues (`ctx.jobs().enqueue(name, &payload)`), with the same defaults
+    /// as [`Router::every`].
+    pub fn job<F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        F: Fn(Arc<M>, crate::jobs::Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.add_job(name, None, handler)
+    }
+
+    fn add_job<F, Fut>(
+        &mut self,
+        name: &str,
+        every: Option<std::time::Duration>,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(Arc<M>, crate::jobs::Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        assert!(
+            !name.is_empty()
+                && name.len() <= 40
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "job name {name:?} must be 1 to 40 lowercase letters, digits and _"
+        );
+        assert!(
+            self.jobs.iter().all(|j| j.name != name),
+            "job '{name}' is declared twice"
+        );
+        self.jobs.push(JobEntry {
+            name: name.to_owned(),
+            every,
+            timeout: std::time::Duration::from_secs(60),
+            attempts: 3,
+            backoff: std::time::Duration::from_secs(10),
+            handler: Box::new(move |module, job| Box::pin(handler(module, job))),
+        });
+        self
+    }
+
+    fn last_job(&mut self) -> &mut JobEntry<M> {
+        self.jobs
+            .last_mut()
+            .expect("timeout(), attempts() and backoff() apply to the job added just before them")
+    }
+
+    /// The job added last is cancelled after `timeout` (and the attempt counts as failed).
+    pub fn timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.last_job().timeout = timeout.max(std::time::Duration::from_millis(1));
+        self
+    }
+
+    /// The job added last is tried at most `attempts` times (at least once).
+    pub fn attempts(&mut self, attempts: u32) -> &mut Self {
+        self.last_job().attempts = attempts.max(1);
+        self
+    }
+
+    /// The job added last waits `backoff` before its second attempt, twice as long before each
+    /// next one.
+    pub fn backoff(&mut self, backoff: std::time::Duration) -> &mut Self {
+        self.last_job().backoff = backoff;
+        self
+    }
+
+    /// Each job: name, period (none: enqueued), timeout, attempts, backoff.
+    pub(crate) fn jobs(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &str,
+            Option<std::time::Duration>,
+            std::time::Duration,
+            u32,
+            std::time::Duration,
+        ),
+    > {
+        self.jobs
+            .iter()
+            .map(|j| (j.name.as_str(), j.every, j.timeout, j.attempts, j.backoff))
+    }
+
+    /// Run job `index` of the table on `module`; `None` when there is no such job.
+    pub(crate) fn run_job(
+        &self,
+        index: usize,
+        module: Arc<M>,
+        job: crate::jobs::Job,
+    ) -> Option<JobFuture> {
+        let entry = self.jobs.get(index)?;
+        Some((entry.handler)(module, job))
     }
 
     /// Add a JSON API route for `method`. Panics (failing the module's start with this

@@ -93,6 +93,11 @@ pub fn host_migrations() -> Vec<MigrationSpec> {
             name: "usage".to_owned(),
             sql: include_str!("../../../migrations/0005_usage.sql").to_owned(),
         },
+        MigrationSpec {
+            version: 6,
+            name: "jobs".to_owned(),
+            sql: include_str!("../../../migrations/0006_jobs.sql").to_owned(),
+        },
     ]
 }
 

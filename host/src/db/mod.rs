@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod gateway;
 pub mod identity;
+pub mod jobs;
 pub mod ledger;
 pub mod migrate;
 pub mod pool;

@@ -127,6 +127,176 @@ pub(crate) async fn module(
         .ok_or_else(|| ApiError::module_not_found(name))
 }
 
+/// A job a module declares, as the jobs API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeclaredJob {
+    name: String,
+    /// A recurring job's period in milliseconds; `null` for one the module enqueues.
+    every_ms: Option<u64>,
+    timeout_ms: u64,
+    attempts: u32,
+    /// The wait before the second attempt, doubled before each next one.
+    backoff_ms: u64,
+    /// A recurring job's next period.
+    next_run: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A module's jobs: what its running version declares, and its last 50 runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobsPage {
+    declared: Vec<DeclaredJob>,
+    runs: Vec<crate::db::jobs::JobRun>,
+}
+
+fn jobs_store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(DbUnavailable::NotConfigured) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "jobs live in PostgreSQL: set DATABASE_URL",
+        ),
+        StoreError::Unavailable(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            e.to_string(),
+        ),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// A module's jobs and their recent runs (state, attempts, last error, next run).
+#[utoipa::path(get, path = "/api/v1/modules/{name}/jobs", tag = "modules", security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
+    responses(
+        (status = 200, description = "Declared jobs and recent runs", body = JobsPage),
+        (status = 400, description = "The name breaks the name rule", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 503, description = "No database (`database_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn jobs(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
+    let name = valid_name(&name)?;
+    let entry = hub.get(name).map_err(action_error)?;
+    let now = chrono::Utc::now();
+    let declared = entry
+        .instance()
+        .map(|instance| instance.jobs())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|job| {
+            let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let next_run = job.every.and_then(|every| {
+                let every = i64::try_from(every.as_millis()).ok()?.max(1);
+                chrono::DateTime::from_timestamp_millis(
+                    (now.timestamp_millis() / every + 1) * every,
+                )
+            });
+            DeclaredJob {
+                every_ms: job.every.map(millis),
+                timeout_ms: millis(job.timeout),
+                attempts: job.attempts,
+                backoff_ms: millis(job.backoff),
+                next_run,
+                name: job.name,
+            }
+        })
+        .collect();
+    let runs = crate::db::jobs::runs(hub.database(), name, 50)
+        .await
+        .map_err(jobs_store_error)?;
+    Ok(HttpResponse::Ok().json(JobsPage { declared, runs }))
+}
+
+/// What can be done to a job's run.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobAction {
+    /// Queue a failed, cancelled or done run again, its attempts from zero.
+    Retry,
+    /// Cancel a queued or running run (a running one finishes its attempt, but is not tried
+    /// again and its outcome is not written).
+    Cancel,
+}
+
+/// Try a run of a module's job again, or cancel it.
+#[utoipa::path(post, path = "/api/v1/modules/{name}/jobs/{id}/{action}", tag = "modules", security(("bearer" = ["modules.manage"]), ("session" = ["modules.manage"])),
+    params(
+        ("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name"),
+        ("id" = i64, Path, description = "The run's id"),
+        ("action" = JobAction, Path, description = "retry or cancel"),
+    ),
+    responses(
+        (status = 200, description = "The run after the action", body = crate::db::jobs::JobRun),
+        (status = 400, description = "The name breaks the name rule, or the id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.manage` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
+        (status = 404, description = "No such module, run or action (`job_not_found`)", body = ErrorBody),
+        (status = 409, description = "The run's state does not allow it (`job_state`)", body = ErrorBody),
+        (status = 503, description = "No database (`database_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn job_action(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    path: web::Path<(String, i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.manage")?;
+    let (name, id, action) = path.into_inner();
+    let name = valid_name(&name)?;
+    hub.get(name).map_err(action_error)?;
+    let retry = match action.as_str() {
+        "retry" => true,
+        "cancel" => false,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no job action '{other}': use retry or cancel"
+            )));
+        }
+    };
+    let changed = crate::db::jobs::act(hub.database(), name, id, retry)
+        .await
+        .map_err(jobs_store_error)?;
+    let run = match changed {
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "job_not_found",
+                format!("module '{name}' has no job run {id}"),
+            ));
+        }
+        Some(Err(state)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_state",
+                if retry {
+                    format!(
+                        "run {id} is {state}: only failed, cancelled or done runs can be tried again"
+                    )
+                } else {
+                    format!("run {id} is {state}: only queued or running runs can be cancelled")
+                },
+            ));
+        }
+        Some(Ok(run)) => run,
+    };
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: &format!("job.{action}"),
+            module: Some(name),
+            target: Some(&format!("{} #{id}", run.name)),
+            outcome: "ok",
+            details: None,
+        },
+    );
+    Ok(HttpResponse::Ok().json(run))
+}
+
 /// The span and period of a usage report.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

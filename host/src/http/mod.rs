@@ -250,6 +250,16 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(api::admin_not_allowed("PUT"))),
             )
             .service(
+                web::resource("/{name}/jobs")
+                    .route(web::get().to(api::jobs))
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{name}/jobs/{id}/{action}")
+                    .route(web::post().to(api::job_action))
+                    .default_service(web::to(api::admin_not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/{name}/usage")
                     .route(web::get().to(api::usage))
                     .default_service(web::to(api::admin_not_allowed("GET"))),

@@ -35,6 +35,8 @@ use crate::lifecycle::Hub;
         super::api::set_safety,
         super::api::set_settings,
         super::api::usage,
+        super::api::jobs,
+        super::api::job_action,
         super::login::login,
         super::login::login_form,
         super::login::callback,
@@ -53,7 +55,7 @@ use crate::lifecycle::Hub;
         super::people::delete_role,
         super::people::audit_log,
     ),
-    components(schemas(super::api::ModuleAction, super::dispatch::HealthBody)),
+    components(schemas(super::api::ModuleAction, super::api::JobAction, super::dispatch::HealthBody)),
     tags(
         (name = "hub", description = "The hub itself"),
         (name = "modules", description = "Managing modules: `modules.read` to see them, `modules.manage` to change them"),

@@ -82,6 +82,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("module system is off (MODULES_ENABLED=false)");
     }
     actix_web::rt::spawn(hub.clone().watch_database());
+    actix_web::rt::spawn(crate::jobs::run(hub.clone()));
     // Kept until the server stops: dropping it stops watching.
     let _watch = if config.auto_reload && config.modules_enabled {
         match watcher::start(hub.clone()) {

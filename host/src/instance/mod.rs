@@ -61,6 +61,17 @@ impl HealthReport {
     }
 }
 
+/// A job a module declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDef {
+    pub name: String,
+    /// `None`: run when enqueued.
+    pub every: Option<Duration>,
+    pub timeout: Duration,
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
 /// Who may use a module.
 pub struct Access {
     /// The module's permissions (`module.json`), name → description.
@@ -209,6 +220,39 @@ impl Instance {
     /// if it has to wait.
     pub fn call(&self, index: u32, request: RequestBox) -> Call {
         Call(self.object.call(index, request))
+    }
+
+    /// The module's jobs, as it declares them.
+    pub fn jobs(&self) -> Vec<JobDef> {
+        self.object
+            .jobs()
+            .into_iter()
+            .map(|j| JobDef {
+                name: j.name.into_string(),
+                every: (j.every_ms > 0).then(|| Duration::from_millis(j.every_ms)),
+                timeout: Duration::from_millis(j.timeout_ms.max(1)),
+                attempts: j.attempts.max(1),
+                backoff: Duration::from_millis(j.backoff_ms),
+            })
+            .collect()
+    }
+
+    /// Run job `index` (into [`Instance::jobs`]): `Err` with why it failed (a panic of the
+    /// module's is caught on its side; one that escapes is caught here).
+    pub async fn run_job(
+        &self,
+        index: u32,
+        id: i64,
+        payload: &serde_json::Value,
+        attempt: u32,
+    ) -> Result<(), String> {
+        let run = self
+            .object
+            .run_job(index, id, payload.to_string().into(), attempt);
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => outcome.into_result().map_err(|e| e.into_string()),
+            Err(panic) => Err(format!("panicked: {}", panic_text(&*panic))),
+        }
     }
 
     /// Run the health check, bounded by `timeout`; remember and return the report.

@@ -28,6 +28,8 @@ pub(super) struct HostServices {
     pub(super) outbound: Arc<crate::outbound::Client>,
     /// Permits for the module's blocking tasks.
     pub(super) blocking: Arc<tokio::sync::Semaphore>,
+    /// The module's jobs, by name (set once `init` returned).
+    pub(super) job_names: Arc<std::sync::OnceLock<Vec<String>>>,
 }
 
 impl HostObj for HostServices {
@@ -158,6 +160,37 @@ impl HostObj for HostServices {
                 Ok(()) => RResult::ROk(()),
                 Err(e) => RResult::RErr(
                     format!("module '{module}': the blocking task did not finish: {e}").into(),
+                ),
+            }
+        }
+        .into_ffi()
+    }
+
+    fn enqueue(
+        &self,
+        name: RStr<'_>,
+        payload: RString,
+        delay_ms: u64,
+    ) -> FfiFuture<RResult<i64, RString>> {
+        let module = self.caller.module.clone();
+        let name = name.as_str().to_owned();
+        let known = self
+            .job_names
+            .get()
+            .is_some_and(|names| names.contains(&name));
+        let database = self.database.clone();
+        async move {
+            if !known {
+                return RResult::RErr(
+                    format!("module '{module}' has no job '{name}': declare it with r.job(\"{name}\", …)")
+                        .into(),
+                );
+            }
+            let payload: Value = serde_json::from_str(payload.as_str()).unwrap_or(Value::Null);
+            match crate::db::jobs::enqueue(&database, &module, &name, &payload, delay_ms).await {
+                Ok(id) => RResult::ROk(id),
+                Err(e) => RResult::RErr(
+                    format!("module '{module}' cannot enqueue job '{name}': {e}").into(),
                 ),
             }
         }

@@ -145,6 +145,7 @@ impl Library {
 
     /// Run the module's `init`. An error or a panic in it comes back as `Err(reason)`.
     pub fn instantiate(&self, args: InstanceArgs) -> Result<ModuleBox, String> {
+        let job_names = Arc::new(std::sync::OnceLock::new());
         let host = HostServices {
             caller: Caller {
                 module: args.module.clone(),
@@ -159,6 +160,7 @@ impl Library {
                 args.dry_run,
             )),
             blocking: Arc::new(tokio::sync::Semaphore::new(args.blocking_threads.max(1))),
+            job_names: job_names.clone(),
         };
         let init_args = InitArgs {
             module: args.module.into(),
@@ -167,9 +169,18 @@ impl Library {
             dry_run: args.dry_run,
             max_log_level: args.max_log_level,
         };
-        (self.root.init())(init_args)
+        let object = (self.root.init())(init_args)
             .into_result()
-            .map_err(RString::into_string)
+            .map_err(RString::into_string)?;
+        // What `ctx.jobs().enqueue` may name, known once `init` has built the router.
+        let _ = job_names.set(
+            object
+                .jobs()
+                .into_iter()
+                .map(|job| job.name.into_string())
+                .collect(),
+        );
+        Ok(object)
     }
 }
 

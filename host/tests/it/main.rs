@@ -73,3 +73,6 @@ mod outbound;
 
 /// Calls between modules (`req.call`) and blocking work (`ctx.spawn_blocking`) (issue 17).
 mod calls;
+
+/// Background jobs: retries, timeouts, restarts, once per period across hubs (issue 17).
+mod jobs;

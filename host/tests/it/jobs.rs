@@ -1,0 +1,224 @@
+//! Background jobs (issue 17): runs in PostgreSQL taken once across hubs, retried after a panic
+//! with backoff, cancelled at their timeout, surviving a hub's restart, a recurring job run once
+//! per period by two hubs on one database; the jobs API with its retry and cancel actions.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Hub, Setup};
+
+fn enqueue(hub: &Hub, name: &str, payload: Value, delay_ms: u64) -> i64 {
+    let reply = hub.request_with(
+        "POST",
+        "/api/v1/fx/enqueue",
+        &[("Content-Type", "application/json".to_owned())],
+        Some(&json!({"name": name, "payload": payload, "delay_ms": delay_ms}).to_string()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["id"].as_i64().expect("id")
+}
+
+/// Run `id` of fx as the jobs API shows it, once `done` says so (within 15 s).
+fn run_when(hub: &Hub, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = hub.get("/api/v1/modules/fx/jobs");
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        if let Some(run) = page["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["id"] == id))
+            && done(run)
+        {
+            return run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never got there: {page}\n{}",
+            hub.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn settled(run: &Value) -> bool {
+    matches!(run["state"].as_str(), Some("done" | "failed"))
+}
+
+#[test]
+fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
+    let hub = Setup::new().fixture("fx", json!({})).start();
+    let page = hub.get("/api/v1/modules/fx/jobs").json();
+    let declared: Vec<Value> = page["declared"]
+        .as_array()
+        .expect("declared")
+        .iter()
+        .map(|j| {
+            json!([
+                j["name"],
+                j["every_ms"],
+                j["timeout_ms"],
+                j["attempts"],
+                j["backoff_ms"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            json!(["tick", 1000, 60000, 1, 10000]),
+            json!(["flaky", null, 60000, 3, 100]),
+            json!(["sleepy", null, 300, 1, 10000])
+        ]
+    );
+    // Fails twice (panics), then succeeds on its third attempt.
+    let id = enqueue(&hub, "flaky", json!({"fail": 2}), 0);
+    let run = run_when(&hub, id, settled);
+    assert_eq!(run["state"], "done", "{run}");
+    assert_eq!(run["attempts"], 3);
+    assert_eq!(
+        run["last_error"],
+        "panicked: flaky attempt 2 failed on purpose"
+    );
+    // More failures than attempts: failed for good.
+    let id = enqueue(&hub, "flaky", json!({"fail": 5}), 0);
+    let run = run_when(&hub, id, settled);
+    assert_eq!(
+        (run["state"].clone(), run["attempts"].clone()),
+        (json!("failed"), json!(3))
+    );
+    // Past its timeout of 300 ms.
+    let id = enqueue(&hub, "sleepy", json!({"ms": 5000}), 0);
+    let run = run_when(&hub, id, settled);
+    assert_eq!(run["state"], "failed");
+    assert_eq!(run["last_error"], "cancelled at its timeout of 300 ms");
+    // Tried again by hand: queued with its attempts from zero, and it runs (and times out) again.
+    let reply = hub.request(
+        "POST",
+        &format!("/api/v1/modules/fx/jobs/{id}/retry"),
+        None,
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        (
+            reply.json()["state"].clone(),
+            reply.json()["attempts"].clone()
+        ),
+        (json!("queued"), json!(0))
+    );
+    let run = run_when(&hub, id, |r| settled(r) && r["attempts"] == 1);
+    assert_eq!(run["state"], "failed");
+    // Cancel: only a queued or running run; a finished one is 409.
+    let later = enqueue(&hub, "flaky", json!({}), 60_000);
+    let reply = hub.request(
+        "POST",
+        &format!("/api/v1/modules/fx/jobs/{later}/cancel"),
+        None,
+        None,
+    );
+    assert_eq!(reply.json()["state"], "cancelled");
+    let reply = hub.request(
+        "POST",
+        &format!("/api/v1/modules/fx/jobs/{later}/cancel"),
+        None,
+        None,
+    );
+    assert_eq!(reply.status, 409);
+    assert_eq!(
+        reply.json(),
+        json!({"error": {"code": "job_state", "message": format!("run {later} is cancelled: only queued or running runs can be cancelled")}})
+    );
+    let reply = hub.request("POST", "/api/v1/modules/fx/jobs/999999/retry", None, None);
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            404,
+            json!({"error": {"code": "job_not_found", "message": "module 'fx' has no job run 999999"}})
+        )
+    );
+    // Enqueueing a job the module does not declare is refused.
+    let reply = hub.request_with(
+        "POST",
+        "/api/v1/fx/enqueue",
+        &[("Content-Type", "application/json".to_owned())],
+        Some(r#"{"name": "nothing", "payload": null}"#),
+    );
+    assert_eq!(reply.status, 500);
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "module 'fx' has no job 'nothing': declare it with r.job(\"nothing\", …)"
+    );
+}
+
+#[test]
+fn a_queued_run_survives_a_restart_and_a_recurring_job_runs_once_per_period_across_two_hubs() {
+    let mut first = Setup::new().fixture("fx", json!({})).start();
+    let db = first.database();
+    // Due in 2 s; the hub stops before.
+    let id = enqueue(&first, "flaky", json!({}), 2_000);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+    drop(first);
+    let a = Setup::with_database(db.clone())
+        .fixture("fx", json!({}))
+        .start();
+    let run = run_when(&a, id, settled);
+    assert_eq!(
+        (run["state"].clone(), run["attempts"].clone()),
+        (json!("done"), json!(1))
+    );
+    // A second hub on the same database: `tick` (every second) runs once a period in all.
+    let b = Setup::with_database(db.clone())
+        .fixture("fx", json!({}))
+        .start();
+    std::thread::sleep(Duration::from_millis(4_500));
+    let ticks = |hub: &Hub| {
+        hub.get("/api/v1/fx/ticks").json()["ticks"]
+            .as_u64()
+            .expect("ticks")
+    };
+    let db = db.expect("a database");
+    let periods: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(DISTINCT period) FROM hub_jobs WHERE name = 'tick'",
+            &[],
+        )
+        .expect("periods")
+        .get(0);
+    let all: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM hub_jobs WHERE name = 'tick'", &[])
+        .expect("rows")
+        .get(0);
+    assert_eq!(all, periods, "one row a period");
+    assert!(periods >= 4, "{periods} periods");
+    let attempts: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM hub_jobs WHERE name = 'tick' AND attempts > 1",
+            &[],
+        )
+        .expect("attempts")
+        .get(0);
+    assert_eq!(attempts, 0, "no period's run ran twice");
+    // Each hub ran exactly the runs the database says it ran (one may be under way).
+    for hub in [&a, &b] {
+        let done: i64 = db
+            .client()
+            .query_one(
+                "SELECT count(*) FROM hub_jobs WHERE name = 'tick' AND state = 'done' AND hub LIKE '%:' || $1",
+                &[&hub.pid().to_string()],
+            )
+            .expect("done")
+            .get(0);
+        let ran = ticks(hub);
+        assert!(
+            ran == done as u64 || ran == done as u64 + 1,
+            "hub {} ran tick {ran} times, the database says {done}",
+            hub.pid()
+        );
+    }
+}
