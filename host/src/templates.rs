@@ -129,19 +129,22 @@ pub fn render_hub(name: &str, context: Value) -> Result<String, String> {
 }
 
 /// `{{ time|ago }}`: how long ago an RFC 3339 time was (`12 s ago`, `3 min ago`, `2 h ago`,
-/// `4 days ago`); the text itself if it is not a time.
+/// `4 days ago`), or how soon it comes (`in 12 s`); the text itself if it is not a time.
 fn ago(time: &str) -> String {
     let Ok(then) = chrono::DateTime::parse_from_rfc3339(time) else {
         return time.to_owned();
     };
-    let seconds = (chrono::Utc::now() - then.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
-    match seconds {
-        0..60 => format!("{seconds} s ago"),
-        60..3600 => format!("{} min ago", seconds / 60),
-        3600..86400 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} days ago", seconds / 86400),
+    let millis = (chrono::Utc::now() - then.with_timezone(&chrono::Utc)).num_milliseconds();
+    let span = |seconds: i64| match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds / 60),
+        3600..86400 => format!("{} h", seconds / 3600),
+        _ => format!("{} days", seconds / 86400),
+    };
+    if millis < 0 {
+        format!("in {}", span((999 - millis) / 1000))
+    } else {
+        format!("{} ago", span(millis / 1000))
     }
 }
 

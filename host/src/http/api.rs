@@ -180,8 +180,17 @@ pub(crate) async fn jobs(
     hub: web::Data<Hub>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(module_jobs(&caller, &hub, &name).await?))
+}
+
+/// A module's declared jobs and recent runs (needs `modules.read`).
+pub(crate) async fn module_jobs(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+) -> Result<JobsPage, ApiError> {
     caller.require("modules.read")?;
-    let name = valid_name(&name)?;
+    let name = valid_name(name)?;
     let entry = hub.get(name).map_err(action_error)?;
     let now = chrono::Utc::now();
     let declared = entry
@@ -210,7 +219,7 @@ pub(crate) async fn jobs(
     let runs = crate::db::jobs::runs(hub.database(), name, 50)
         .await
         .map_err(jobs_store_error)?;
-    Ok(HttpResponse::Ok().json(JobsPage { declared, runs }))
+    Ok(JobsPage { declared, runs })
 }
 
 /// What can be done to a job's run.

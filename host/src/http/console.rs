@@ -469,9 +469,18 @@ pub(crate) async fn module_page(
         .and_then(|e| e.instance().map(|i| i.has_home_page()))
         .unwrap_or(false);
     let usage = usage_section(&visit.caller, &hub, &module.name, query.usage.as_deref()).await;
+    let jobs = if hub.database().is_configured() {
+        api::module_jobs(&visit.caller, &hub, &module.name)
+            .await
+            .ok()
+            .map(|page| serde_json::to_value(page).unwrap_or_default())
+    } else {
+        None
+    };
     let mut context = visit.context("modules");
     context.insert("done".to_owned(), json!(done_text(query.done.as_deref())));
     context.insert("usage".to_owned(), usage);
+    context.insert("jobs".to_owned(), json!(jobs));
     context.insert("views".to_owned(), json!(views));
     context.insert("audit".to_owned(), json!(audit));
     context.insert(

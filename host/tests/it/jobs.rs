@@ -138,6 +138,20 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
             json!({"error": {"code": "job_not_found", "message": "module 'fx' has no job run 999999"}})
         )
     );
+    // The console's module page shows the jobs and their runs.
+    let page = hub.get("/admin/modules/fx");
+    assert_eq!(page.status, 200);
+    for needle in [
+        "<h2 id=\"jobs\">Jobs</h2>",
+        "<tr><td><code>tick</code></td><td>every 1000 ms</td><td>60000 ms</td><td>1</td><td>in ",
+        "<tr><td><code>sleepy</code></td><td>when enqueued</td><td>300 ms</td><td>1</td><td>—</td></tr>",
+        &format!(
+            "<tr><td>{id}</td><td><code>sleepy</code></td><td><span class=\"badge failed\">failed</span></td><td>1</td>"
+        ),
+        "cancelled at its timeout of 300 ms",
+    ] {
+        assert!(page.body.contains(needle), "{needle} in {}", page.body);
+    }
     // Enqueueing a job the module does not declare is refused.
     let reply = hub.request_with(
         "POST",
@@ -180,19 +194,15 @@ fn a_queued_run_survives_a_restart_and_a_recurring_job_runs_once_per_period_acro
             .expect("ticks")
     };
     let db = db.expect("a database");
-    let periods: i64 = db
+    // In one statement: the hubs go on making rows meanwhile.
+    let row = db
         .client()
         .query_one(
-            "SELECT count(DISTINCT period) FROM hub_jobs WHERE name = 'tick'",
+            "SELECT count(*), count(DISTINCT period) FROM hub_jobs WHERE name = 'tick'",
             &[],
         )
-        .expect("periods")
-        .get(0);
-    let all: i64 = db
-        .client()
-        .query_one("SELECT count(*) FROM hub_jobs WHERE name = 'tick'", &[])
-        .expect("rows")
-        .get(0);
+        .expect("rows and periods");
+    let (all, periods): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!(all, periods, "one row a period");
     assert!(periods >= 4, "{periods} periods");
     let attempts: i64 = db
