@@ -71,6 +71,24 @@ pub async fn list(ctx: &Ctx, limit: i64, offset: i64) -> Result<Vec<Item>, DbErr
         .await
 }
 
+/// How many items there are, and how many are done.
+#[derive(Debug, Default, Deserialize)]
+pub struct Counts {
+    pub items: i64,
+    pub done: i64,
+}
+
+pub async fn count(ctx: &Ctx) -> Result<Counts, DbError> {
+    let row: Option<Counts> = ctx
+        .db()
+        .query_opt_as(
+            "SELECT count(*) AS items, count(*) FILTER (WHERE done) AS done FROM tmplmod_items",
+            &[],
+        )
+        .await?;
+    Ok(row.unwrap_or_default())
+}
+
 pub async fn get(ctx: &Ctx, id: i32) -> Result<Option<Item>, DbError> {
     ctx.db()
         .query_opt_as(

@@ -3,8 +3,8 @@
 //!
 //! It shows everything a module has: state built in `init`, a JSON API (`api.rs`), HTML views
 //! with forms (`views.rs`), data in PostgreSQL through the hub's gateway (`items.rs`), a call to
-//! another system through the hub's HTTP client (`GET /upstream`), a migration, templates and a
-//! static file compiled in, and a health check. See `README.md`.
+//! another system through the hub's HTTP client (`GET /upstream`), an hourly background job, a
+//! migration, templates and a static file compiled in, and a health check. See `README.md`.
 
 mod api;
 mod items;
@@ -61,6 +61,11 @@ impl Module for Tmplmod {
         // sent to /login).
         Self::declared_routes(r);
         Self::view_routes(r);
+        // A background job: once an hour across every hub, as the module itself (no caller),
+        // with a timeout, retries and backoff (see docs/MODULE_SYSTEM.md, "Background jobs").
+        r.every("count_items", "1h", Self::count_items)
+            .timeout(std::time::Duration::from_secs(30))
+            .attempts(3);
     }
 
     fn migrations() -> &'static [Migration] {
@@ -85,6 +90,15 @@ impl Module for Tmplmod {
             Ok(_) => Health::healthy(),
             Err(e) => Health::unhealthy(format!("tmplmod_items is not readable: {e}")),
         }
+    }
+}
+
+impl Tmplmod {
+    /// The hourly job: how many items there are, in the hub's log.
+    async fn count_items(self: Arc<Self>, job: plugin_api::Job) -> Result<(), Error> {
+        let counts = items::count(job.ctx()).await?;
+        plugin_api::tracing::info!("{} items, {} done", counts.items, counts.done);
+        Ok(())
     }
 }
 

@@ -368,3 +368,24 @@ fn upstream_is_fetched_through_the_hub_only_from_a_listed_host() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json(), json!({"status": 200, "bytes": 2}));
 }
+
+#[test]
+fn the_hourly_job_runs_once_for_the_current_hour() {
+    let hub = live();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let page = hub.get("/api/v1/modules/tmplmod/jobs").json();
+        assert_eq!(page["declared"][0]["name"], "count_items", "{page}");
+        let runs = page["runs"].as_array().cloned().unwrap_or_default();
+        if runs.iter().any(|r| r["state"] == "done") {
+            assert_eq!(runs.len(), 1, "one run for the hour: {page}");
+            assert_eq!(runs[0]["attempts"], 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not run: {page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
