@@ -26,8 +26,7 @@ pub struct JobRun {
     pub last_error: Option<String>,
     /// The hub that ran it last.
     pub hub: Option<String>,
-    /// What it was enqueued with.
-    #[schema(value_type = Object)]
+    /// What it was enqueued with (any JSON; `null` for a recurring run).
     pub payload: Value,
     /// A recurring job's period; `null` for an enqueued run.
     pub period: Option<DateTime<Utc>>,
