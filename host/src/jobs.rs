@@ -4,19 +4,48 @@
 //! them on the module's current instance under the job's timeout. A failed attempt is tried
 //! again after the job's backoff (doubled each time) until its attempts are spent. A run whose
 //! hub died is taken again when its lease runs out; a job of a disabled module waits until it
-//! runs again. Jobs have no caller: they run as the module itself, under its safety switches.
+//! runs again. Jobs have no user behind them: a run acts as the module's own service identity
+//! (`module:<name>`: its calls to other modules, its audit entries), under its safety switches.
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use abi_stable::sabi_trait::prelude::TD_Opaque;
+use abi_stable::std_types::{RStr, RVec};
+use async_ffi::{FfiFuture, FutureExt as _};
 use chrono::{DateTime, TimeDelta, Utc};
+use plugin_api::ffi::{FfiResponse, JobRunObj, JobRunObj_TO};
+use serde_json::Value;
 
 use crate::db::Database;
 use crate::db::jobs::{self as store, Taken};
+use crate::identity::{Actor, Event, Principal};
 use crate::instance::Instance;
 use crate::lifecycle::Hub;
+use crate::logging::RequestId;
 use crate::registry::ModuleState;
+
+/// How a run calls a route of another module: the dispatch's steps, which the HTTP room owns
+/// (it installs this when the hub starts serving: `http::calls::install`). The caller is the
+/// module's instance, the principal its service identity.
+pub type CallFn = fn(
+    from: Arc<Instance>,
+    principal: Arc<Principal>,
+    request_id: RequestId,
+    module: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> FfiFuture<FfiResponse>;
+
+static CALL: OnceLock<CallFn> = OnceLock::new();
+
+/// Let job runs call other modules through `call`.
+pub fn install_calls(call: CallFn) {
+    let _ = CALL.set(call);
+}
 
 /// How often the hub looks for due runs.
 const POLL: Duration = Duration::from_millis(500);
@@ -148,9 +177,24 @@ async fn one(hub: &Hub, db: &Database, run: Taken) {
         return;
     };
     let job = &jobs[index];
+    let identity = instance.access().identity.clone();
+    if let Err(e) = identity.ensure_module(&run.module).await {
+        tracing::warn!(module = %run.module, "cannot make the module's service identity module:{}: {e}", run.module);
+    }
+    let request_id = RequestId::Given(format!("job-{}-{attempt}", run.id).into());
+    let object = JobRun {
+        instance: instance.clone(),
+        principal: identity.module_principal(&run.module),
+        request_id: request_id.clone(),
+        id: run.id,
+        name: run.name.clone(),
+        payload: run.payload.to_string(),
+        attempt,
+    };
+    let object = JobRunObj_TO::from_value(object, TD_Opaque);
     let outcome = tokio::time::timeout(
         job.timeout,
-        instance.run_job(index as u32, run.id, &run.payload, attempt),
+        crate::logging::with_request_id(request_id, instance.run_job(index as u32, object)),
     )
     .await;
     let error = match outcome {
@@ -189,6 +233,94 @@ async fn one(hub: &Hub, db: &Database, run: Taken) {
     };
     if let Err(e) = store::finish(db, run.id, ending).await {
         tracing::warn!(module = %run.module, "job '{}' run {}: cannot write how it ended: {e}", run.name, run.id);
+    }
+}
+
+/// One run as the module sees it: the row, and what it does as the module's service identity.
+struct JobRun {
+    instance: Arc<Instance>,
+    principal: Arc<Principal>,
+    request_id: RequestId,
+    id: i64,
+    name: String,
+    payload: String,
+    attempt: u32,
+}
+
+impl JobRunObj for JobRun {
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn payload(&self) -> RStr<'_> {
+        self.payload.as_str().into()
+    }
+
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn audit(&self, action: RStr<'_>, target: RStr<'_>, details: RStr<'_>) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let mut details: Value = serde_json::from_str(details.as_str())
+                .unwrap_or_else(|_| Value::String(details.as_str().to_owned()));
+            let run =
+                serde_json::json!({"name": self.name, "run": self.id, "attempt": self.attempt});
+            match &mut details {
+                Value::Object(map) => {
+                    map.insert("job".to_owned(), run);
+                }
+                Value::Null => details = serde_json::json!({ "job": run }),
+                other => details = serde_json::json!({ "job": run, "details": other.take() }),
+            }
+            let actor = Actor {
+                id: self.principal.actor(),
+                name: Some(self.principal.name.clone()),
+                address: None,
+            };
+            self.instance.access().identity.auditor.record(
+                &actor,
+                Event {
+                    action: action.as_str(),
+                    module: Some(self.instance.name()),
+                    target: Some(target.as_str()).filter(|t| !t.is_empty()),
+                    outcome: "ok",
+                    details: Some(details),
+                },
+            );
+        }));
+    }
+
+    fn call(
+        &self,
+        module: RStr<'_>,
+        method: RStr<'_>,
+        path: RStr<'_>,
+        body: RVec<u8>,
+    ) -> FfiFuture<FfiResponse> {
+        let Some(call) = CALL.get() else {
+            let body = serde_json::json!({"error": {
+                "code": "call_failed",
+                "message": "the hub does not serve yet: calls between modules start with its server",
+            }});
+            return std::future::ready(FfiResponse {
+                status: 503,
+                content_type: abi_stable::std_types::RSome("application/json".into()),
+                headers: RVec::new(),
+                body: serde_json::to_vec(&body).unwrap_or_default().into(),
+                special: abi_stable::std_types::RNone,
+            })
+            .into_ffi();
+        };
+        call(
+            self.instance.clone(),
+            self.principal.clone(),
+            self.request_id.clone(),
+            module.as_str(),
+            method.as_str(),
+            path.as_str(),
+            body.into_vec(),
+        )
     }
 }
 

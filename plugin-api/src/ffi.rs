@@ -409,6 +409,40 @@ mod objects {
     /// A request as the module holds it.
     pub type RequestBox = RequestObj_TO<RBox<()>>;
 
+    /// One run of a module's job, as an object of the hub's (plugin-api 0.5): the row, and what
+    /// the run does as the module's service identity (there is no user behind a job). Every
+    /// method catches panics on the hub's side.
+    #[sabi_trait]
+    pub trait JobRunObj: Send + Sync + 'static {
+        /// The run's row in `hub_jobs`.
+        fn id(&self) -> i64;
+
+        /// The payload it was enqueued with, as JSON text (`null` for a recurring run).
+        fn payload(&self) -> RStr<'_>;
+
+        /// 1 for the first attempt, 2 after one failure, …
+        fn attempt(&self) -> u32;
+
+        /// Write an entry in the hub's audit log in the name of the module's service identity
+        /// (`module:<name>`), tagged with the job and the run.
+        fn audit(&self, action: RStr<'_>, target: RStr<'_>, details: RStr<'_>);
+
+        /// Call route `method path` of `module` (one of `dependencies`) as the module's service
+        /// identity: the route's permission is checked against the roles the operator gave
+        /// `module:<name>`, as [`RequestObj::call`] checks the caller's.
+        #[sabi(last_prefix_field)]
+        fn call(
+            &self,
+            module: RStr<'_>,
+            method: RStr<'_>,
+            path: RStr<'_>,
+            body: RVec<u8>,
+        ) -> FfiFuture<FfiResponse>;
+    }
+
+    /// A job run as the module holds it.
+    pub type JobRunBox = JobRunObj_TO<RBox<()>>;
+
     /// A module instance as the hub holds it. Implemented by plugin-api for every `Module`.
     #[sabi_trait]
     pub trait ModuleObj: Send + Sync + 'static {
@@ -428,15 +462,10 @@ mod objects {
         /// The module's jobs (plugin-api 0.5): recurring ones and those it enqueues.
         fn jobs(&self) -> RVec<FfiJobDef>;
 
-        /// Run job `job` (an index into [`ModuleObj::jobs`]), row `id`, with its JSON `payload`,
-        /// its `attempt` (1 for the first); `RErr` with why it failed (a panic included).
-        fn run_job(
-            &self,
-            job: u32,
-            id: i64,
-            payload: RString,
-            attempt: u32,
-        ) -> FfiFuture<RResult<(), RString>>;
+        /// Run job `job` (an index into [`ModuleObj::jobs`]) for `run` (its row, payload and
+        /// attempt, and what it may do as the module's service identity); `RErr` with why it
+        /// failed (a panic included).
+        fn run_job(&self, job: u32, run: JobRunBox) -> FfiFuture<RResult<(), RString>>;
     }
 
     /// A module instance as the hub holds it.

@@ -27,7 +27,7 @@ use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::ffi::{
     FfiAsset, FfiHealth, FfiJobDef, FfiMigration, FfiResponse, HOST_ALLOCATOR_SYMBOL,
-    HostAllocator, InitArgs, ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot,
+    HostAllocator, InitArgs, JobRunBox, ModuleBox, ModuleInfo, ModuleObj, ModuleObj_TO, PluginRoot,
     PluginRootRef, RequestBox, RouteDef,
 };
 use crate::http::{IntoResponse, Request};
@@ -360,13 +360,7 @@ impl<M: Module> ModuleObj for Adapter<M> {
             .collect()
     }
 
-    fn run_job(
-        &self,
-        job: u32,
-        id: i64,
-        payload: RString,
-        attempt: u32,
-    ) -> FfiFuture<RResult<(), RString>> {
+    fn run_job(&self, job: u32, run: JobRunBox) -> FfiFuture<RResult<(), RString>> {
         let name = self
             .router
             .jobs()
@@ -374,11 +368,13 @@ impl<M: Module> ModuleObj for Adapter<M> {
             .map(|(name, ..)| name.to_owned())
             .unwrap_or_default();
         let run = crate::jobs::Job {
-            id,
+            id: run.id(),
             name,
-            payload: serde_json::from_str(payload.as_str()).unwrap_or(serde_json::Value::Null),
-            attempt,
+            payload: serde_json::from_str(run.payload().as_str())
+                .unwrap_or(serde_json::Value::Null),
+            attempt: run.attempt(),
             ctx: self.ctx.clone(),
+            run: std::sync::Arc::new(run),
         };
         let started = catch_unwind(AssertUnwindSafe(|| {
             self.router.run_job(job as usize, self.module.clone(), run)

@@ -125,7 +125,7 @@ pub struct AuditRow {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct NewAudit {
     pub at: DateTime<Utc>,
-    /// `user:<id>`, `token:<id>`, `admin`, `watcher`, `hub` or `anonymous`.
+    /// `user:<id>`, `token:<id>`, `admin`, `module:<name>` (a module's job), `watcher`, `hub` or `anonymous`.
     pub actor: String,
     pub actor_name: Option<String>,
     /// The caller's address.
@@ -330,6 +330,30 @@ pub async fn create_service_user(db: &Database, name: &str) -> Result<UserRow, S
         )
         .await?;
     Ok(user(&row))
+}
+
+/// Make the service identity of `module` (subject `module:<name>`, kind `service`) when it is
+/// missing; `true` when it was made. Looked for first, so that a start which finds it does not
+/// move `hub_identity_changes` (every hub would read the tables again).
+pub async fn ensure_module_user(db: &Database, module: &str) -> Result<bool, StoreError> {
+    let conn = db.hub_client().await?;
+    let subject = format!("module:{module}");
+    let found = conn
+        .client()
+        .query_opt("SELECT 1 FROM hub_users WHERE subject = $1", &[&subject])
+        .await?;
+    if found.is_some() {
+        return Ok(false);
+    }
+    let made = conn
+        .client()
+        .execute(
+            "INSERT INTO hub_users (subject, kind, name) VALUES ($1, 'service', $1) \
+             ON CONFLICT (subject) DO NOTHING",
+            &[&subject],
+        )
+        .await?;
+    Ok(made == 1)
 }
 
 pub async fn users(db: &Database) -> Result<Vec<UserRow>, StoreError> {

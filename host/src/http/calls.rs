@@ -16,18 +16,20 @@ use super::dispatch::{decoded, no_route, refused, running_instance, sign_in_firs
 use super::error::ApiError;
 use super::request::{Caller, ModuleRequest};
 use crate::identity::Principal;
-use crate::instance::RouteMatch;
+use crate::instance::{Instance, RouteMatch};
 use crate::lifecycle::Hub;
+use crate::logging::RequestId;
 
 /// The hub calls are made in: set once when it starts serving.
 static HUB: OnceLock<Weak<Hub>> = OnceLock::new();
 
-/// Let modules call each other in `hub`.
+/// Let modules call each other in `hub`, from requests and from job runs.
 pub fn install(hub: &Arc<Hub>) {
     let _ = HUB.set(Arc::downgrade(hub));
+    crate::jobs::install_calls(from_job);
 }
 
-/// `from` calls `method path` of `module` with `body`.
+/// `from` calls `method path` of `module` with `body`, as the calling request's caller.
 pub(super) fn call(
     from: &ModuleRequest,
     module: &str,
@@ -35,14 +37,55 @@ pub(super) fn call(
     path: &str,
     body: Vec<u8>,
 ) -> FfiFuture<FfiResponse> {
-    let caller = from.instance.name();
-    if !from
-        .instance
-        .access()
-        .dependencies
-        .iter()
-        .any(|d| d == module)
-    {
+    call_as(
+        &from.instance,
+        from.caller(),
+        from.id(),
+        from.peer,
+        module,
+        method,
+        path,
+        body,
+    )
+}
+
+/// A job run of `from` calls `method path` of `module`, as the module's service identity.
+fn from_job(
+    from: Arc<Instance>,
+    principal: Arc<Principal>,
+    request_id: RequestId,
+    module: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> FfiFuture<FfiResponse> {
+    call_as(
+        &from,
+        Some(principal),
+        Some(request_id),
+        None,
+        module,
+        method,
+        path,
+        body,
+    )
+}
+
+/// The module of `from` calls `method path` of `module` for `principal`: refused unless
+/// `module` is one of its dependencies.
+#[allow(clippy::too_many_arguments)]
+fn call_as(
+    from: &Instance,
+    principal: Option<Arc<Principal>>,
+    request_id: Option<RequestId>,
+    peer: Option<std::net::IpAddr>,
+    module: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> FfiFuture<FfiResponse> {
+    let caller = from.name();
+    if !from.access().dependencies.iter().any(|d| d == module) {
         let refusal = ApiError::new(
             StatusCode::FORBIDDEN,
             "call_not_allowed",
@@ -52,27 +95,15 @@ pub(super) fn call(
         );
         return std::future::ready(answer(&refusal)).into_ffi();
     }
-    let principal = from.caller();
-    let request_id = from.id();
-    let peer = from.peer;
     let (module, method, path) = (module.to_owned(), method.to_owned(), path.to_owned());
+    let scope = request_id.clone();
     let call = async move {
-        match one(
-            &module,
-            &method,
-            &path,
-            body,
-            principal,
-            request_id.clone(),
-            peer,
-        )
-        .await
-        {
+        match one(&module, &method, &path, body, principal, request_id, peer).await {
             Ok(response) => response,
             Err(refusal) => answer(&refusal),
         }
     };
-    match from.id() {
+    match scope {
         Some(id) => crate::logging::with_request_id(id, call).into_ffi(),
         None => call.into_ffi(),
     }
@@ -85,7 +116,7 @@ async fn one(
     path: &str,
     body: Vec<u8>,
     principal: Option<Arc<Principal>>,
-    request_id: Option<crate::logging::RequestId>,
+    request_id: Option<RequestId>,
     peer: Option<std::net::IpAddr>,
 ) -> Result<FfiResponse, ApiError> {
     let hub = HUB

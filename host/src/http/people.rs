@@ -92,7 +92,8 @@ pub struct TokensQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserObject {
     id: i64,
-    /// `person`, `service` or `admin`.
+    /// `person`, `service`, `admin`, or `module` for a module's service identity
+    /// (`module:<name>`, who its jobs act as: give it roles, it has no tokens).
     kind: String,
     name: String,
     email: Option<String>,
@@ -432,7 +433,11 @@ fn user_object(row: UserRow, identity: &Identity) -> UserObject {
         .unwrap_or_default();
     UserObject {
         id: row.id,
-        kind: row.kind,
+        kind: if row.subject.starts_with(crate::identity::MODULE_SUBJECT) {
+            "module".to_owned()
+        } else {
+            row.kind
+        },
         name: row.name,
         email: row.email,
         groups: row.groups,

@@ -10,6 +10,9 @@ use crate::db::identity::{RoleRow, Snapshot, UserRow};
 
 use super::permissions::Permissions;
 
+/// The subject prefix of a module's service identity in `hub_users`.
+pub const MODULE_SUBJECT: &str = "module:";
+
 /// What kind of caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -19,6 +22,9 @@ pub enum Kind {
     Person,
     /// A service user (another system), calling with a token.
     Service,
+    /// A module's own service identity (`module:<name>`): who its jobs act as. It has no
+    /// tokens and no sessions; nobody signs in as it.
+    Module,
 }
 
 impl Kind {
@@ -27,12 +33,14 @@ impl Kind {
             Kind::Admin => "admin",
             Kind::Person => "person",
             Kind::Service => "service",
+            Kind::Module => "module",
         }
     }
 
     fn of(row: &UserRow) -> Kind {
         match row.kind.as_str() {
             "admin" => Kind::Admin,
+            "service" if row.subject.starts_with(MODULE_SUBJECT) => Kind::Module,
             "service" => Kind::Service,
             _ => Kind::Person,
         }
@@ -74,16 +82,41 @@ impl Principal {
         match (self.token_id, self.kind, self.user_id) {
             (Some(token), _, _) => format!("token:{token}"),
             (None, Kind::Admin, _) => "admin".to_owned(),
+            (None, Kind::Module, _) => self.name.clone(),
             (None, _, Some(user)) => format!("user:{user}"),
             (None, _, None) => "anonymous".to_owned(),
         }
     }
 
-    /// The id a module sees: the user's number, `admin` for the bootstrap administrator.
+    /// The id a module sees: the user's number, `admin` for the bootstrap administrator,
+    /// `module:<name>` for a module's service identity.
     pub fn public_id(&self) -> String {
         match (self.kind, self.user_id) {
+            (Kind::Module, _) => self.name.clone(),
             (Kind::Admin, _) | (_, None) => "admin".to_owned(),
             (_, Some(id)) => id.to_string(),
+        }
+    }
+
+    /// The service identity of `module` (`module:<name>`): what its roles give (`roles`,
+    /// `permissions`, from the user row when there is one) and, always, the module's own
+    /// permissions (`<name>:*`).
+    pub fn module(module: &str, user: Option<&Principal>) -> Principal {
+        let own = format!("{module}:*");
+        let grants = user.map(|u| u.permissions.grants()).unwrap_or_default();
+        Principal {
+            kind: Kind::Module,
+            user_id: user.and_then(|u| u.user_id),
+            token_id: None,
+            name: format!("{MODULE_SUBJECT}{module}"),
+            email: None,
+            roles: user.map(|u| u.roles.clone()).unwrap_or_default(),
+            groups: Vec::new(),
+            permissions: Permissions::from_grants(
+                grants.iter().map(String::as_str).chain([own.as_str()]),
+            ),
+            expires_at: None,
+            last_used: AtomicI64::new(0),
         }
     }
 
@@ -131,6 +164,8 @@ pub struct Directory {
     pub roles: HashMap<String, RoleRow>,
     /// The bootstrap administrator's user id.
     pub admin_user: Option<i64>,
+    /// Modules' service identities (`module:<name>`), by module; disabled ones are left out.
+    pub modules: HashMap<String, Arc<Principal>>,
 }
 
 impl Directory {
@@ -190,12 +225,22 @@ impl Directory {
                 }),
             );
         }
+        let modules = snapshot
+            .users
+            .iter()
+            .filter(|row| Kind::of(row) == Kind::Module && !row.disabled)
+            .filter_map(|row| {
+                let module = row.subject.strip_prefix(MODULE_SUBJECT)?;
+                let principal = Principal::module(module, users.get(&row.id).map(|u| &**u));
+                Some((module.to_owned(), Arc::new(principal)))
+            })
+            .collect();
         let mut tokens = HashMap::new();
         let mut by_id = HashMap::new();
         for row in snapshot.tokens {
             let Some(user) = users
                 .get(&row.user_id)
-                .filter(|_| !disabled.contains(&row.user_id))
+                .filter(|u| !disabled.contains(&row.user_id) && u.kind != Kind::Module)
             else {
                 continue;
             };
@@ -254,6 +299,7 @@ impl Directory {
             disabled,
             roles,
             admin_user,
+            modules,
         }
     }
 

@@ -31,7 +31,7 @@ use thiserror::Error;
 
 pub use self::audit::{Actor, Auditor, Event};
 use self::directory::{Directory, Session};
-pub use self::directory::{Kind, Principal};
+pub use self::directory::{Kind, MODULE_SUBJECT, Principal};
 use self::limiter::Limiter;
 pub use self::permissions::{HUB_PERMISSIONS, Permissions};
 pub use self::secret::{TOKEN_PREFIX, csrf_token};
@@ -400,6 +400,30 @@ impl Identity {
     /// The directory as of now.
     pub fn directory(&self) -> arc_swap::Guard<Arc<Directory>> {
         self.directory.load()
+    }
+
+    /// The service identity of `module`, who its jobs act as: what the operator gave
+    /// `module:<name>` and the module's own permissions (those only, without a database or
+    /// before the row is read).
+    pub fn module_principal(&self, module: &str) -> Arc<Principal> {
+        self.directory
+            .load()
+            .modules
+            .get(module)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Principal::module(module, None)))
+    }
+
+    /// Make the service identity of `module` a user the operator can give roles to, when it is
+    /// not one yet (nothing without a database).
+    pub async fn ensure_module(&self, module: &str) -> Result<(), StoreError> {
+        if !self.db.is_configured() || self.directory.load().modules.contains_key(module) {
+            return Ok(());
+        }
+        if store::ensure_module_user(&self.db, module).await? {
+            tracing::info!(module = %module, "made the module's service identity module:{module} (give it roles with PUT /api/v1/users/{{id}}/roles)");
+        }
+        self.refresh(false).await
     }
 
     /// Read the identity tables again if they changed (`force`: whatever the change number).

@@ -15,7 +15,7 @@ use async_ffi::FfiFuture;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt as _;
 use plugin_api::HealthStatus;
-use plugin_api::ffi::{FfiResponse, ModuleBox, RequestBox};
+use plugin_api::ffi::{FfiResponse, JobRunBox, ModuleBox, RequestBox};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -237,18 +237,10 @@ impl Instance {
             .collect()
     }
 
-    /// Run job `index` (into [`Instance::jobs`]): `Err` with why it failed (a panic of the
-    /// module's is caught on its side; one that escapes is caught here).
-    pub async fn run_job(
-        &self,
-        index: u32,
-        id: i64,
-        payload: &serde_json::Value,
-        attempt: u32,
-    ) -> Result<(), String> {
-        let run = self
-            .object
-            .run_job(index, id, payload.to_string().into(), attempt);
+    /// Run job `index` (into [`Instance::jobs`]) for `run`: `Err` with why it failed (a panic
+    /// of the module's is caught on its side; one that escapes is caught here).
+    pub async fn run_job(&self, index: u32, run: JobRunBox) -> Result<(), String> {
+        let run = self.object.run_job(index, run);
         match AssertUnwindSafe(run).catch_unwind().await {
             Ok(outcome) => outcome.into_result().map_err(|e| e.into_string()),
             Err(panic) => Err(format!("panicked: {}", panic_text(&*panic))),

@@ -150,6 +150,13 @@ impl Starter {
         if health.is_unhealthy() {
             return Err(after(&applied, StartError::Unhealthy(health.detail)));
         }
+        // A module with jobs gets its service identity now, so the operator can give it roles
+        // before its first run (a failure here only delays that: the run makes it too).
+        if !instance.jobs().is_empty()
+            && let Err(e) = self.identity.ensure_module(name).await
+        {
+            tracing::warn!(module = %name, "cannot make the module's service identity module:{name}: {e}");
+        }
         Ok(instance)
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Hub, Setup};
+use crate::support::{Hub, Setup, plugins};
 
 fn enqueue(hub: &Hub, name: &str, payload: Value, delay_ms: u64) -> i64 {
     let reply = hub.request_with(
@@ -69,7 +69,8 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
         [
             json!(["tick", 1000, 60000, 1, 10000]),
             json!(["flaky", null, 60000, 3, 100]),
-            json!(["sleepy", null, 300, 1, 10000])
+            json!(["sleepy", null, 300, 1, 10000]),
+            json!(["caller", null, 60000, 1, 10000])
         ]
     );
     // Fails twice (panics), then succeeds on its third attempt.
@@ -231,4 +232,124 @@ fn a_queued_run_survives_a_restart_and_a_recurring_job_runs_once_per_period_acro
             hub.pid()
         );
     }
+}
+
+fn post(hub: &Hub, method: &str, path: &str, body: Value) -> Value {
+    let reply = hub.request_with(
+        method,
+        path,
+        &[("Content-Type", "application/json".to_owned())],
+        Some(&body.to_string()),
+    );
+    assert!(reply.status < 300, "{method} {path}: {}", reply.body);
+    reply.json()
+}
+
+#[test]
+fn a_job_calls_another_module_as_the_modules_service_identity_and_audits_in_its_name() {
+    let hub = Setup::new()
+        .module_folder(&plugins().join("_template").to_string_lossy())
+        .env("MODULES__TMPLMOD__READ_ONLY", "false")
+        .env("MODULES__TMPLMOD__DRY_RUN", "false")
+        .fixture("fx", json!({"dependencies": {"tmplmod": "^0.1"}}))
+        .start();
+    // The module with jobs has its service identity as soon as it started, with no roles.
+    let users = hub.get("/api/v1/users").json();
+    let me = users
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["name"] == "module:fx")
+        .unwrap_or_else(|| panic!("no module:fx in {users}"))
+        .clone();
+    assert_eq!(
+        (me["kind"].clone(), me["roles"].clone()),
+        (json!("module"), json!([]))
+    );
+    let id = me["id"].as_i64().expect("id");
+    // Nobody makes a token for it: nobody calls as a module but its jobs.
+    let reply = hub.request_with(
+        "POST",
+        "/api/v1/tokens",
+        &[("Content-Type", "application/json".to_owned())],
+        Some(&json!({"name": "as fx", "permissions": [], "user_id": id}).to_string()),
+    );
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    // Creating an item needs tmplmod:items.write, which module:fx does not have yet.
+    let order = json!({"module": "tmplmod", "method": "POST", "path": "/items", "body": {"title": "from a job"}});
+    let run = enqueue(&hub, "caller", order.clone(), 0);
+    let done = run_when(&hub, run, settled);
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(
+        done["last_error"],
+        "this needs permission 'tmplmod:items.write': ask an administrator for a role that grants it"
+    );
+    // The operator gives it a role that grants it; the next run creates the item.
+    post(
+        &hub,
+        "POST",
+        "/api/v1/roles",
+        json!({"name": "fx-jobs", "permissions": ["tmplmod:items.write"]}),
+    );
+    post(
+        &hub,
+        "PUT",
+        &format!("/api/v1/users/{id}/roles"),
+        json!({"roles": ["fx-jobs"]}),
+    );
+    let run = enqueue(&hub, "caller", order, 0);
+    let done = run_when(&hub, run, settled);
+    assert_eq!(done["state"], "done", "{done}");
+    let items = hub.get("/api/v1/tmplmod/items").json();
+    assert_eq!(items["items"][0]["title"], "from a job", "{items}");
+    let item = items["items"][0]["id"].clone();
+    // Both audit entries name the service identity: the job's own (with its run) and the one
+    // tmplmod wrote for the call it answered.
+    let entries = hub.get("/api/v1/audit?actor=module:fx").json()["entries"].clone();
+    let pick = |action: &str| {
+        entries
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {entries}"))
+            .clone()
+    };
+    let called = pick("job.called");
+    assert_eq!(
+        (
+            called["module"].clone(),
+            called["actor_name"].clone(),
+            called["target"].clone(),
+            called["details"]["status"].clone(),
+            called["details"]["job"].clone()
+        ),
+        (
+            json!("fx"),
+            json!("module:fx"),
+            json!("/items"),
+            json!(201),
+            json!({"name": "caller", "run": run, "attempt": 1})
+        )
+    );
+    let created = pick("item.create");
+    assert_eq!(
+        (created["module"].clone(), created["target"].clone()),
+        (json!("tmplmod"), json!(item.to_string()))
+    );
+    // Offboarded, it keeps only the module's own permissions: the call is refused again.
+    post(
+        &hub,
+        "POST",
+        &format!("/api/v1/users/{id}/offboard"),
+        json!({}),
+    );
+    let run = enqueue(
+        &hub,
+        "caller",
+        json!({"module": "tmplmod", "method": "DELETE", "path": format!("/items/{item}")}),
+        0,
+    );
+    let done = run_when(&hub, run, settled);
+    assert_eq!(done["state"], "failed", "{done}");
 }
