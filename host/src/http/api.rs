@@ -254,11 +254,24 @@ pub(crate) async fn job_action(
     hub: web::Data<Hub>,
     path: web::Path<(String, i64, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("modules.manage")?;
     let (name, id, action) = path.into_inner();
-    let name = valid_name(&name)?;
+    let run = act_on_job(&caller, &hub, &name, id, &action).await?;
+    Ok(HttpResponse::Ok().json(run))
+}
+
+/// Try run `id` of `name`'s jobs again (`retry`) or cancel it (`cancel`), for `caller`; the
+/// audit log records it. The API and the console both act through this.
+pub(crate) async fn act_on_job(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    id: i64,
+    action: &str,
+) -> Result<crate::db::jobs::JobRun, ApiError> {
+    caller.require("modules.manage")?;
+    let name = valid_name(name)?;
     hub.get(name).map_err(action_error)?;
-    let retry = match action.as_str() {
+    let retry = match action {
         "retry" => true,
         "cancel" => false,
         other => {
@@ -303,7 +316,7 @@ pub(crate) async fn job_action(
             details: None,
         },
     );
-    Ok(HttpResponse::Ok().json(run))
+    Ok(run)
 }
 
 /// The span and period of a usage report.

@@ -181,6 +181,8 @@ struct Form {
     /// Checkboxes: one `role` field per role given.
     #[serde(default)]
     role: Vec<String>,
+    /// Jobs: the run to retry or cancel.
+    run: Option<String>,
 }
 
 impl Form {
@@ -215,6 +217,7 @@ impl Form {
                 "description" => &mut form.description,
                 "permissions" => &mut form.permissions,
                 "expires_in_days" => &mut form.expires_in_days,
+                "run" => &mut form.run,
                 "role" => {
                     form.role.push(value);
                     continue;
@@ -493,7 +496,7 @@ pub(crate) async fn module_page(
 
 /// `POST /admin/modules/{name}/{action}`: enable, disable, reload (asking first about the
 /// modules around when the hub answers 409), safety switches (asking first before one goes
-/// off), audience, settings.
+/// off), audience, settings, a job's run tried again or cancelled.
 pub(crate) async fn module_action(
     req: HttpRequest,
     hub: web::Data<Hub>,
@@ -590,6 +593,18 @@ pub(crate) async fn module_action(
             let mut changes = Map::new();
             changes.insert(key, value);
             api::change_settings(&visit.caller, &hub, &name, changes)
+                .await
+                .map(drop)
+        }
+        "retry" | "cancel" => {
+            let run = form.run.as_deref().unwrap_or_default().trim();
+            let Ok(run) = run.parse::<i64>() else {
+                return visit.error(
+                    &hub,
+                    &ApiError::invalid(format!("run {run:?} is not a run's number"), "run"),
+                );
+            };
+            api::act_on_job(&visit.caller, &hub, &name, run, &action)
                 .await
                 .map(drop)
         }

@@ -131,6 +131,40 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
         reply.json(),
         json!({"error": {"code": "job_state", "message": format!("run {later} is cancelled: only queued or running runs can be cancelled")}})
     );
+    // The console's module page offers the same actions, one button a run.
+    let later = enqueue(&hub, "flaky", json!({}), 60_000);
+    let page = hub.get("/admin/modules/fx");
+    let cancel = format!(
+        "<input type=\"hidden\" name=\"run\" value=\"{later}\"><button type=\"submit\">Cancel run {later}</button>"
+    );
+    assert!(page.body.contains(&cancel), "{cancel} in {}", page.body);
+    let reply = hub.post_form("/admin/modules/fx/cancel", &format!("run={later}"));
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(
+        reply.location.as_deref(),
+        Some("/admin/modules/fx?done=cancel")
+    );
+    run_when(&hub, later, |r| r["state"] == "cancelled");
+    let page = hub.get("/admin/modules/fx");
+    assert!(
+        page.body.contains(&format!(
+            "<button type=\"submit\">Retry run {later}</button>"
+        )),
+        "{}",
+        page.body
+    );
+    let reply = hub.post_form("/admin/modules/fx/retry", &format!("run={later}"));
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    run_when(&hub, later, |r| r["state"] == "queued");
+    let reply = hub.post_form("/admin/modules/fx/retry", "run=abc");
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply
+            .body
+            .contains("run &quot;abc&quot; is not a run&#x27;s number"),
+        "{}",
+        reply.body
+    );
     let reply = hub.request("POST", "/api/v1/modules/fx/jobs/999999/retry", None, None);
     assert_eq!(
         (reply.status, reply.json()),
@@ -144,7 +178,7 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
     assert_eq!(page.status, 200);
     for needle in [
         "<h2 id=\"jobs\">Jobs</h2>",
-        "<tr><td><code>tick</code></td><td>every 1000 ms</td><td>60000 ms</td><td>1</td><td>in ",
+        "<tr><td><code>tick</code></td><td>every 1000 ms</td><td>60000 ms</td><td>1</td><td>",
         "<tr><td><code>sleepy</code></td><td>when enqueued</td><td>300 ms</td><td>1</td><td>—</td></tr>",
         &format!(
             "<tr><td>{id}</td><td><code>sleepy</code></td><td><span class=\"badge failed\">failed</span></td><td>1</td>"
