@@ -15,7 +15,7 @@ use std::time::Duration;
 use abi_stable::sabi_trait::prelude::TD_Opaque;
 use abi_stable::std_types::{RStr, RVec};
 use async_ffi::{FfiFuture, FutureExt as _};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use plugin_api::ffi::{FfiResponse, JobRunObj, JobRunObj_TO};
 use serde_json::Value;
 
@@ -85,13 +85,6 @@ fn instance_of(hub: &Hub, module: &str) -> Option<Arc<Instance>> {
         })
 }
 
-/// The start of the period of length `every` that `now` is in.
-fn period_of(now: DateTime<Utc>, every: Duration) -> DateTime<Utc> {
-    let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
-    let start = now.timestamp_millis() / every * every;
-    DateTime::from_timestamp_millis(start).unwrap_or(now)
-}
-
 /// Run jobs until the hub stops (nothing without a database).
 pub async fn run(hub: Arc<Hub>) {
     let db = hub.database_handle();
@@ -113,14 +106,10 @@ pub async fn run(hub: Arc<Hub>) {
             if jobs.is_empty() {
                 continue;
             }
-            for job in &jobs {
+            for job in jobs {
                 longest = longest.max(job.timeout);
-                if let Some(every) = job.every {
-                    periods.push((
-                        instance.name().to_owned(),
-                        job.name.clone(),
-                        period_of(now, every),
-                    ));
+                if let Some(period) = job.period(now) {
+                    periods.push((instance.name().to_owned(), job.name.clone(), period));
                 }
             }
             modules.push(instance.name().to_owned());
@@ -321,23 +310,5 @@ impl JobRunObj for JobRun {
             path.as_str(),
             body.into_vec(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods_start_on_multiples_of_their_length() {
-        let at = DateTime::from_timestamp_millis(1_000_000_123_456).unwrap();
-        assert_eq!(
-            period_of(at, Duration::from_secs(60)).timestamp_millis(),
-            1_000_000_080_000
-        );
-        assert_eq!(
-            period_of(at, Duration::from_millis(500)).timestamp_millis(),
-            1_000_000_123_000
-        );
     }
 }

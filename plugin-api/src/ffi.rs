@@ -247,7 +247,10 @@ pub struct FfiInbound {
 #[derive(StableAbi, Debug, Clone)]
 pub struct FfiJobDef {
     pub name: RString,
+    /// A recurring job's period (0: not one).
     pub every_ms: u64,
+    /// A recurring job's cron expression, in UTC (empty: not one).
+    pub cron: RString,
     /// A run longer than this is cancelled (and counts as a failed attempt).
     pub timeout_ms: u64,
     /// Attempts in all before the run is `failed`.

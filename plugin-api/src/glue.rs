@@ -350,12 +350,13 @@ impl<M: Module> ModuleObj for Adapter<M> {
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         self.router
             .jobs()
-            .map(|(name, every, timeout, attempts, backoff)| FfiJobDef {
-                name: name.into(),
-                every_ms: every.map_or(0, millis),
-                timeout_ms: millis(timeout),
-                attempts,
-                backoff_ms: millis(backoff),
+            .map(|j| FfiJobDef {
+                name: j.name.into(),
+                every_ms: j.every.map_or(0, millis),
+                cron: j.cron.unwrap_or_default().into(),
+                timeout_ms: millis(j.timeout),
+                attempts: j.attempts,
+                backoff_ms: millis(j.backoff),
             })
             .collect()
     }
@@ -365,7 +366,7 @@ impl<M: Module> ModuleObj for Adapter<M> {
             .router
             .jobs()
             .nth(job as usize)
-            .map(|(name, ..)| name.to_owned())
+            .map(|j| j.name.to_owned())
             .unwrap_or_default();
         let run = crate::jobs::Job {
             id: run.id(),

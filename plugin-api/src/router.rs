@@ -46,10 +46,22 @@ pub struct Router<M> {
     jobs: Vec<JobEntry<M>>,
 }
 
+/// A job's terms as the hub reads them.
+pub(crate) struct JobTerms<'a> {
+    pub name: &'a str,
+    pub every: Option<std::time::Duration>,
+    pub cron: Option<&'a str>,
+    pub timeout: std::time::Duration,
+    pub attempts: u32,
+    pub backoff: std::time::Duration,
+}
+
 /// A job of the module's: how often (recurring) or none (enqueued), its limits, its handler.
 struct JobEntry<M> {
     name: String,
     every: Option<std::time::Duration>,
+    /// A cron expression (the hub reads it).
+    cron: Option<String>,
     timeout: std::time::Duration,
     attempts: u32,
     backoff: std::time::Duration,
@@ -93,6 +105,21 @@ impl<M: Send + Sync + 'static> Router<M> {
         self.add_job(name, Some(every), handler)
     }
 
+    /// A recurring job on a cron schedule (`"0 3 * * *"`: every day at 03:00 UTC; five fields,
+    /// minute hour day-of-month month day-of-week, or six with seconds first), once per
+    /// occurrence across every hub on the database. The hub reads the expression when the module
+    /// starts and refuses a start whose expression it cannot read, naming the job. Same defaults
+    /// as [`Router::every`].
+    pub fn cron<F, Fut>(&mut self, name: &str, expression: &str, handler: F) -> &mut Self
+    where
+        F: Fn(Arc<M>, crate::jobs::Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.add_job(name, None, handler);
+        self.last_job().cron = Some(expression.trim().to_owned());
+        self
+    }
+
     /// A job the module enqueues (`ctx.jobs().enqueue(name, &payload)`), with the same defaults
     /// as [`Router::every`].
     pub fn job<F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
@@ -128,6 +155,7 @@ impl<M: Send + Sync + 'static> Router<M> {
         self.jobs.push(JobEntry {
             name: name.to_owned(),
             every,
+            cron: None,
             timeout: std::time::Duration::from_secs(60),
             attempts: 3,
             backoff: std::time::Duration::from_secs(10),
@@ -161,21 +189,16 @@ impl<M: Send + Sync + 'static> Router<M> {
         self
     }
 
-    /// Each job: name, period (none: enqueued), timeout, attempts, backoff.
-    pub(crate) fn jobs(
-        &self,
-    ) -> impl Iterator<
-        Item = (
-            &str,
-            Option<std::time::Duration>,
-            std::time::Duration,
-            u32,
-            std::time::Duration,
-        ),
-    > {
-        self.jobs
-            .iter()
-            .map(|j| (j.name.as_str(), j.every, j.timeout, j.attempts, j.backoff))
+    /// Each job: name, period, cron expression (neither: enqueued), timeout, attempts, backoff.
+    pub(crate) fn jobs(&self) -> impl Iterator<Item = JobTerms<'_>> {
+        self.jobs.iter().map(|j| JobTerms {
+            name: &j.name,
+            every: j.every,
+            cron: j.cron.as_deref(),
+            timeout: j.timeout,
+            attempts: j.attempts,
+            backoff: j.backoff,
+        })
     }
 
     /// Run job `index` of the table on `module`; `None` when there is no such job.

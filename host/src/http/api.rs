@@ -15,6 +15,7 @@ use crate::db::DbUnavailable;
 use crate::db::identity::StoreError;
 use crate::deps::document::{GraphDocument, document, svg};
 use crate::identity::Event;
+use crate::instance::Schedule;
 use crate::lifecycle::{ActionError, GraphOptions, Hub};
 use crate::manifest::Audience;
 use crate::names;
@@ -131,13 +132,16 @@ pub(crate) async fn module(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeclaredJob {
     name: String,
-    /// A recurring job's period in milliseconds; `null` for one the module enqueues.
+    /// A recurring job's period in milliseconds; `null` for one on a cron schedule or one the
+    /// module enqueues.
     every_ms: Option<u64>,
+    /// A recurring job's cron expression (UTC); `null` otherwise.
+    cron: Option<String>,
     timeout_ms: u64,
     attempts: u32,
     /// The wait before the second attempt, doubled before each next one.
     backoff_ms: u64,
-    /// A recurring job's next period.
+    /// When a recurring job's next period starts (its next run is made then).
     next_run: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -195,24 +199,24 @@ pub(crate) async fn module_jobs(
     let now = chrono::Utc::now();
     let declared = entry
         .instance()
-        .map(|instance| instance.jobs())
+        .map(|instance| instance.jobs().to_vec())
         .unwrap_or_default()
         .into_iter()
         .map(|job| {
             let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            let next_run = job.every.and_then(|every| {
-                let every = i64::try_from(every.as_millis()).ok()?.max(1);
-                chrono::DateTime::from_timestamp_millis(
-                    (now.timestamp_millis() / every + 1) * every,
-                )
-            });
+            let (every_ms, cron) = match &job.schedule {
+                Schedule::Enqueued => (None, None),
+                Schedule::Every(every) => (Some(millis(*every)), None),
+                Schedule::Cron(text, _) => (None, Some(text.clone())),
+            };
             DeclaredJob {
-                every_ms: job.every.map(millis),
+                every_ms,
+                cron,
                 timeout_ms: millis(job.timeout),
                 attempts: job.attempts,
                 backoff_ms: millis(job.backoff),
-                next_run,
-                name: job.name,
+                next_run: job.next_run(now),
+                name: job.name.clone(),
             }
         })
         .collect();

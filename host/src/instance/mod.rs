@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_ffi::FfiFuture;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use futures_util::FutureExt as _;
 use plugin_api::HealthStatus;
 use plugin_api::ffi::{FfiResponse, JobRunBox, ModuleBox, RequestBox};
@@ -62,14 +62,83 @@ impl HealthReport {
 }
 
 /// A job a module declares.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JobDef {
     pub name: String,
-    /// `None`: run when enqueued.
-    pub every: Option<Duration>,
+    pub schedule: Schedule,
     pub timeout: Duration,
     pub attempts: u32,
     pub backoff: Duration,
+}
+
+/// When a job runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// When the module enqueues it.
+    Enqueued,
+    /// Once a period, the periods starting at multiples of its length since 1970 (UTC).
+    Every(Duration),
+    /// At each occurrence of a cron expression, in UTC.
+    Cron(String, Box<croner::Cron>),
+}
+
+impl JobDef {
+    /// The job of `declared`, its cron expression read (`Err` naming the job otherwise).
+    fn read(module: &str, declared: plugin_api::ffi::FfiJobDef) -> Result<JobDef, String> {
+        let name = declared.name.into_string();
+        let cron = declared.cron.into_string();
+        let schedule = if !cron.is_empty() {
+            let parsed = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Optional)
+                .build()
+                .parse(&cron)
+                .map_err(|e| {
+                    format!(
+                        "module '{module}': job '{name}' has the cron expression {cron:?}, which cannot be read ({e}): write five fields, minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\""
+                    )
+                })?;
+            Schedule::Cron(cron, Box::new(parsed))
+        } else if declared.every_ms > 0 {
+            Schedule::Every(Duration::from_millis(declared.every_ms))
+        } else {
+            Schedule::Enqueued
+        };
+        Ok(JobDef {
+            name,
+            schedule,
+            timeout: Duration::from_millis(declared.timeout_ms.max(1)),
+            attempts: declared.attempts.max(1),
+            backoff: Duration::from_millis(declared.backoff_ms),
+        })
+    }
+
+    /// The period `now` is in: the start of the current period, or the cron expression's
+    /// latest occurrence at or before `now`. `None` for an enqueued job.
+    pub fn period(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.schedule {
+            Schedule::Enqueued => None,
+            Schedule::Every(every) => {
+                let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
+                DateTime::from_timestamp_millis(now.timestamp_millis() / every * every)
+            }
+            // Whole seconds: croner keeps the fraction of the time it starts from.
+            Schedule::Cron(_, cron) => cron
+                .find_previous_occurrence(&now.trunc_subsecs(0), true)
+                .ok(),
+        }
+    }
+
+    /// When the next period starts after `now`. `None` for an enqueued job.
+    pub fn next_run(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.schedule {
+            Schedule::Enqueued => None,
+            Schedule::Every(every) => {
+                let every = i64::try_from(every.as_millis()).ok()?.max(1);
+                DateTime::from_timestamp_millis((now.timestamp_millis() / every + 1) * every)
+            }
+            Schedule::Cron(_, cron) => cron.find_next_occurrence(&now.trunc_subsecs(0), false).ok(),
+        }
+    }
 }
 
 /// Who may use a module.
@@ -98,6 +167,8 @@ pub struct Instance {
     migrations: Vec<MigrationSpec>,
     assets: ModuleAssets,
     templates: ModuleTemplates,
+    /// The module's jobs, read once.
+    jobs: Vec<JobDef>,
 }
 
 /// What a module library gave when its module was initialised.
@@ -129,7 +200,13 @@ impl Instance {
             &access.permissions,
         )?;
         let templates = ModuleTemplates::new(name, &assets)?;
+        let jobs = object
+            .jobs()
+            .into_iter()
+            .map(|j| JobDef::read(name, j))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Instance {
+            jobs,
             name: name.to_owned(),
             access,
             info,
@@ -223,18 +300,8 @@ impl Instance {
     }
 
     /// The module's jobs, as it declares them.
-    pub fn jobs(&self) -> Vec<JobDef> {
-        self.object
-            .jobs()
-            .into_iter()
-            .map(|j| JobDef {
-                name: j.name.into_string(),
-                every: (j.every_ms > 0).then(|| Duration::from_millis(j.every_ms)),
-                timeout: Duration::from_millis(j.timeout_ms.max(1)),
-                attempts: j.attempts.max(1),
-                backoff: Duration::from_millis(j.backoff_ms),
-            })
-            .collect()
+    pub fn jobs(&self) -> &[JobDef] {
+        &self.jobs
     }
 
     /// Run job `index` (into [`Instance::jobs`]) for `run`: `Err` with why it failed (a panic
@@ -383,4 +450,74 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(every_ms: u64, cron: &str) -> plugin_api::ffi::FfiJobDef {
+        plugin_api::ffi::FfiJobDef {
+            name: "sync".into(),
+            every_ms,
+            cron: cron.into(),
+            timeout_ms: 1000,
+            attempts: 1,
+            backoff_ms: 0,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn periods_start_on_multiples_of_their_length() {
+        let job = JobDef::read("m", declared(60_000, "")).unwrap();
+        let now = DateTime::from_timestamp_millis(1_000_000_123_456).unwrap();
+        assert_eq!(
+            job.period(now).map(|t| t.timestamp_millis()),
+            Some(1_000_000_080_000)
+        );
+        assert_eq!(
+            job.next_run(now).map(|t| t.timestamp_millis()),
+            Some(1_000_000_140_000)
+        );
+        let job = JobDef::read("m", declared(0, "")).unwrap();
+        assert_eq!((job.period(now), job.next_run(now)), (None, None));
+    }
+
+    #[test]
+    fn a_cron_period_is_its_latest_occurrence_and_the_next_one_follows() {
+        let job = JobDef::read("m", declared(0, "0 3 * * *")).unwrap();
+        let now = at("2026-12-02T11:37:24Z");
+        assert_eq!(job.period(now), Some(at("2026-12-02T03:00:00Z")));
+        assert_eq!(job.next_run(now), Some(at("2026-12-03T03:00:00Z")));
+        // At the occurrence itself, it is the current period.
+        let now = at("2026-12-03T03:00:00Z");
+        assert_eq!(job.period(now), Some(now));
+        // With seconds.
+        let job = JobDef::read("m", declared(0, "*/2 * * * * *")).unwrap();
+        assert_eq!(
+            job.period(at("2026-12-02T11:37:25.5Z")),
+            Some(at("2026-12-02T11:37:24Z"))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_cron_expression_names_the_module_and_the_job() {
+        let error = JobDef::read("billing", declared(0, "every night")).unwrap_err();
+        assert!(
+            error.starts_with(
+                "module 'billing': job 'sync' has the cron expression \"every night\", which cannot be read ("
+            ),
+            "{error}"
+        );
+        assert!(
+            error.ends_with(
+                "): write five fields, minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\""
+            ),
+            "{error}"
+        );
+    }
 }

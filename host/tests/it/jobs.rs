@@ -58,6 +58,7 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
             json!([
                 j["name"],
                 j["every_ms"],
+                j["cron"],
                 j["timeout_ms"],
                 j["attempts"],
                 j["backoff_ms"]
@@ -67,10 +68,11 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
     assert_eq!(
         declared,
         [
-            json!(["tick", 1000, 60000, 1, 10000]),
-            json!(["flaky", null, 60000, 3, 100]),
-            json!(["sleepy", null, 300, 1, 10000]),
-            json!(["caller", null, 60000, 1, 10000])
+            json!(["tick", 1000, null, 60000, 1, 10000]),
+            json!(["flaky", null, null, 60000, 3, 100]),
+            json!(["sleepy", null, null, 300, 1, 10000]),
+            json!(["caller", null, null, 60000, 1, 10000]),
+            json!(["even", null, "*/2 * * * * *", 60000, 1, 10000])
         ]
     );
     // Fails twice (panics), then succeeds on its third attempt.
@@ -184,6 +186,7 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
             "<tr><td>{id}</td><td><code>sleepy</code></td><td><span class=\"badge failed\">failed</span></td><td>1</td>"
         ),
         "cancelled at its timeout of 300 ms",
+        "<tr><td><code>even</code></td><td><code>*/2 * * * * *</code> (UTC)</td>",
     ] {
         assert!(page.body.contains(needle), "{needle} in {}", page.body);
     }
@@ -249,6 +252,23 @@ fn a_queued_run_survives_a_restart_and_a_recurring_job_runs_once_per_period_acro
         .expect("attempts")
         .get(0);
     assert_eq!(attempts, 0, "no period's run ran twice");
+    // The cron job: one row an occurrence, on even seconds only, all run.
+    let row = db
+        .client()
+        .query_one(
+            "SELECT count(*), count(DISTINCT period), \
+                    count(*) FILTER (WHERE extract(second FROM period)::int % 2 <> 0 \
+                                        OR date_trunc('second', period) <> period), \
+                    count(*) FILTER (WHERE state = 'done') \
+             FROM hub_jobs WHERE name = 'even' AND period < now() - interval '1 second'",
+            &[],
+        )
+        .expect("cron rows");
+    let (all, periods, odd, done): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((all, odd), (periods, 0), "one row an even second");
+    assert!(periods >= 2, "{periods} occurrences");
+    assert_eq!(done, all, "every occurrence ran");
     // Each hub ran exactly the runs the database says it ran (one may be under way).
     for hub in [&a, &b] {
         let done: i64 = db
