@@ -186,7 +186,7 @@ fn a_run_that_panics_is_tried_again_and_one_past_its_timeout_is_cancelled() {
             "<tr><td>{id}</td><td><code>sleepy</code></td><td><span class=\"badge failed\">failed</span></td><td>1</td>"
         ),
         "cancelled at its timeout of 300 ms",
-        "<tr><td><code>even</code></td><td><code>*/2 * * * * *</code> (UTC)</td>",
+        "<tr><td><code>even</code></td><td><code>*&#x2f;2 * * * * *</code> (UTC)</td>",
     ] {
         assert!(page.body.contains(needle), "{needle} in {}", page.body);
     }
