@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod outbound;
+pub mod packages;
 pub mod registry;
 mod signals;
 pub mod status;

@@ -167,6 +167,9 @@ const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 #[macro_export]
 macro_rules! export_module {
     ($module:ty) => {
+        $crate::export_module!($module, version = ::core::env!("CARGO_PKG_VERSION"));
+    };
+    ($module:ty, version = $version:expr) => {
         /// Every allocation of this library goes to the hub's allocator (see plugin-api's glue).
         #[global_allocator]
         static __BMC_HUB_ALLOCATOR: $crate::__private::HubAllocator =
@@ -174,7 +177,7 @@ macro_rules! export_module {
 
         impl $crate::__private::ModuleMeta for $module {
             const CRATE_NAME: &'static str = ::core::env!("CARGO_CRATE_NAME");
-            const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");
+            const VERSION: &'static str = $version;
         }
 
         /// The root module of this library, looked up by the hub when it loads the library.

@@ -17,6 +17,7 @@
 
 pub mod browser;
 pub mod oidc;
+pub mod packages;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -546,14 +547,23 @@ impl Hub {
         headers: &[(&str, String)],
         body: Option<&str>,
     ) -> Reply {
+        self.send_bytes(method, path, headers, body.unwrap_or_default().as_bytes())
+    }
+
+    /// [`Hub::send`] with any bytes as the body.
+    pub fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
-        let request = builder
-            .body(body.unwrap_or_default().to_owned())
-            .expect("request");
+        let request = builder.body(body.to_vec()).expect("request");
         let mut response = self
             .agent
             .run(request)
@@ -579,6 +589,19 @@ impl Hub {
             retry_after,
             request_id,
         }
+    }
+
+    /// `POST /api/v1/packages` with `package` as the body, as `token` (the admin token for
+    /// `None`).
+    pub fn install(&self, package: &[u8], token: Option<&str>) -> Reply {
+        let headers = [
+            (
+                "Authorization",
+                format!("Bearer {}", token.unwrap_or(TOKEN)),
+            ),
+            ("Content-Type", "application/octet-stream".to_owned()),
+        ];
+        self.send_bytes("POST", "/api/v1/packages", &headers, package)
     }
 
     /// `GET path` with the admin token.

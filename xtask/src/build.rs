@@ -127,7 +127,7 @@ pub fn libraries_under(under: &str) -> anyhow::Result<Vec<Library>> {
 
 /// Build `library` alone and return the path of the built file.
 pub fn build_library(library: &Library, profile: &Profile) -> anyhow::Result<PathBuf> {
-    build_variant(library, profile, None)
+    build_variant(library, profile, None, None)
 }
 
 /// Build `library` alone, with `HUB_FIXTURE_BUILD` set to `variant` (read by the test fixtures
@@ -136,6 +136,7 @@ pub fn build_variant(
     library: &Library,
     profile: &Profile,
     variant: Option<&str>,
+    version: Option<&str>,
 ) -> anyhow::Result<PathBuf> {
     let mut args = vec!["build", "-p", &library.package];
     args.extend(profile.args());
@@ -145,6 +146,10 @@ pub fn build_variant(
     match variant {
         Some(variant) => command.env("HUB_FIXTURE_BUILD", variant),
         None => command.env_remove("HUB_FIXTURE_BUILD"),
+    };
+    match version {
+        Some(version) => command.env("HUB_FIXTURE_VERSION", version),
+        None => command.env_remove("HUB_FIXTURE_VERSION"),
     };
     run_command(&mut command)?;
     let built = target_dir().join(profile.dir()).join(library.file_name());

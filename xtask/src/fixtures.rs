@@ -119,10 +119,19 @@ pub fn build_fixtures(profile: &Profile, out: &Path) -> anyhow::Result<()> {
             (None, fixture.lib.clone()),
             (Some("b"), format!("{}-b", fixture.lib)),
         ] {
-            let built = build_variant(&fixture, profile, variant)?;
+            let built = build_variant(&fixture, profile, variant, None)?;
             let folder = out.join(folder);
             std::fs::create_dir_all(&folder)?;
             install(&built, &folder.join(fixture.file_name()))?;
+        }
+        // Newer versions of the fixture module, for the package tests.
+        if fixture.lib == "fixture" {
+            for (variant, version) in [("v2", "0.2.0"), ("v3", "0.3.0")] {
+                let built = build_variant(&fixture, profile, Some(variant), Some(version))?;
+                let folder = out.join(format!("{}-{variant}", fixture.lib));
+                std::fs::create_dir_all(&folder)?;
+                install(&built, &folder.join(fixture.file_name()))?;
+            }
         }
     }
     Ok(())

@@ -15,6 +15,7 @@
 
 mod bench;
 mod build;
+mod dist;
 mod fixtures;
 mod new_module;
 mod node;
@@ -81,6 +82,23 @@ enum Command {
         /// One line on what it does.
         description: Option<String>,
     },
+    /// Make a key pair for signing module packages: <out>.key (secret) and <out>.pub.
+    Keygen {
+        /// Where to write the keys, without extension.
+        #[arg(long, default_value = "keys/hub")]
+        out: std::path::PathBuf,
+    },
+    /// Build a module and write dist/<name>-<version>.hubpkg, signed with --key.
+    Package {
+        /// The module's name (its module.json's "name").
+        module: String,
+        /// The secret key to sign with (from cargo xtask keygen); unsigned without it.
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+        /// Build with the dev profile instead of release (quicker; for tests).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Run the console's browser test, saving PNGs of its main pages in target/screenshots/.
     Screenshots,
     /// Build modules and test fixtures, then run every test of the workspace.
@@ -100,6 +118,10 @@ fn main() -> ExitCode {
         Command::Run { release } => run::run(&build::Profile::from_release(release)),
         Command::Test { args } => run::test(&args),
         Command::Screenshots => run::screenshots(),
+        Command::Keygen { out } => dist::keygen(&out),
+        Command::Package { module, key, debug } => {
+            dist::package(&module, key.as_deref(), debug).map(drop)
+        }
         Command::NewModule { name, description } => {
             new_module::new_module(&name, description.as_deref())
         }

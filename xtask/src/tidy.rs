@@ -42,6 +42,7 @@ mod tests {
             &["instance"],
             &["registry"],
             &["deps"],
+            &["packages"],
             &["lifecycle", "status"],
             &["watcher", "jobs"],
             &["http"],
@@ -71,7 +72,7 @@ mod tests {
             &["build", "pg"],
             &["fixtures", "node", "python", "packages"],
             &["run"],
-            &["bench", "new_module"],
+            &["bench", "new_module", "dist"],
             &["main", "tidy"],
         ],
     };

@@ -122,6 +122,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "Usage rows (hours) older than this are deleted.",
     },
     Setting {
+        var: "HUB_TRUSTED_KEYS",
+        default: "",
+        help: "Public keys (minisign, base64, as cargo xtask keygen prints them) whose signatures the hub accepts on module packages, separated by commas. Empty: no package installs (unless unsigned ones are allowed).",
+    },
+    Setting {
+        var: "HUB_ALLOW_UNSIGNED_PACKAGES",
+        default: "false",
+        help: "Development only: install module packages that carry no signature (signed ones are still checked). Logged as a warning at start.",
+    },
+    Setting {
+        var: "HUB_PACKAGE_MAX_BYTES",
+        default: "67108864",
+        help: "The largest module package accepted, and the most it may unpack to (bytes).",
+    },
+    Setting {
+        var: "HUB_PACKAGE_VERSIONS_KEPT",
+        default: "5",
+        help: "Installed versions kept per module for rollback (the serving one included); older ones are deleted.",
+    },
+    Setting {
         var: "MODULES_ENABLED",
         default: "true",
         help: "Global switch for the module system; false: the hub serves with no module loaded.",
@@ -236,6 +256,11 @@ pub struct Config {
     pub usage: bool,
     pub usage_flush: Duration,
     pub usage_retention_days: u32,
+    /// Public keys trusted to sign module packages: (key id, base64 key).
+    pub trusted_keys: Vec<(String, String)>,
+    pub allow_unsigned_packages: bool,
+    pub package_max_bytes: usize,
+    pub package_versions_kept: u32,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
     pub auto_reload: bool,
@@ -429,6 +454,21 @@ impl Config {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let keys_text = get("HUB_TRUSTED_KEYS");
+        let trusted_keys = keys_text
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                hub_package::public_key_id(k)
+                    .map(|id| (id, k.to_owned()))
+                    .ok_or_else(|| ConfigError {
+                        var: "HUB_TRUSTED_KEYS",
+                        value: keys_text.clone(),
+                        expected: "minisign public keys in base64 separated by commas, as cargo xtask keygen prints them (RW…)",
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let small = |var: &'static str| -> Result<u32, ConfigError> {
             let value = get(var);
             value
@@ -457,6 +497,10 @@ impl Config {
             usage: boolean("HUB_USAGE")? && optional("DATABASE_URL").is_some(),
             usage_flush: seconds("HUB_USAGE_FLUSH_SECS")?,
             usage_retention_days: small("HUB_USAGE_RETENTION_DAYS")?,
+            trusted_keys,
+            allow_unsigned_packages: boolean("HUB_ALLOW_UNSIGNED_PACKAGES")?,
+            package_max_bytes: number("HUB_PACKAGE_MAX_BYTES")?,
+            package_versions_kept: small("HUB_PACKAGE_VERSIONS_KEPT")?,
             modules_enabled,
             modules_dir: PathBuf::from(get("MODULES_DIR")),
             auto_reload: boolean("MODULES_AUTO_RELOAD")?,

@@ -98,6 +98,11 @@ pub fn host_migrations() -> Vec<MigrationSpec> {
             name: "jobs".to_owned(),
             sql: include_str!("../../../migrations/0006_jobs.sql").to_owned(),
         },
+        MigrationSpec {
+            version: 7,
+            name: "packages".to_owned(),
+            sql: include_str!("../../../migrations/0007_packages.sql").to_owned(),
+        },
     ]
 }
 

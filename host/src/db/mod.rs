@@ -11,6 +11,7 @@ pub mod identity;
 pub mod jobs;
 pub mod ledger;
 pub mod migrate;
+pub mod packages;
 pub mod pool;
 pub mod roles;
 pub mod statement;

@@ -902,11 +902,11 @@ async fn objects(hub: &Hub, entries: &[std::sync::Arc<ModuleEntry>]) -> Vec<Modu
     status::objects(entries, &all, env, hub.database(), timeout).await
 }
 
-async fn one(hub: &Hub, entry: std::sync::Arc<ModuleEntry>) -> Option<ModuleObject> {
+pub(super) async fn one(hub: &Hub, entry: std::sync::Arc<ModuleEntry>) -> Option<ModuleObject> {
     objects(hub, &[entry]).await.pop()
 }
 
-fn valid_name(name: &str) -> Result<&str, ApiError> {
+pub(super) fn valid_name(name: &str) -> Result<&str, ApiError> {
     names::validate(name).map(|()| name).map_err(|reason| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -916,7 +916,7 @@ fn valid_name(name: &str) -> Result<&str, ApiError> {
     })
 }
 
-fn action_error(error: ActionError) -> ApiError {
+pub(super) fn action_error(error: ActionError) -> ApiError {
     match error {
         ActionError::NotInstalled(name) => ApiError::module_not_found(&name),
         ActionError::ModulesOff => ApiError::modules_off(),

@@ -14,6 +14,7 @@ mod docs;
 mod error;
 mod login;
 mod openapi;
+mod packages;
 mod people;
 mod request;
 mod request_id;
@@ -38,6 +39,7 @@ const HUB_API_SEGMENTS: &[&str] = &[
     "users",
     "roles",
     "audit",
+    "packages",
 ];
 
 /// Register the routes: first the module surfaces (`/api/v1/…`, `/modules/…`: the hot path, one
@@ -138,6 +140,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(people::update_role))
             .route(web::delete().to(people::delete_role))
             .default_service(web::to(api::not_allowed("PUT, DELETE"))),
+    )
+    .service(
+        web::resource("/api/v1/packages")
+            .route(web::post().to(packages::install))
+            .default_service(web::to(api::not_allowed("POST"))),
     )
     .service(
         web::resource("/api/v1/audit")
@@ -263,6 +270,16 @@ fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/{name}/usage")
                     .route(web::get().to(api::usage))
                     .default_service(web::to(api::admin_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{name}/versions")
+                    .route(web::get().to(packages::versions))
+                    .default_service(web::to(api::admin_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{name}/rollback")
+                    .route(web::post().to(packages::rollback))
+                    .default_service(web::to(api::admin_not_allowed("POST"))),
             )
             .service(
                 web::resource("/{name}/settings")

@@ -54,12 +54,16 @@ use crate::lifecycle::Hub;
         super::people::update_role,
         super::people::delete_role,
         super::people::audit_log,
+        super::packages::install,
+        super::packages::versions,
+        super::packages::rollback,
     ),
     components(schemas(super::api::ModuleAction, super::api::JobAction, super::dispatch::HealthBody)),
     tags(
         (name = "hub", description = "The hub itself"),
         (name = "modules", description = "Managing modules: `modules.read` to see them, `modules.manage` to change them"),
         (name = "identity", description = "Signing in, API tokens, users, roles and the audit log"),
+        (name = "packages", description = "Module packages: install (`modules.install`), kept versions, rollback"),
     ),
     modifiers(&Schemes)
 )]

@@ -26,6 +26,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             token
         }
     };
+    if config.allow_unsigned_packages {
+        tracing::warn!(
+            "HUB_ALLOW_UNSIGNED_PACKAGES=true: this hub installs module packages nobody signed; for development only"
+        );
+    }
     let hub = Hub::new(config.clone(), &token)?;
     super::calls::install(&hub);
     if hub.prepare_database().await

@@ -7,6 +7,7 @@
 //! and writes one log line (`outcome.rs`).
 
 mod error;
+mod install;
 mod outcome;
 mod plan;
 mod start;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 pub use self::error::ActionError;
+pub use self::install::{InstallError, Installed};
 pub use self::outcome::Action;
 use self::outcome::{Outcome, log_action};
 use self::plan::{Candidate, Plan};
@@ -52,6 +54,8 @@ pub struct Hub {
     graph: tokio::sync::Mutex<()>,
     /// A handle on the hub itself, for work it starts in the background (waking dependents).
     this: Weak<Hub>,
+    /// Installed packages' kept versions.
+    packages: crate::packages::store::Store,
 }
 
 impl Hub {
@@ -67,8 +71,10 @@ impl Hub {
         let reaper = Reaper::new(config.shutdown_grace);
         let database = Arc::new(Database::new(&config)?);
         let identity = Arc::new(Identity::new(&config, database.clone(), admin_token)?);
+        let packages = crate::packages::store::Store::new(database.clone(), &config.modules_dir);
         let starter = Starter::new(Arc::new(loader), database, reaper, identity);
         Ok(Arc::new_cyclic(|this| Hub {
+            packages,
             config,
             registry: Registry::default(),
             starter,

@@ -76,3 +76,7 @@ mod calls;
 
 /// Background jobs: retries, timeouts, restarts, once per period across hubs (issue 17).
 mod jobs;
+
+/// Module packages: bad ones refused before anything is written, signed ones installed,
+/// upgraded, kept and rolled back (issue 18).
+mod packages;

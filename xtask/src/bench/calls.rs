@@ -22,7 +22,7 @@ pub fn run(profile: &Profile) -> anyhow::Result<()> {
         .iter()
         .find(|l| l.lib == "fixture")
         .context("no fixture library under host/tests/fixtures")?;
-    let built = build::build_variant(fixture, profile, None)?;
+    let built = build::build_variant(fixture, profile, None, None)?;
     let library = std::fs::read(&built)?;
     let dir = tempfile::tempdir()?;
     for (name, manifest) in [

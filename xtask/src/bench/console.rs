@@ -36,7 +36,7 @@ pub fn run(profile: &Profile) -> anyhow::Result<()> {
         .iter()
         .find(|l| l.lib == "fixture")
         .context("no fixture library under host/tests/fixtures")?;
-    let library = std::fs::read(build::build_variant(fixture, profile, Some("m"))?)?;
+    let library = std::fs::read(build::build_variant(fixture, profile, Some("m"), None)?)?;
     let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
     let env = [("DATABASE_URL", url.as_str())];
     let started = Instant::now();

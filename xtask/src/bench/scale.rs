@@ -37,7 +37,7 @@ pub fn run(profile: &Profile, against: Option<&Build>) -> anyhow::Result<()> {
         .iter()
         .find(|l| l.lib == "fixture")
         .context("no fixture library under host/tests/fixtures")?;
-    let built = build::build_variant(fixture, profile, Some("m"))?;
+    let built = build::build_variant(fixture, profile, Some("m"), None)?;
     let mut builds = vec![("this build", Build::current(), std::fs::read(&built)?)];
     if let Some(other) = against {
         builds.push(("--against", other.clone(), other_fixture(other)?));

@@ -1,0 +1,282 @@
+//! Module packages over HTTP: `POST /api/v1/packages` (install), `GET
+//! /api/v1/modules/{name}/versions` (the kept versions) and `POST
+//! /api/v1/modules/{name}/rollback` (the previous one, or `?to=`), each audited.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::api::{action_error, one, valid_name};
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use crate::identity::Event;
+use crate::lifecycle::{Hub, InstallError, Installed};
+use crate::packages::PackageError;
+use crate::packages::store::KeptVersion;
+use crate::status::ModuleObject;
+
+/// The error a client sees for a refused install or rollback.
+fn install_error(error: InstallError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        InstallError::Package(e) => {
+            let status = match e {
+                PackageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                PackageError::Dependencies(_) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            ApiError::new(status, e.code(), message)
+        }
+        InstallError::VersionConflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "version_conflict", message)
+        }
+        InstallError::NotFromPackage { ref files, .. } => {
+            ApiError::new(StatusCode::CONFLICT, "not_from_package", message)
+                .with_details(json!({"files": files}))
+        }
+        InstallError::StartFailed { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "start_failed", message)
+        }
+        InstallError::NoPrevious { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "no_previous_version", message)
+        }
+        InstallError::NotKept { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "version_not_kept", message)
+        }
+        InstallError::MigrationsAhead { ref migrations, .. } => {
+            ApiError::new(StatusCode::CONFLICT, "migrations_ahead", message)
+                .with_details(json!({"migrations": migrations}))
+        }
+        InstallError::Store(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            message,
+        ),
+        InstallError::Io { .. } => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message)
+        }
+        InstallError::Action(e) => action_error(e),
+    }
+}
+
+/// The body, within the package limit.
+async fn read_package(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(install_error(InstallError::Package(
+                PackageError::TooLarge {
+                    limit,
+                    what: "the request body is larger".to_owned(),
+                },
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The audit log's entry of an install or a rollback.
+fn audit(
+    caller: &Caller,
+    action: &str,
+    module: Option<&str>,
+    result: &Result<Installed, ApiError>,
+    mut details: serde_json::Value,
+) {
+    let (outcome, target) = match result {
+        Ok(installed) => {
+            details["version"] = json!(installed.version);
+            details["signer"] = json!(installed.signer);
+            details["changed"] = json!(installed.changed);
+            ("ok", Some(installed.version.as_str()))
+        }
+        Err(error) => {
+            details["error"] = json!(error.body().error);
+            ("failed", None)
+        }
+    };
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action,
+            module,
+            target,
+            outcome,
+            details: Some(details),
+        },
+    );
+}
+
+async fn answer(
+    hub: &Hub,
+    installed: Installed,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    let name = installed.entry.name.clone();
+    let object = one(hub, installed.entry)
+        .await
+        .ok_or_else(|| ApiError::module_not_found(&name))?;
+    Ok(HttpResponse::build(status).json(object))
+}
+
+/// Install a module package (a `.hubpkg` from `cargo xtask package`, as the body).
+///
+/// Checked whole before anything is written: size, archive, entries, hashes, signature (by a
+/// key in `HUB_TRUSTED_KEYS`), name, platform, `hub_api`, dependencies. Then started through the
+/// start protocol of a reload: if it does not run, the installed version keeps serving.
+#[utoipa::path(post, path = "/api/v1/packages", tag = "packages",
+    security(("bearer" = ["modules.install"]), ("session" = ["modules.install"])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The package"),
+    responses(
+        (status = 200, description = "This version was installed already, with these bytes: nothing changed", body = ModuleObject),
+        (status = 201, description = "Installed and running; `last_reload` says how the start went", body = ModuleObject),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.install` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
+        (status = 409, description = "Its dependencies are not installed (`dependencies_missing`), the version is installed with other bytes (`version_conflict`), or the module's folder holds files no package put there (`not_from_package`)", body = ErrorBody),
+        (status = 413, description = "Larger than HUB_PACKAGE_MAX_BYTES, or unpacks to more (`package_too_large`)", body = ErrorBody),
+        (status = 422, description = "Not a package (`bad_package`), an entry outside its folder or not a regular file (`unsafe_entry`), files that do not match their list (`hash_mismatch`), unsigned or not signed by a trusted key (`untrusted_package`), another platform (`wrong_platform`), another plugin-api (`incompatible_api`), or it did not start (`start_failed`: the old version keeps serving)", body = ErrorBody),
+        (status = 503, description = "The kept versions cannot be read (`store_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn install(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.install")?;
+    let (size, result) = match read_package(payload, hub.config().package_max_bytes).await {
+        Ok(bytes) => (
+            bytes.len(),
+            hub.install_package(bytes, &caller.actor.id)
+                .await
+                .map_err(install_error),
+        ),
+        Err(refused) => (0, Err(refused)),
+    };
+    let module = result.as_ref().ok().map(|i| i.entry.name.clone());
+    audit(
+        &caller,
+        "package.install",
+        module.as_deref(),
+        &result,
+        json!({"size": size}),
+    );
+    let installed = result?;
+    let status = if installed.changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    answer(&hub, installed, status).await
+}
+
+/// A kept version, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionObject {
+    #[serde(flatten)]
+    kept: KeptVersion,
+    /// Whether this version serves now.
+    serving: bool,
+}
+
+/// A module's kept versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Versions {
+    /// The version that serves now (`null`: none runs).
+    serving: Option<String>,
+    /// The last installed first; at most HUB_PACKAGE_VERSIONS_KEPT.
+    versions: Vec<VersionObject>,
+}
+
+/// The versions of a module kept for rollbacks: who installed each and when, who signed it,
+/// which one serves.
+#[utoipa::path(get, path = "/api/v1/modules/{name}/versions", tag = "packages",
+    security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
+    responses(
+        (status = 200, description = "Kept versions (none for a module not installed from a package)", body = Versions),
+        (status = 400, description = "The name breaks the name rule", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 503, description = "The kept versions cannot be read (`store_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn versions(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
+    let name = valid_name(&name)?;
+    let entry = hub.get(name).map_err(action_error)?;
+    let serving = entry.instance().map(|i| i.info().version.clone());
+    let kept = hub.kept_versions(name).await.map_err(install_error)?;
+    let versions = kept
+        .into_iter()
+        .map(|kept| VersionObject {
+            serving: Some(&kept.version) == serving.as_ref(),
+            kept,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Versions { serving, versions }))
+}
+
+/// Which version a rollback goes to.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackQuery {
+    /// A kept version; default: the highest kept version below the serving one.
+    to: Option<String>,
+}
+
+/// Make a kept version serve again, in one call (through the same start protocol as an
+/// install). Refused while the serving version applied migrations the older one does not know,
+/// unless all of them are marked expand.
+#[utoipa::path(post, path = "/api/v1/modules/{name}/rollback", tag = "packages",
+    security(("bearer" = ["modules.install"]), ("session" = ["modules.install"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name"), RollbackQuery),
+    responses(
+        (status = 200, description = "The kept version serves again", body = ModuleObject),
+        (status = 400, description = "The name breaks the name rule, or the query is not understood", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.install` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
+        (status = 404, description = "No such module, or no such kept version (`version_not_kept`)", body = ErrorBody),
+        (status = 409, description = "No earlier kept version (`no_previous_version`), or migrations the older version does not know (`migrations_ahead`, named in `details`)", body = ErrorBody),
+        (status = 422, description = "The kept package is no longer accepted (its key is no longer trusted…) or it did not start (`start_failed`: the serving version keeps serving)", body = ErrorBody),
+        (status = 503, description = "The kept versions cannot be read (`store_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn rollback(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    query: web::Query<RollbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.install")?;
+    let name = valid_name(&name)?;
+    let to = query.into_inner().to;
+    let result = hub
+        .rollback(name, to.as_deref(), &caller.actor.id)
+        .await
+        .map_err(install_error);
+    let from = result.as_ref().ok().map(|(from, _)| from.clone());
+    let result = result.map(|(_, installed)| installed);
+    audit(
+        &caller,
+        "module.rollback",
+        Some(name),
+        &result,
+        json!({"from": from, "to": to}),
+    );
+    answer(&hub, result?, StatusCode::OK).await
+}

@@ -1,0 +1,477 @@
+//! Installing a module package and rolling back to a kept version. A package is checked whole
+//! (`packages::check`) before anything is written; then, under the module's lock, it is unpacked
+//! into `MODULES_DIR/.staging/`, the module's folder (if any) is moved aside, the staged one
+//! renamed into place, and the module started through the start protocol of a reload
+//! (migrations, health check, swap). If it does not run, the folder is put back and the old
+//! version keeps serving; if it runs, the package is kept (`packages::store`) for rollbacks.
+//!
+//! The hub writes `.package.json` in every folder an install made: the version, the package's
+//! hash and its own `module.json`, so that a later install knows the folder is its own and which
+//! settings the operator changed since.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use super::{Action, ActionError, Hub};
+use crate::manifest::{self, Manifest, is_module_folder};
+use crate::packages::store::{KeptVersion, KnownMigration};
+use crate::packages::{self, Package, PackageError, Rules};
+use crate::registry::ModuleEntry;
+
+/// The hub's record in a folder an install made.
+const MARKER: &str = ".package.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    version: String,
+    sha256: String,
+    /// The package's own `module.json` (before the operator's settings were carried over).
+    manifest: Value,
+}
+
+/// What an install did.
+pub struct Installed {
+    pub entry: Arc<ModuleEntry>,
+    /// `false`: this version, with these bytes, was installed already.
+    pub changed: bool,
+    pub version: String,
+    pub signer: Option<String>,
+}
+
+/// Why an install or a rollback did not happen; nothing was changed.
+#[derive(Debug, Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(
+        "version {version} of module '{name}' is installed with other contents: give the new build a new version"
+    )]
+    VersionConflict { name: String, version: String },
+    #[error("module '{name}' in MODULES_DIR was not installed from a package (its folder holds {}): move those files away, or install under another name", .files.join(", "))]
+    NotFromPackage { name: String, files: Vec<String> },
+    #[error("module '{name}' {version} did not start: {error}; {}", match .serving { Some(v) => format!("version {v} keeps serving"), None => "nothing was installed".to_owned() })]
+    StartFailed {
+        name: String,
+        version: String,
+        error: String,
+        serving: Option<String>,
+    },
+    #[error("module '{name}' has no kept version before {serving}: nothing to roll back to")]
+    NoPrevious { name: String, serving: String },
+    #[error(
+        "module '{name}' has no kept version {version} (GET /api/v1/modules/{name}/versions lists them)"
+    )]
+    NotKept { name: String, version: String },
+    #[error("module '{name}' {version} does not know migrations {} that a newer version applied and that are not marked expand: it may not work on that schema", .migrations.join(", "))]
+    MigrationsAhead {
+        name: String,
+        version: String,
+        migrations: Vec<String>,
+    },
+    #[error("the kept versions cannot be read or written: {0}")]
+    Store(String),
+    #[error("cannot write module '{name}' in MODULES_DIR: {error}")]
+    Io { name: String, error: String },
+    #[error(transparent)]
+    Action(#[from] ActionError),
+}
+
+impl Hub {
+    /// Install `bytes` (a package) for the caller named `by`.
+    pub async fn install_package(
+        &self,
+        bytes: Vec<u8>,
+        by: &str,
+    ) -> Result<Installed, InstallError> {
+        if !self.config.modules_enabled {
+            return Err(ActionError::ModulesOff.into());
+        }
+        let installed: BTreeMap<String, String> = self
+            .registry
+            .all()
+            .values()
+            .filter_map(|e| Some((e.name.clone(), e.manifest.as_ref()?.version.clone())))
+            .collect();
+        let bytes: Arc<[u8]> = bytes.into();
+        let (trusted, allow_unsigned, max_bytes) = (
+            self.config.trusted_keys.clone(),
+            self.config.allow_unsigned_packages,
+            self.config.package_max_bytes,
+        );
+        let checked = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || {
+                packages::check(
+                    &bytes,
+                    &Rules {
+                        max_bytes,
+                        trusted: &trusted,
+                        allow_unsigned,
+                        installed: &installed,
+                    },
+                )
+            })
+            .await
+            .map_err(|e| InstallError::Io {
+                name: String::new(),
+                error: e.to_string(),
+            })??
+        };
+        self.install_checked(checked, &bytes, by).await
+    }
+
+    async fn install_checked(
+        &self,
+        package: Package,
+        bytes: &[u8],
+        by: &str,
+    ) -> Result<Installed, InstallError> {
+        let name = package.info.name.clone();
+        let version = package.info.version.clone();
+        let lock = self.lock_for(&name);
+        let _guard = lock.lock().await;
+        let folder = self.folder(&name);
+        let io = |error: std::io::Error| InstallError::Io {
+            name: name.clone(),
+            error: error.to_string(),
+        };
+        let marker = read_marker(&folder);
+        let current: Option<Value> = std::fs::read_to_string(folder.join(manifest::FILE_NAME))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        if is_module_folder(&folder) {
+            match &marker {
+                Some(marker) if marker.version == version => {
+                    if marker.sha256 == package.sha256 {
+                        let entry = self.get(&name)?;
+                        return Ok(Installed {
+                            entry,
+                            changed: false,
+                            version,
+                            signer: package.signer,
+                        });
+                    }
+                    return Err(InstallError::VersionConflict { name, version });
+                }
+                Some(_) => {}
+                None => {
+                    let ours = not_from_package(&folder, current.as_ref());
+                    if !ours.is_empty() {
+                        return Err(InstallError::NotFromPackage { name, files: ours });
+                    }
+                }
+            }
+        }
+        let text = merged_manifest(
+            &package.manifest_text,
+            current.as_ref(),
+            marker.as_ref().map(|m| &m.manifest),
+        );
+        let root = self.config.modules_dir.join(".staging");
+        let stamp = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let staged = root.join(&stamp);
+        write_folder(&staged, &package, &text).map_err(io)?;
+        let previous = folder
+            .exists()
+            .then(|| root.join(format!("{stamp}.previous")));
+        if let Some(previous) = &previous {
+            std::fs::rename(&folder, previous).map_err(io)?;
+        }
+        if let Err(e) = std::fs::rename(&staged, &folder) {
+            if let Some(previous) = &previous {
+                let _ = std::fs::rename(previous, &folder);
+            }
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(io(e));
+        }
+        let serving_before = self
+            .registry
+            .get(&name)
+            .and_then(|e| e.instance().map(|i| i.info().version.clone()));
+        let result = self.converge(&name, Action::Reload, None).await;
+        let runs = |entry: &ModuleEntry| {
+            entry
+                .instance()
+                .is_some_and(|i| i.info().version == version)
+        };
+        let entry = match result {
+            Ok(entry) if runs(&entry) => entry,
+            other => {
+                let error = match &other {
+                    Ok(entry) => entry
+                        .state
+                        .error()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| format!("it is {}", entry.kind().as_str())),
+                    Err(e) => e.to_string(),
+                };
+                // Put the folder back as it was: the old version keeps serving from it.
+                let failed = root.join(format!("{stamp}.failed"));
+                let _ = std::fs::rename(&folder, &failed);
+                match &previous {
+                    Some(previous) => {
+                        let _ = std::fs::rename(previous, &folder);
+                    }
+                    None => self.forget(&name),
+                }
+                let _ = std::fs::remove_dir_all(&failed);
+                return Err(InstallError::StartFailed {
+                    name,
+                    version,
+                    error,
+                    serving: serving_before,
+                });
+            }
+        };
+        if let Some(previous) = &previous {
+            let _ = std::fs::remove_dir_all(previous);
+        }
+        let migrations = entry
+            .instance()
+            .map(|i| {
+                i.migrations()
+                    .iter()
+                    .map(|m| KnownMigration {
+                        version: m.version,
+                        name: m.name.clone(),
+                        expand: m.expands(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let kept = KeptVersion {
+            version: version.clone(),
+            sha256: package.sha256.clone(),
+            size: bytes.len() as u64,
+            signer: package.signer.clone(),
+            installed_at: chrono::Utc::now(),
+            installed_by: by.to_owned(),
+            migrations,
+        };
+        if let Err(e) = self.packages.keep(&name, &kept, bytes).await {
+            tracing::warn!(module = %name, "{name} {version} is installed but not kept for rollbacks: {e}");
+        }
+        let keep = self.config.package_versions_kept as usize;
+        match self.packages.prune(&name, keep, &version).await {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(module = %name, "kept versions beyond the last {keep} deleted: {}", gone.join(", "));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(module = %name, "cannot delete old kept versions: {e}"),
+        }
+        Ok(Installed {
+            entry,
+            changed: true,
+            version,
+            signer: package.signer,
+        })
+    }
+
+    /// The kept versions of `name`, the last installed first.
+    pub async fn kept_versions(&self, name: &str) -> Result<Vec<KeptVersion>, InstallError> {
+        self.packages.list(name).await.map_err(InstallError::Store)
+    }
+
+    /// Make the kept version `to` of `name` serve again (default: the highest kept version
+    /// below the serving one), for the caller named `by`: the version it left, and the install.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+        by: &str,
+    ) -> Result<(String, Installed), InstallError> {
+        let entry = self.get(name)?;
+        let serving = entry
+            .instance()
+            .map(|i| i.info().version.clone())
+            .or_else(|| entry.manifest.as_ref().map(|m| m.version.clone()))
+            .unwrap_or_default();
+        let kept = self.kept_versions(name).await?;
+        let target =
+            match to {
+                Some(version) => kept.iter().find(|k| k.version == version).ok_or_else(|| {
+                    InstallError::NotKept {
+                        name: name.to_owned(),
+                        version: version.to_owned(),
+                    }
+                })?,
+                // The highest kept version below the serving one: a rollback always goes down.
+                None => {
+                    let below = semver::Version::parse(&serving).ok();
+                    kept.iter()
+                        .filter_map(|k| Some((semver::Version::parse(&k.version).ok()?, k)))
+                        .filter(|(version, _)| below.as_ref().is_some_and(|b| version < b))
+                        .max_by(|a, b| a.0.cmp(&b.0))
+                        .map(|(_, k)| k)
+                        .ok_or_else(|| InstallError::NoPrevious {
+                            name: name.to_owned(),
+                            serving: serving.clone(),
+                        })?
+                }
+            };
+        let known: BTreeSet<u32> = target.migrations.iter().map(|m| m.version).collect();
+        let applied = self
+            .packages
+            .applied_migrations(name)
+            .await
+            .map_err(InstallError::Store)?;
+        let blocking: Vec<String> = applied
+            .iter()
+            .filter(|(version, _)| !known.contains(&(*version as u32)))
+            .filter(|(version, _)| {
+                !kept
+                    .iter()
+                    .flat_map(|k| &k.migrations)
+                    .any(|m| m.version == *version as u32 && m.expand)
+            })
+            .map(|(version, name)| format!("{version:04} {name}"))
+            .collect();
+        if !blocking.is_empty() {
+            return Err(InstallError::MigrationsAhead {
+                name: name.to_owned(),
+                version: target.version.clone(),
+                migrations: blocking,
+            });
+        }
+        let bytes = self
+            .packages
+            .bytes(name, &target.version)
+            .await
+            .map_err(InstallError::Store)?
+            .ok_or_else(|| InstallError::NotKept {
+                name: name.to_owned(),
+                version: target.version.clone(),
+            })?;
+        let installed = self.install_package(bytes, by).await?;
+        Ok((serving, installed))
+    }
+}
+
+/// The hub's record in `folder`, if an install made it.
+fn read_marker(folder: &Path) -> Option<Marker> {
+    let text = std::fs::read_to_string(folder.join(MARKER)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The files of `folder` a package would not hold (a source crate, say): an install must not
+/// replace them.
+fn not_from_package(folder: &Path, current: Option<&Value>) -> Vec<String> {
+    let library = current
+        .and_then(|m| m["library"].as_str().map(str::to_owned))
+        .or_else(|| {
+            let name = current?["name"].as_str()?.to_owned();
+            Some(format!(
+                "{}{name}{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            ))
+        })
+        .unwrap_or_default();
+    let mut extra: Vec<String> = std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f != manifest::FILE_NAME && *f != library && f != "README.md")
+                .collect()
+        })
+        .unwrap_or_default();
+    extra.sort();
+    extra
+}
+
+/// The `module.json` to write: the package's, with what the operator set on the installed
+/// version carried over — `enabled`, `safety` and `audience`, and each setting whose value
+/// differs from what the previous package shipped. A first install is enabled.
+fn merged_manifest(package: &str, current: Option<&Value>, shipped: Option<&Value>) -> String {
+    let Ok(Value::Object(mut new)) = serde_json::from_str::<Value>(package) else {
+        return package.to_owned();
+    };
+    match current {
+        None => {
+            new.insert("enabled".to_owned(), Value::Bool(true));
+        }
+        Some(current) => {
+            for key in ["enabled", "safety", "audience"] {
+                if let Some(value) = current.get(key) {
+                    new.insert(key.to_owned(), value.clone());
+                }
+            }
+            if let (Some(theirs), Some(Value::Object(config))) =
+                (current["config"].as_object(), new.get_mut("config"))
+            {
+                for (key, value) in theirs {
+                    let default = shipped.and_then(|s| s["config"].get(key));
+                    if config.contains_key(key) && default != Some(value) {
+                        config.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&Value::Object(new)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Write the module's files, its merged `module.json` and the hub's record into `folder`.
+fn write_folder(folder: &Path, package: &Package, manifest: &str) -> std::io::Result<()> {
+    // The merged manifest must still be a valid one.
+    Manifest::parse(
+        &Path::new(&package.info.name).join(manifest::FILE_NAME),
+        &package.info.name,
+        manifest,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::create_dir_all(folder)?;
+    for (path, bytes) in &package.files {
+        if path == manifest::FILE_NAME {
+            continue;
+        }
+        std::fs::write(folder.join(path), bytes)?;
+    }
+    std::fs::write(folder.join(manifest::FILE_NAME), manifest)?;
+    let marker = Marker {
+        version: package.info.version.clone(),
+        sha256: package.sha256.clone(),
+        manifest: serde_json::from_str(&package.manifest_text).unwrap_or(Value::Null),
+    };
+    std::fs::write(
+        folder.join(MARKER),
+        serde_json::to_vec_pretty(&marker).unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_upgrade_keeps_what_the_operator_set() {
+        let package = r#"{"name": "x", "version": "2.0.0", "enabled": false, "config": {"page_size": 50, "title": "X", "new": 1}}"#;
+        let shipped =
+            json!({"name": "x", "version": "1.0.0", "config": {"page_size": 50, "title": "X"}});
+        let current = json!({"name": "x", "version": "1.0.0", "enabled": true, "safety": {"read_only": false},
+            "config": {"page_size": 20, "title": "X", "gone": true}});
+        let merged: Value =
+            serde_json::from_str(&merged_manifest(package, Some(&current), Some(&shipped)))
+                .unwrap();
+        assert_eq!(
+            merged,
+            json!({"name": "x", "version": "2.0.0", "enabled": true, "safety": {"read_only": false},
+                "config": {"page_size": 20, "title": "X", "new": 1}})
+        );
+        let fresh: Value = serde_json::from_str(&merged_manifest(package, None, None)).unwrap();
+        assert_eq!(fresh["enabled"], true);
+    }
+}

@@ -1,0 +1,485 @@
+//! Module packages (issue 18): bad packages refused before anything is written, with the module
+//! that runs still serving; signed packages installed, upgraded, kept and rolled back through
+//! the start protocol of a reload; migrations ahead of a rollback refused unless expand.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::support::packages::{Contents, Keys, Kind, archive, compress};
+use crate::support::{Hub, Setup, lib_file};
+
+const LIMIT: usize = 16 * 1024 * 1024;
+
+fn hub_with(keys: &Keys) -> Setup {
+    Setup::new()
+        .env("HUB_TRUSTED_KEYS", &keys.public)
+        .env("HUB_PACKAGE_MAX_BYTES", &LIMIT.to_string())
+}
+
+/// Every entry of `dir`, recursively, as relative paths.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read dir").flatten() {
+            let path = entry.path();
+            out.push(
+                path.strip_prefix(dir)
+                    .expect("inside")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn error(reply: &crate::support::Reply) -> (u16, String, String) {
+    let body = reply.json();
+    (
+        reply.status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[test]
+fn bad_packages_are_refused_before_anything_is_written_and_the_running_version_keeps_serving() {
+    let keys = Keys::new();
+    let hub = hub_with(&keys).fixture("pk", json!({})).start();
+    let before = tree(&hub.modules_dir());
+    let good = Contents::fixture("fixture-v2", "pk", "0.2.0", json!({}));
+    let signed = good.write(Some(&keys));
+    let lib = lib_file("pk");
+    let description = serde_json::to_vec_pretty(&good.info).expect("json");
+    let file = |bytes: &[u8]| Kind::File(bytes.to_vec());
+    let mut other_platform = good.clone();
+    other_platform.info.platform = "riscv64-plan9".to_owned();
+    let mut old_api = Contents::fixture("fixture-v2", "pk", "0.2.0", json!({"hub_api": "^0.1"}));
+    old_api.info.hub_api = Some("^0.1".to_owned());
+    let bad_name = Contents::fixture("fixture-v2", "Bad-Name", "0.2.0", json!({}));
+    let needs = Contents::fixture(
+        "fixture-v2",
+        "pk",
+        "0.2.0",
+        json!({"dependencies": {"customers": "^1"}}),
+    );
+    // The library changed after its hash was listed.
+    let mut tampered = good.clone();
+    let last = tampered.files[1].1.len() - 1;
+    tampered.files[1].1[last] ^= 1;
+    let tampered = hub_package::write(&tampered.info, &tampered.files, |d| Some(keys.sign(d)))
+        .expect("package");
+    // A good signature, over another description.
+    let mut other = good.info.clone();
+    other.description = Some("something else".to_owned());
+    let other_signature = keys.sign(&serde_json::to_vec_pretty(&other).expect("json"));
+    let signed_over_other = archive(&[
+        ("package.json", file(&description)),
+        (
+            "package.json.minisig",
+            Kind::File(other_signature.into_bytes()),
+        ),
+        ("module/module.json", file(&good.files[0].1)),
+        (&format!("module/{lib}"), file(&good.files[1].1)),
+        ("module/README.md", file(&good.files[2].1)),
+    ]);
+    let stranger = Keys::new();
+    let zeros = vec![0u8; LIMIT + 1];
+    let cases: Vec<(&str, Vec<u8>, u16, &str, String)> = vec![
+        (
+            "truncated",
+            signed[..signed.len() / 2].to_vec(),
+            422,
+            "bad_package",
+            "the package is not a module package: its compressed data is cut or damaged".to_owned(),
+        ),
+        (
+            "not an archive",
+            b"PK\x03\x04 a zip file".to_vec(),
+            422,
+            "bad_package",
+            "the package is not a module package: it is not a Zstandard-compressed archive".to_owned(),
+        ),
+        (
+            "path traversal",
+            archive(&[("../../etc/x", file(b"x"))]),
+            422,
+            "unsafe_entry",
+            "the package's entry \"../../etc/x\" is refused: its path climbs out of the package (..)".to_owned(),
+        ),
+        (
+            "absolute path",
+            archive(&[("/etc/x", file(b"x"))]),
+            422,
+            "unsafe_entry",
+            "the package's entry \"/etc/x\" is refused: its path is absolute".to_owned(),
+        ),
+        (
+            "symlink",
+            archive(&[("module/passwd", Kind::Symlink("/etc/passwd"))]),
+            422,
+            "unsafe_entry",
+            "the package's entry \"module/passwd\" is refused: it is a symbolic link".to_owned(),
+        ),
+        (
+            "hard link",
+            archive(&[("module/passwd", Kind::HardLink("/etc/passwd"))]),
+            422,
+            "unsafe_entry",
+            "the package's entry \"module/passwd\" is refused: it is a hard link".to_owned(),
+        ),
+        (
+            "device",
+            archive(&[("module/null", Kind::Device)]),
+            422,
+            "unsafe_entry",
+            "the package's entry \"module/null\" is refused: it is a device or a pipe".to_owned(),
+        ),
+        (
+            "outside the folder",
+            archive(&[("module/sub/x", file(b"x"))]),
+            422,
+            "unsafe_entry",
+            "the package's entry \"module/sub/x\" is refused: it is outside the package's folder".to_owned(),
+        ),
+        (
+            "file list mismatch",
+            tampered,
+            422,
+            "hash_mismatch",
+            format!("the package's files do not match its list: {lib} does not have the size and SHA-256 package.json lists"),
+        ),
+        (
+            "unknown key",
+            good.write(Some(&stranger)),
+            422,
+            "untrusted_package",
+            format!("the package is signed by key {}, which HUB_TRUSTED_KEYS does not list", stranger.id),
+        ),
+        (
+            "signature over other bytes",
+            signed_over_other,
+            422,
+            "untrusted_package",
+            format!("the package's signature by key {} does not match its contents: it was signed over other bytes", keys.id),
+        ),
+        (
+            "unsigned",
+            good.write(None),
+            422,
+            "untrusted_package",
+            "the package is not signed: sign it (cargo xtask package <module> --key <secret key>) with a key in HUB_TRUSTED_KEYS".to_owned(),
+        ),
+        (
+            "another platform",
+            other_platform.write(Some(&keys)),
+            422,
+            "wrong_platform",
+            format!("the package is built for riscv64-plan9; this hub runs on {}", hub_package::platform()),
+        ),
+        (
+            "incompatible hub_api",
+            old_api.write(Some(&keys)),
+            422,
+            "incompatible_api",
+            format!("the package needs plugin-api ^0.1 (hub_api); this hub has {}", plugin_api::API_VERSION),
+        ),
+        (
+            "a name that breaks the rule",
+            bad_name.write(Some(&keys)),
+            422,
+            "bad_package",
+            "the package's module name \"Bad-Name\" is invalid".to_owned(),
+        ),
+        (
+            "a dependency not installed",
+            needs.write(Some(&keys)),
+            409,
+            "dependencies_missing",
+            "the package's dependencies are not installed here: customers (^1) is not installed".to_owned(),
+        ),
+        (
+            "bigger than the limit",
+            zeros.clone(),
+            413,
+            "package_too_large",
+            format!("the package is larger than HUB_PACKAGE_MAX_BYTES ({LIMIT} bytes): the request body is larger"),
+        ),
+        (
+            "a decompression bomb",
+            compress(&zeros),
+            413,
+            "package_too_large",
+            format!("the package is larger than HUB_PACKAGE_MAX_BYTES ({LIMIT} bytes): it unpacks to more than {LIMIT} bytes"),
+        ),
+    ];
+    for (case, bytes, status, code, message) in cases {
+        let reply = hub.install(&bytes, None);
+        let (got_status, got_code, got_message) = error(&reply);
+        assert_eq!(
+            (got_status, got_code.as_str()),
+            (status, code),
+            "{case}: {}",
+            reply.body
+        );
+        assert!(
+            got_message.starts_with(&message),
+            "{case}: {got_message:?} should start with {message:?}"
+        );
+        assert_eq!(tree(&hub.modules_dir()), before, "{case}: nothing written");
+        let build = hub.get("/api/v1/pk/build");
+        assert_eq!(build.status, 200, "{case}: pk still serves");
+    }
+    assert_eq!(hub.get("/api/v1/modules/pk").json()["version"], "0.1.0");
+    // The refusals are in the audit log.
+    let audit = hub.get("/api/v1/audit?action=package.install").json();
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(18),
+        "{audit}"
+    );
+    // Only with modules.install.
+    let reply = hub.request_with(
+        "POST",
+        "/api/v1/tokens",
+        &[("Content-Type", "application/json".to_owned())],
+        Some(&json!({"name": "reader", "permissions": ["modules.read"]}).to_string()),
+    );
+    let reader = reply.json()["token_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let reply = hub.install(&signed, Some(&reader));
+    assert_eq!(
+        error(&reply),
+        (
+            403,
+            "permission_denied".to_owned(),
+            "this needs permission 'modules.install': ask an administrator for a role that grants it".to_owned()
+        )
+    );
+}
+
+/// The module object's version and the version its build route reports.
+fn serving(hub: &Hub, name: &str) -> (String, Value) {
+    let module = hub.get(&format!("/api/v1/modules/{name}")).json();
+    (
+        module["version"].as_str().unwrap_or_default().to_owned(),
+        module["state"].clone(),
+    )
+}
+
+fn versions(hub: &Hub, name: &str) -> Vec<(String, bool)> {
+    let reply = hub.get(&format!("/api/v1/modules/{name}/versions"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap_or_default().to_owned(),
+                v["serving"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_signed_package_installs_upgrades_and_rolls_back_in_one_call() {
+    let keys = Keys::new();
+    let hub = hub_with(&keys).env("MODULES_AUTO_RELOAD", "false").start();
+    let v1 = Contents::fixture("fixture", "pk", "0.1.0", json!({})).write(Some(&keys));
+    let v2 = Contents::fixture("fixture-v2", "pk", "0.2.0", json!({})).write(Some(&keys));
+    let v3 = Contents::fixture("fixture-v3", "pk", "0.3.0", json!({})).write(Some(&keys));
+    // A first install: enabled, running, answered with the module object.
+    let reply = hub.install(&v1, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let module = reply.json();
+    assert_eq!(
+        (
+            module["name"].clone(),
+            module["version"].clone(),
+            module["state"].clone(),
+            module["enabled"].clone()
+        ),
+        (json!("pk"), json!("0.1.0"), json!("running"), json!(true))
+    );
+    assert_eq!(hub.get("/api/v1/pk/build").status, 200);
+    // The same bytes again: nothing changes.
+    let reply = hub.install(&v1, None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The operator turns READ_ONLY off; the upgrade keeps it off.
+    let reply = hub.request_with(
+        "PUT",
+        "/api/v1/modules/pk/safety",
+        &[("Content-Type", "application/json".to_owned())],
+        Some(r#"{"read_only": false}"#),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = hub.install(&v2, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let module = reply.json();
+    assert_eq!(module["version"], "0.2.0");
+    assert_eq!(module["last_reload"]["outcome"], "ok");
+    assert_eq!(module["safety"]["read_only"], false, "{module}");
+    assert_eq!(
+        versions(&hub, "pk"),
+        [("0.2.0".to_owned(), true), ("0.1.0".to_owned(), false)]
+    );
+    let listed = hub.get("/api/v1/modules/pk/versions").json();
+    assert_eq!(listed["serving"], "0.2.0");
+    assert_eq!(
+        (
+            listed["versions"][0]["signer"].clone(),
+            listed["versions"][0]["installed_by"].clone(),
+            listed["versions"][0]["migrations"].clone()
+        ),
+        (
+            json!(keys.id),
+            json!("admin"),
+            json!([{"version": 1, "name": "widen", "expand": true}])
+        )
+    );
+    // Another build with the same version is refused.
+    let same_version = Contents::fixture("fixture-v3", "pk", "0.2.0", json!({})).write(Some(&keys));
+    assert_eq!(
+        error(&hub.install(&same_version, None)),
+        (
+            409,
+            "version_conflict".to_owned(),
+            "version 0.2.0 of module 'pk' is installed with other contents: give the new build a new version".to_owned()
+        )
+    );
+    // Rollback: 0.2.0's only migration is expand, so 0.1.0 may serve again.
+    let reply = hub.request("POST", "/api/v1/modules/pk/rollback", None, None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(serving(&hub, "pk"), ("0.1.0".to_owned(), json!("running")));
+    assert_eq!(hub.get("/api/v1/pk/build").status, 200);
+    // Nothing before 0.1.0.
+    assert_eq!(
+        error(&hub.request("POST", "/api/v1/modules/pk/rollback", None, None)),
+        (
+            409,
+            "no_previous_version".to_owned(),
+            "module 'pk' has no kept version before 0.1.0: nothing to roll back to".to_owned()
+        )
+    );
+    // 0.3.0 applies a migration that is not expand: no way back to 0.2.0 or 0.1.0.
+    let reply = hub.install(&v3, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    for query in ["", "?to=0.1.0"] {
+        let reply = hub.request(
+            "POST",
+            &format!("/api/v1/modules/pk/rollback{query}"),
+            None,
+            None,
+        );
+        let (status, code, _) = error(&reply);
+        assert_eq!(
+            (status, code.as_str()),
+            (409, "migrations_ahead"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(
+            reply.json()["error"]["details"]["migrations"],
+            json!(["0002 narrow"])
+        );
+    }
+    assert_eq!(serving(&hub, "pk").0, "0.3.0");
+    let reply = hub.request("POST", "/api/v1/modules/pk/rollback?to=9.9.9", None, None);
+    assert_eq!(error(&reply).1, "version_not_kept");
+    // Audited, with who and what.
+    let audit = hub.get("/api/v1/audit?action=module.rollback").json();
+    let first = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["outcome"] == "ok")
+        .cloned()
+        .expect("a rollback");
+    assert_eq!(
+        (
+            first["module"].clone(),
+            first["target"].clone(),
+            first["details"]["from"].clone()
+        ),
+        (json!("pk"), json!("0.1.0"), json!("0.2.0"))
+    );
+}
+
+#[test]
+fn a_package_that_does_not_start_leaves_the_old_version_serving_and_sources_are_never_replaced() {
+    let keys = Keys::new();
+    let hub = hub_with(&keys)
+        .env("HUB_ALLOW_UNSIGNED_PACKAGES", "true")
+        .fixture("src", json!({}))
+        .file("src/Cargo.toml", "[package]\nname = \"src\"\n")
+        .start();
+    let v1 = Contents::fixture("fixture", "pk", "0.1.0", json!({})).write(None);
+    let reply = hub.install(&v1, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let listed = hub.get("/api/v1/modules/pk/versions").json();
+    assert_eq!(
+        listed["versions"][0]["signer"],
+        Value::Null,
+        "unsigned, allowed"
+    );
+    assert!(hub.logs().contains("HUB_ALLOW_UNSIGNED_PACKAGES=true"));
+    let before = std::fs::read_to_string(hub.modules_dir().join("pk/module.json")).expect("read");
+    // 0.2.0 fails its init: 0.1.0 keeps serving, its folder as it was.
+    let broken = Contents::fixture(
+        "fixture-v2",
+        "pk",
+        "0.2.0",
+        json!({"config": {"init": "error"}}),
+    )
+    .write(Some(&keys));
+    let reply = hub.install(&broken, None);
+    let (status, code, message) = error(&reply);
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "start_failed"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        message.starts_with("module 'pk' 0.2.0 did not start: ")
+            && message.ends_with("; version 0.1.0 keeps serving"),
+        "{message}"
+    );
+    assert_eq!(serving(&hub, "pk"), ("0.1.0".to_owned(), json!("running")));
+    assert_eq!(
+        std::fs::read_to_string(hub.modules_dir().join("pk/module.json")).expect("read"),
+        before
+    );
+    assert_eq!(
+        tree(&hub.modules_dir().join(".staging")),
+        Vec::<String>::new()
+    );
+    // A module whose folder holds a source crate is not replaced by a package.
+    let src = Contents::fixture("fixture-v2", "src", "0.2.0", json!({})).write(Some(&keys));
+    let reply = hub.install(&src, None);
+    assert_eq!(
+        error(&reply),
+        (
+            409,
+            "not_from_package".to_owned(),
+            "module 'src' in MODULES_DIR was not installed from a package (its folder holds Cargo.toml): move those files away, or install under another name".to_owned()
+        )
+    );
+    assert!(hub.modules_dir().join("src/Cargo.toml").is_file());
+}
