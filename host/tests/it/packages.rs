@@ -300,7 +300,10 @@ fn versions(hub: &Hub, name: &str) -> Vec<(String, bool)> {
 #[test]
 fn a_signed_package_installs_upgrades_and_rolls_back_in_one_call() {
     let keys = Keys::new();
-    let hub = hub_with(&keys).env("MODULES_AUTO_RELOAD", "false").start();
+    let hub = hub_with(&keys)
+        .env("MODULES_AUTO_RELOAD", "false")
+        .env("HUB_PACKAGE_VERSIONS_KEPT", "2")
+        .start();
     let v1 = Contents::fixture("fixture", "pk", "0.1.0", json!({})).write(Some(&keys));
     let v2 = Contents::fixture("fixture-v2", "pk", "0.2.0", json!({})).write(Some(&keys));
     let v3 = Contents::fixture("fixture-v3", "pk", "0.3.0", json!({})).write(Some(&keys));
@@ -380,6 +383,11 @@ fn a_signed_package_installs_upgrades_and_rolls_back_in_one_call() {
     // 0.3.0 applies a migration that is not expand: no way back to 0.2.0 or 0.1.0.
     let reply = hub.install(&v3, None);
     assert_eq!(reply.status, 201, "{}", reply.body);
+    // Two kept (HUB_PACKAGE_VERSIONS_KEPT): the last two installed, 0.1.0 again by the rollback.
+    assert_eq!(
+        versions(&hub, "pk"),
+        [("0.3.0".to_owned(), true), ("0.1.0".to_owned(), false)]
+    );
     for query in ["", "?to=0.1.0"] {
         let reply = hub.request(
             "POST",
@@ -482,4 +490,29 @@ fn a_package_that_does_not_start_leaves_the_old_version_serving_and_sources_are_
         )
     );
     assert!(hub.modules_dir().join("src/Cargo.toml").is_file());
+}
+
+#[test]
+fn without_a_database_kept_versions_live_in_a_folder_the_hub_owns() {
+    let keys = Keys::new();
+    let hub = Setup::without_database()
+        .env("HUB_TRUSTED_KEYS", &keys.public)
+        .env("HUB_PACKAGE_MAX_BYTES", &LIMIT.to_string())
+        .start();
+    let package = Contents::fixture("fixture", "pk", "0.1.0", json!({})).write(Some(&keys));
+    let reply = hub.install(&package, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        tree(&hub.modules_dir().join(".packages/pk")),
+        ["0.1.0.hubpkg", "0.1.0.json"]
+    );
+    assert_eq!(
+        std::fs::read(hub.modules_dir().join(".packages/pk/0.1.0.hubpkg")).expect("kept"),
+        package
+    );
+    assert_eq!(versions(&hub, "pk"), [("0.1.0".to_owned(), true)]);
+    assert_eq!(
+        error(&hub.request("POST", "/api/v1/modules/pk/rollback", None, None)).1,
+        "no_previous_version"
+    );
 }
