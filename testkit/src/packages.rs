@@ -51,11 +51,16 @@ impl Contents {
     /// Module `name` at `version` from the fixture build `build` (`fixture`, `fixture-v2`,
     /// `fixture-v3`), its manifest `{"name", "version"}` with `extra` merged in.
     pub fn fixture(build: &str, name: &str, version: &str, extra: Value) -> Contents {
+        Contents::library(build, "fixture", name, version, extra)
+    }
+
+    /// Like [`Contents::fixture`], from the library `lib` (`fixture`, `dbfix`) of build `build`.
+    pub fn library(build: &str, lib: &str, name: &str, version: &str, extra: Value) -> Contents {
         let mut manifest = json!({"name": name, "version": version});
         if let (Some(m), Value::Object(extra)) = (manifest.as_object_mut(), extra) {
             m.extend(extra);
         }
-        let library_path = artifacts().join(build).join(lib_file("fixture"));
+        let library_path = artifacts().join(build).join(lib_file(lib));
         let library = std::fs::read(&library_path).unwrap_or_else(|e| {
             panic!(
                 "read {}: {e} (run cargo xtask test)",

@@ -92,6 +92,15 @@ pub async fn bytes(
     Ok(row.map(|r| r.get(0)))
 }
 
+/// Delete every kept version of `module`.
+pub async fn delete_all(db: &Database, module: &str) -> Result<u64, StoreError> {
+    let conn = db.hub_client().await?;
+    Ok(conn
+        .client()
+        .execute("DELETE FROM hub_packages WHERE module = $1", &[&module])
+        .await?)
+}
+
 /// Delete the kept versions of `module` named in `versions`.
 pub async fn delete(db: &Database, module: &str, versions: &[String]) -> Result<(), StoreError> {
     let conn = db.hub_client().await?;
@@ -118,4 +127,140 @@ pub async fn applied_migrations(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What a module has in the database, as the uninstall preview lists it.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ModuleObjects {
+    /// Its tables, with their rows (counted) and size on disk.
+    pub tables: Vec<TableObject>,
+    /// Its other objects: views, sequences, functions, types (`kind name`).
+    pub other_objects: Vec<String>,
+    /// Its PostgreSQL roles (writer, reader); none before its first use of the database.
+    pub roles: Vec<String>,
+    /// What its roles were granted on other modules' objects (`SELECT on customers_items`).
+    pub grants: Vec<String>,
+}
+
+/// One of a module's tables.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TableObject {
+    pub name: String,
+    pub rows: i64,
+    /// With indexes and TOAST.
+    pub bytes: i64,
+}
+
+/// The objects `module`'s roles own and what they were granted elsewhere.
+pub async fn module_objects(db: &Database, module: &str) -> Result<ModuleObjects, StoreError> {
+    let conn = db.hub_client().await?;
+    let client = conn.client();
+    let Some(row) = client
+        .query_opt(
+            "SELECT writer, reader FROM hub_module_roles WHERE module = $1",
+            &[&module],
+        )
+        .await?
+    else {
+        return Ok(ModuleObjects::default());
+    };
+    let (writer, reader): (String, String) = (row.get(0), row.get(1));
+    let mut objects = ModuleObjects {
+        roles: vec![writer.clone(), reader.clone()],
+        ..ModuleObjects::default()
+    };
+    let relations = client
+        .query(
+            "SELECT c.relkind::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relname::text, \
+                    pg_total_relation_size(c.oid) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+             ORDER BY c.relname",
+            &[&writer],
+        )
+        .await?;
+    for row in &relations {
+        let (kind, qualified, name, bytes): (String, String, String, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        match kind.as_str() {
+            "r" | "p" => {
+                let rows: i64 = client
+                    .query_one(&format!("SELECT count(*) FROM {qualified}"), &[])
+                    .await?
+                    .get(0);
+                objects.tables.push(TableObject { name, rows, bytes });
+            }
+            "v" => objects.other_objects.push(format!("view {name}")),
+            "m" => objects
+                .other_objects
+                .push(format!("materialized view {name}")),
+            "S" => objects.other_objects.push(format!("sequence {name}")),
+            _ => objects.other_objects.push(format!("foreign table {name}")),
+        }
+    }
+    for row in client
+        .query(
+            "SELECT 'function ' || p.proname::text FROM pg_proc p \
+             WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+             UNION ALL \
+             SELECT 'type ' || t.typname::text FROM pg_type t \
+             WHERE t.typowner = (SELECT oid FROM pg_roles WHERE rolname = $1) AND t.typtype IN ('e', 'd', 'r') \
+             ORDER BY 1",
+            &[&writer],
+        )
+        .await?
+    {
+        objects.other_objects.push(row.get(0));
+    }
+    for row in client
+        .query(
+            "SELECT string_agg(privilege_type, ', ' ORDER BY privilege_type) || ' on ' || table_name \
+             FROM information_schema.role_table_grants \
+             WHERE grantee IN ($1, $2) AND grantor NOT IN ($1, $2) \
+               AND table_name NOT IN (SELECT c.relname FROM pg_class c \
+                   WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1)) \
+             GROUP BY grantee, table_name ORDER BY 1",
+            &[&writer, &reader],
+        )
+        .await?
+    {
+        objects.grants.push(row.get(0));
+    }
+    Ok(objects)
+}
+
+/// Drop everything `module` has in the database, in one transaction: its objects (`DROP OWNED
+/// BY` its roles, which also takes back their grants), its migration rows, its roles, its
+/// jobs. The number of migration rows deleted.
+pub async fn purge(db: &Database, module: &str) -> Result<u64, StoreError> {
+    let mut conn = db.hub_client().await?;
+    let tx = conn.client_mut().transaction().await?;
+    let roles = tx
+        .query_opt(
+            "DELETE FROM hub_module_roles WHERE module = $1 RETURNING writer, reader",
+            &[&module],
+        )
+        .await?;
+    if let Some(row) = roles {
+        let (writer, reader): (String, String) = (row.get(0), row.get(1));
+        let (w, r) = (super::quote_ident(&writer), super::quote_ident(&reader));
+        tx.batch_execute(&format!(
+            // One role at a time: both at once trips over the writer's default privileges
+            // that name the reader ("could not find tuple for default ACL").
+            "DROP OWNED BY {w} CASCADE; DROP OWNED BY {r} CASCADE; DROP ROLE IF EXISTS {w}; DROP ROLE IF EXISTS {r}"
+        ))
+        .await?;
+    }
+    let migrations = tx
+        .execute(
+            "DELETE FROM module_migrations WHERE module = $1",
+            &[&module],
+        )
+        .await?;
+    tx.execute("DELETE FROM hub_jobs WHERE module = $1", &[&module])
+        .await?;
+    tx.commit().await?;
+    db.roles.forget(module);
+    Ok(migrations)
 }

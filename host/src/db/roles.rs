@@ -88,6 +88,13 @@ impl Roles {
             .map(|(m, _)| m.clone())
     }
 
+    /// Forget `module`'s roles (dropped by a purge): set up again before its next use.
+    pub fn forget(&self, module: &str) {
+        if let Ok(mut ready) = self.ready.write() {
+            ready.remove(module);
+        }
+    }
+
     /// `module`'s set-up roles, when they are.
     pub fn ready(&self, module: &str) -> Option<Arc<ModuleRoles>> {
         self.ready.read().ok()?.get(module).cloned()

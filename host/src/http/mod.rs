@@ -244,6 +244,12 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/{name}")
                     .route(web::get().to(api::get))
+                    .route(web::delete().to(packages::uninstall))
+                    .default_service(web::to(api::admin_not_allowed("GET, DELETE"))),
+            )
+            .service(
+                web::resource("/{name}/uninstall")
+                    .route(web::get().to(packages::uninstall_preview))
                     .default_service(web::to(api::admin_not_allowed("GET"))),
             )
             .service(

@@ -57,6 +57,8 @@ use crate::lifecycle::Hub;
         super::packages::install,
         super::packages::versions,
         super::packages::rollback,
+        super::packages::uninstall_preview,
+        super::packages::uninstall,
     ),
     components(schemas(super::api::ModuleAction, super::api::JobAction, super::dispatch::HealthBody)),
     tags(

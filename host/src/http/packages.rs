@@ -13,7 +13,7 @@ use super::api::{action_error, one, valid_name};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use crate::identity::Event;
-use crate::lifecycle::{Hub, InstallError, Installed};
+use crate::lifecycle::{Hub, InstallError, Installed, UninstallPreview};
 use crate::packages::PackageError;
 use crate::packages::store::KeptVersion;
 use crate::status::ModuleObject;
@@ -279,4 +279,114 @@ pub(crate) async fn rollback(
         json!({"from": from, "to": to}),
     );
     answer(&hub, result?, StatusCode::OK).await
+}
+
+/// What uninstalling a module would remove — its tables with their rows and sizes, its other
+/// objects, its migration rows, its files and kept versions, its roles and grants — and the
+/// modules or files that stop it.
+#[utoipa::path(get, path = "/api/v1/modules/{name}/uninstall", tag = "packages",
+    security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
+    responses(
+        (status = 200, description = "The preview", body = UninstallPreview),
+        (status = 400, description = "The name breaks the name rule", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 503, description = "The database cannot be read (`store_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn uninstall_preview(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
+    let name = valid_name(&name)?;
+    let preview = hub.uninstall_preview(name).await.map_err(install_error)?;
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+/// Whether an uninstall also drops the module's data.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UninstallQuery {
+    /// Also drop its objects, its roles and its migration rows (one transaction). Default:
+    /// its data stays.
+    purge: Option<bool>,
+}
+
+/// What an uninstall removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Uninstalled {
+    /// What was removed (the preview, checked again just before).
+    removed: UninstallPreview,
+    /// Whether the module's data was dropped too.
+    purged: bool,
+    /// The migration rows a purge deleted.
+    migrations_deleted: u64,
+}
+
+/// Remove a module: its files and kept versions; with `?purge=true` also its objects, roles and
+/// migration rows. Refused while another module needs it, and for a folder holding files no
+/// package put there.
+#[utoipa::path(delete, path = "/api/v1/modules/{name}", tag = "packages",
+    security(("bearer" = ["modules.install"]), ("session" = ["modules.install"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name"), UninstallQuery),
+    responses(
+        (status = 200, description = "Removed", body = Uninstalled),
+        (status = 400, description = "The name breaks the name rule, or the query is not understood", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.install` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody),
+        (status = 409, description = "Other modules need it (`has_dependents`), or its folder holds files no package put there (`not_from_package`)", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`store_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn uninstall(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    query: web::Query<UninstallQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.install")?;
+    let name = valid_name(&name)?;
+    let purge = query.purge.unwrap_or(false);
+    let result = hub.uninstall(name, purge).await.map_err(install_error);
+    let (outcome, details) = match &result {
+        Ok((removed, migrations)) => (
+            "ok",
+            json!({
+                "purge": purge,
+                "version": removed.version,
+                "files": removed.files,
+                "kept_versions": removed.kept_versions,
+                "dropped": if purge { json!({
+                    "tables": removed.objects.tables.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                    "other_objects": removed.objects.other_objects,
+                    "roles": removed.objects.roles,
+                    "migrations": migrations,
+                }) } else { json!(null) },
+            }),
+        ),
+        Err(error) => (
+            "failed",
+            json!({"purge": purge, "error": error.body().error}),
+        ),
+    };
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: "module.uninstall",
+            module: Some(name),
+            target: result.as_ref().ok().and_then(|(r, _)| r.version.as_deref()),
+            outcome,
+            details: Some(details),
+        },
+    );
+    let (removed, migrations_deleted) = result?;
+    Ok(HttpResponse::Ok().json(Uninstalled {
+        removed,
+        purged: purge,
+        migrations_deleted,
+    }))
 }

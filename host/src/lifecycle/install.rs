@@ -356,6 +356,148 @@ impl Hub {
     }
 }
 
+/// What uninstalling a module takes with it, and what stops it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UninstallPreview {
+    pub module: String,
+    /// The version that serves (`null`: none runs).
+    pub version: Option<String>,
+    /// The files of its folder in MODULES_DIR.
+    pub files: Vec<String>,
+    /// Its kept versions (deleted with it).
+    pub kept_versions: Vec<String>,
+    /// Its rows in `module_migrations` (`0001 init`; deleted by a purge).
+    pub migrations: Vec<String>,
+    /// What it has in the database (dropped by a purge).
+    #[serde(flatten)]
+    pub objects: crate::db::packages::ModuleObjects,
+    /// Modules that need it: while there are any, it stays.
+    pub dependents: Vec<String>,
+    /// Files of its folder that no package holds (a source crate): while they are there, it
+    /// stays (uninstall removes only what an install put there).
+    pub foreign_files: Vec<String>,
+}
+
+impl Hub {
+    /// What uninstalling `name` would remove, and what stops it.
+    pub async fn uninstall_preview(&self, name: &str) -> Result<UninstallPreview, InstallError> {
+        let entry = self.get(name)?;
+        let folder = self.folder(name);
+        let current: Option<Value> = std::fs::read_to_string(folder.join(manifest::FILE_NAME))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let foreign_files = not_from_package(&folder, current.as_ref())
+            .into_iter()
+            .filter(|f| f != MARKER)
+            .collect();
+        let mut dependents: Vec<String> = self
+            .registry
+            .all()
+            .values()
+            .filter(|e| {
+                e.manifest
+                    .as_ref()
+                    .is_some_and(|m| m.dependencies.contains_key(name))
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        dependents.sort();
+        let kept_versions = self
+            .kept_versions(name)
+            .await?
+            .into_iter()
+            .map(|k| k.version)
+            .collect();
+        let migrations = self
+            .packages
+            .applied_migrations(name)
+            .await
+            .map_err(InstallError::Store)?
+            .into_iter()
+            .map(|(version, migration)| format!("{version:04} {migration}"))
+            .collect();
+        let objects = self
+            .packages
+            .objects(name)
+            .await
+            .map_err(InstallError::Store)?;
+        Ok(UninstallPreview {
+            module: name.to_owned(),
+            version: entry.instance().map(|i| i.info().version.clone()),
+            files,
+            kept_versions,
+            migrations,
+            objects,
+            dependents,
+            foreign_files,
+        })
+    }
+
+    /// Remove module `name`: its folder and its kept versions, and with `purge` what it has in
+    /// the database (one transaction). The preview as checked again just before, and the
+    /// migration rows a purge deleted.
+    pub async fn uninstall(
+        &self,
+        name: &str,
+        purge: bool,
+    ) -> Result<(UninstallPreview, u64), InstallError> {
+        let lock = self.lock_for(name);
+        let _guard = lock.lock().await;
+        let preview = self.uninstall_preview(name).await?;
+        if !preview.dependents.is_empty() {
+            return Err(ActionError::HasDependents {
+                name: name.to_owned(),
+                dependents: preview.dependents.clone(),
+            }
+            .into());
+        }
+        if !preview.foreign_files.is_empty() {
+            return Err(InstallError::NotFromPackage {
+                name: name.to_owned(),
+                files: preview.foreign_files.clone(),
+            });
+        }
+        let folder = self.folder(name);
+        let io = |error: std::io::Error| InstallError::Io {
+            name: name.to_owned(),
+            error: error.to_string(),
+        };
+        let root = self.config.modules_dir.join(".staging");
+        std::fs::create_dir_all(&root).map_err(io)?;
+        let gone = root.join(format!(
+            "{name}-{}-{}.uninstalled",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::rename(&folder, &gone).map_err(io)?;
+        // Its folder is gone: the module stops serving and is forgotten.
+        let _ = self.converge(name, Action::Reload, None).await;
+        let _ = std::fs::remove_dir_all(&gone);
+        self.packages
+            .remove_all(name)
+            .await
+            .map_err(InstallError::Store)?;
+        let purged = if purge {
+            self.packages
+                .purge(name)
+                .await
+                .map_err(InstallError::Store)?
+        } else {
+            0
+        };
+        Ok((preview, purged))
+    }
+}
+
 /// The hub's record in `folder`, if an install made it.
 fn read_marker(folder: &Path) -> Option<Marker> {
     let text = std::fs::read_to_string(folder.join(MARKER)).ok()?;
@@ -381,7 +523,9 @@ fn not_from_package(folder: &Path, current: Option<&Value>) -> Vec<String> {
             entries
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|f| f != manifest::FILE_NAME && *f != library && f != "README.md")
+                .filter(|f| {
+                    f != manifest::FILE_NAME && *f != library && f != "README.md" && f != MARKER
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 pub use self::error::ActionError;
-pub use self::install::{InstallError, Installed};
+pub use self::install::{InstallError, Installed, UninstallPreview};
 pub use self::outcome::Action;
 use self::outcome::{Outcome, log_action};
 use self::plan::{Candidate, Plan};

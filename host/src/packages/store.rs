@@ -177,6 +177,42 @@ impl Store {
         Ok(gone)
     }
 
+    /// Delete every kept version of `module`.
+    pub async fn remove_all(&self, module: &str) -> Result<(), String> {
+        match self {
+            Store::Database(db) => rows::delete_all(db, module)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Store::Folder(root) => match std::fs::remove_dir_all(root.join(module)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+                    "cannot delete {}: {e}",
+                    root.join(module).display()
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// What `module` has in the database (nothing without one).
+    pub async fn objects(&self, module: &str) -> Result<rows::ModuleObjects, String> {
+        match self {
+            Store::Database(db) if db.is_ready() => rows::module_objects(db, module)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => Ok(rows::ModuleObjects::default()),
+        }
+    }
+
+    /// Drop what `module` has in the database (see `db::packages::purge`): the migration rows
+    /// deleted.
+    pub async fn purge(&self, module: &str) -> Result<u64, String> {
+        match self {
+            Store::Database(db) => rows::purge(db, module).await.map_err(|e| e.to_string()),
+            Store::Folder(_) => Ok(0),
+        }
+    }
+
     /// The migrations `module` has applied (version, name); none without a database.
     pub async fn applied_migrations(&self, module: &str) -> Result<Vec<(i32, String)>, String> {
         match self {

@@ -434,7 +434,7 @@ fn every_405_carries_allow() {
         ("POST", "/api/v1/modules", "GET"),
         ("POST", "/api/v1/modules/graph", "GET"),
         ("POST", "/api/v1/modules/graph.svg", "GET"),
-        ("DELETE", "/api/v1/modules/hello", "GET"),
+        ("PUT", "/api/v1/modules/hello", "GET, DELETE"),
         ("POST", "/api/v1/modules/hello/audience", "PUT"),
         ("GET", "/api/v1/modules/hello/reload", "POST"),
         ("POST", "/api/v1/hello/health", "GET"),

@@ -86,7 +86,10 @@ fn the_document_lists_hub_routes_and_each_running_module_under_its_tag() {
         .file("broken/module.json", "{")
         .start();
     let doc = document(&hub);
-    assert_eq!(tags(&doc), ["hub", "modules", "identity", "packages", "fx", "hello"]);
+    assert_eq!(
+        tags(&doc),
+        ["hub", "modules", "identity", "packages", "fx", "hello"]
+    );
     for path in [
         "/healthz",
         "/api/v1/openapi.json",
@@ -132,12 +135,17 @@ fn the_document_stays_valid_as_modules_fail_reload_and_disappear() {
     let hub = setup.start();
     assert_eq!(
         tags(&document(&hub)),
-        ["hub", "modules", "identity", "packages", "fx", "gone", "hello"]
+        [
+            "hub", "modules", "identity", "packages", "fx", "gone", "hello"
+        ]
     );
 
     assert_eq!(hub.admin_post("/api/v1/modules/hello/disable").status, 200);
     let doc = document(&hub);
-    assert_eq!(tags(&doc), ["hub", "modules", "identity", "packages", "fx", "gone"]);
+    assert_eq!(
+        tags(&doc),
+        ["hub", "modules", "identity", "packages", "fx", "gone"]
+    );
     assert!(doc["paths"]["/api/v1/hello/greet/{name}"].is_null());
 
     std::fs::write(
@@ -156,7 +164,10 @@ fn the_document_stays_valid_as_modules_fail_reload_and_disappear() {
 
     std::fs::remove_dir_all(&gone).expect("remove");
     assert_eq!(hub.admin_post("/api/v1/modules/gone/reload").status, 404);
-    assert_eq!(tags(&document(&hub)), ["hub", "modules", "identity", "packages", "fx"]);
+    assert_eq!(
+        tags(&document(&hub)),
+        ["hub", "modules", "identity", "packages", "fx"]
+    );
 }
 
 /// A typed route is documented from its handler: the doc comment's first line as the summary,

@@ -516,3 +516,124 @@ fn without_a_database_kept_versions_live_in_a_folder_the_hub_owns() {
         "no_previous_version"
     );
 }
+
+#[test]
+fn uninstall_previews_what_goes_removes_files_and_versions_and_purges_data_in_one_go() {
+    let keys = Keys::new();
+    let hub = hub_with(&keys)
+        .env("MODULES__DBFIX__READ_ONLY", "false")
+        .env("MODULES__DBFIX__DRY_RUN", "false")
+        .hello()
+        .file("hello/Cargo.toml", "[package]\nname = \"module-hello\"\n")
+        .start();
+    let db = hub.database().expect("a database");
+    let dbfix = Contents::library("dbfix", "dbfix", "dbfix", "0.1.0", json!({})).write(Some(&keys));
+    assert_eq!(hub.install(&dbfix, None).status, 201);
+    let pk = Contents::fixture(
+        "fixture",
+        "pk",
+        "0.1.0",
+        json!({"dependencies": {"dbfix": "^0.1"}}),
+    )
+    .write(Some(&keys));
+    let reply = hub.install(&pk, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    for title in ["one", "two"] {
+        let reply = hub.request_with(
+            "POST",
+            "/api/v1/dbfix/items",
+            &[("Content-Type", "application/json".to_owned())],
+            Some(&json!({"title": title, "price": 1}).to_string()),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    // The preview: tables with their rows, other objects, migrations, files, versions, roles,
+    // and who needs it.
+    let preview = hub.get("/api/v1/modules/dbfix/uninstall");
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let preview = preview.json();
+    assert_eq!(preview["tables"][0]["name"], "dbfix_items", "{preview}");
+    assert_eq!(preview["tables"][0]["rows"], 2);
+    assert!(preview["tables"][0]["bytes"].as_i64().unwrap_or(0) > 0);
+    assert_eq!(
+        (
+            preview["other_objects"].clone(),
+            preview["migrations"].clone(),
+            preview["files"].clone(),
+            preview["kept_versions"].clone(),
+            preview["dependents"].clone(),
+            preview["foreign_files"].clone(),
+            preview["roles"].as_array().map(Vec::len),
+        ),
+        (
+            json!(["sequence dbfix_items_id_seq"]),
+            json!(["0001 init", "0002 title_index"]),
+            json!([".package.json", "README.md", "libdbfix.so", "module.json"]),
+            json!(["0.1.0"]),
+            json!(["pk"]),
+            json!([]),
+            Some(2)
+        )
+    );
+    // Needed by pk: it stays.
+    let reply = hub.request("DELETE", "/api/v1/modules/dbfix?purge=true", None, None);
+    assert_eq!(
+        error(&reply),
+        (
+            409,
+            "has_dependents".to_owned(),
+            "pk needs module 'dbfix': disable it first, or ask for ?cascade=true".to_owned()
+        )
+    );
+    // pk goes, its data kept (it has none): files and versions.
+    let reply = hub.request("DELETE", "/api/v1/modules/pk", None, None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["purged"], false);
+    assert!(!hub.modules_dir().join("pk").exists());
+    assert_eq!(hub.get("/api/v1/modules/pk").status, 404);
+    let kept: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM hub_packages WHERE module = 'pk'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(kept, 0);
+    // dbfix with its data: objects, roles and migration rows, in one transaction.
+    let reply = hub.request("DELETE", "/api/v1/modules/dbfix?purge=true", None, None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        (
+            reply.json()["purged"].clone(),
+            reply.json()["migrations_deleted"].clone()
+        ),
+        (json!(true), json!(2))
+    );
+    let mut client = db.client();
+    let left: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE 'dbfix%') \
+                  + (SELECT count(*) FROM module_migrations WHERE module = 'dbfix') \
+                  + (SELECT count(*) FROM hub_module_roles WHERE module = 'dbfix') \
+                  + (SELECT count(*) FROM pg_roles WHERE rolname LIKE '%dbfix%')",
+            &[],
+        )
+        .expect("what is left")
+        .get(0);
+    assert_eq!(left, 0, "nothing of dbfix is left");
+    let audit = hub.get("/api/v1/audit?action=module.uninstall").json();
+    let purged = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["module"] == "dbfix" && e["outcome"] == "ok")
+        .cloned()
+        .expect("the purge is audited");
+    assert_eq!(
+        purged["details"]["dropped"]["tables"],
+        json!(["dbfix_items"])
+    );
+    // A module from a checkout (its folder holds a source crate) is never removed.
+    let reply = hub.request("DELETE", "/api/v1/modules/hello", None, None);
+    assert_eq!(error(&reply).1, "not_from_package", "{}", reply.body);
+    assert!(hub.modules_dir().join("hello/Cargo.toml").is_file());
+    assert_eq!(hub.get("/api/v1/hello/ping").status, 200);
+}
