@@ -430,6 +430,38 @@ impl Resolve for Guarded {
     }
 }
 
+/// Fetch `url` for the hub itself (a catalog's index or package, which the operator named in
+/// `HUB_CATALOGS`; modules' allow-lists do not apply): its body, at most `max_bytes`, or why
+/// not. No redirects are followed.
+pub async fn fetch_for_hub(url: &str, max_bytes: usize) -> Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("cannot read {url}: {e}"))?
+    {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(format!("{url} is larger than {max_bytes} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,3 +184,105 @@ mod tests {
         assert_eq!(described, info);
     }
 }
+
+/// Read a package's `package.json` without checking anything else (for catalogs of packages
+/// one built; the hub checks every package it installs).
+pub fn read_info(package: &[u8]) -> std::io::Result<PackageInfo> {
+    use std::io::Read as _;
+    let decoder = ruzstd::decoding::StreamingDecoder::new(package)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path_bytes().as_ref() == INFO.as_bytes() {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            return serde_json::from_slice(&bytes).map_err(std::io::Error::other);
+        }
+    }
+    Err(std::io::Error::other(format!("the package has no {INFO}")))
+}
+
+/// A catalog: the modules and versions a folder or web server offers, `index.json` beside the
+/// packages. Package URLs are relative to the index (or absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub format: u32,
+    pub modules: Vec<CatalogModule>,
+}
+
+/// A module of a catalog, its versions newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogModule {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub versions: Vec<CatalogVersion>,
+}
+
+/// One version of a module in a catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogVersion {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_api: Option<String>,
+    pub platform: String,
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+    /// Where the package is, relative to the index.
+    pub url: String,
+    /// The package's SHA-256 (checked before its signature).
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The catalog of `packages` (each: its URL relative to the index, its bytes).
+pub fn catalog(packages: &[(String, Vec<u8>)]) -> std::io::Result<Catalog> {
+    let mut modules: BTreeMap<String, CatalogModule> = BTreeMap::new();
+    for (url, bytes) in packages {
+        let info = read_info(bytes)?;
+        let module = modules
+            .entry(info.name.clone())
+            .or_insert_with(|| CatalogModule {
+                name: info.name.clone(),
+                description: None,
+                versions: Vec::new(),
+            });
+        module.description = info.description.clone().or(module.description.take());
+        module.versions.push(CatalogVersion {
+            version: info.version,
+            hub_api: info.hub_api,
+            platform: info.platform,
+            dependencies: info.dependencies,
+            url: url.clone(),
+            sha256: sha256_hex(bytes),
+            size: bytes.len() as u64,
+        });
+    }
+    let mut modules: Vec<CatalogModule> = modules.into_values().collect();
+    for module in &mut modules {
+        module
+            .versions
+            .sort_by(|a, b| newest_first(&a.version, &b.version));
+    }
+    Ok(Catalog {
+        format: FORMAT,
+        modules,
+    })
+}
+
+/// Semantic versions, newest first (numerically per part; text after `-` sorts before none).
+fn newest_first(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |v: &str| {
+        let (core, pre) = v.split_once('-').map_or((v, None), |(c, p)| (c, Some(p)));
+        let numbers: Vec<u64> = core
+            .split(['.', '+'])
+            .map(|p| p.parse().unwrap_or(0))
+            .collect();
+        (numbers, pre.is_none(), pre.map(str::to_owned))
+    };
+    key(b).cmp(&key(a))
+}

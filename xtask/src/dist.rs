@@ -162,3 +162,52 @@ pub fn package(module: &str, key: Option<&Path>, debug: bool) -> anyhow::Result<
     );
     Ok(out)
 }
+
+/// Write a catalog of the packages in `dist/` into `out`: `out/packages/<file>` and
+/// `out/index.json` (serve `out` with any web server, or name the folder in HUB_CATALOGS).
+pub fn catalog(out: &Path) -> anyhow::Result<()> {
+    let dist = root().join("dist");
+    let mut packages = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dist)
+        .with_context(|| {
+            format!(
+                "cannot read {}: make packages first (cargo xtask package <module>)",
+                dist.display()
+            )
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == hub_package::EXTENSION))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{} holds no .{} file: make packages first (cargo xtask package <module>)",
+            dist.display(),
+            hub_package::EXTENSION
+        );
+    }
+    let folder = out.join("packages");
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::read(&file)?;
+        std::fs::write(folder.join(&name), &bytes)?;
+        packages.push((format!("packages/{name}"), bytes));
+    }
+    let catalog = hub_package::catalog(&packages)
+        .map_err(|e| anyhow::anyhow!("a package in dist/ cannot be read: {e}"))?;
+    let index = out.join("index.json");
+    std::fs::write(&index, serde_json::to_vec_pretty(&catalog)?)?;
+    println!(
+        "{} ({} modules, {} packages)",
+        index.display(),
+        catalog.modules.len(),
+        packages.len()
+    );
+    Ok(())
+}

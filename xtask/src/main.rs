@@ -99,6 +99,11 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// Write a catalog (index.json and the packages) of dist/ into a folder, for HUB_CATALOGS.
+    Catalog {
+        /// The folder to write.
+        dir: std::path::PathBuf,
+    },
     /// Run the console's browser test, saving PNGs of its main pages in target/screenshots/.
     Screenshots,
     /// Build modules and test fixtures, then run every test of the workspace.
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
         Command::Test { args } => run::test(&args),
         Command::Screenshots => run::screenshots(),
         Command::Keygen { out } => dist::keygen(&out),
+        Command::Catalog { dir } => dist::catalog(&dir),
         Command::Package { module, key, debug } => {
             dist::package(&module, key.as_deref(), debug).map(drop)
         }

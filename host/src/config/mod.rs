@@ -137,6 +137,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "The largest module package accepted, and the most it may unpack to (bytes).",
     },
     Setting {
+        var: "HUB_CATALOGS",
+        default: "",
+        help: "Module catalogs the hub offers from (GET /api/v1/catalog), separated by commas: URLs of an index.json (http:// or https://) or folders holding one (as cargo xtask catalog writes them).",
+    },
+    Setting {
         var: "HUB_PACKAGE_VERSIONS_KEPT",
         default: "5",
         help: "Installed versions kept per module for rollback (the serving one included); older ones are deleted.",
@@ -261,6 +266,8 @@ pub struct Config {
     pub allow_unsigned_packages: bool,
     pub package_max_bytes: usize,
     pub package_versions_kept: u32,
+    /// Catalogs: URLs of an `index.json`, or folders holding one.
+    pub catalogs: Vec<String>,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
     pub auto_reload: bool,
@@ -501,6 +508,12 @@ impl Config {
             allow_unsigned_packages: boolean("HUB_ALLOW_UNSIGNED_PACKAGES")?,
             package_max_bytes: number("HUB_PACKAGE_MAX_BYTES")?,
             package_versions_kept: small("HUB_PACKAGE_VERSIONS_KEPT")?,
+            catalogs: get("HUB_CATALOGS")
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
             modules_enabled,
             modules_dir: PathBuf::from(get("MODULES_DIR")),
             auto_reload: boolean("MODULES_AUTO_RELOAD")?,

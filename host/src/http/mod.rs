@@ -40,6 +40,7 @@ const HUB_API_SEGMENTS: &[&str] = &[
     "roles",
     "audit",
     "packages",
+    "catalog",
 ];
 
 /// Register the routes: first the module surfaces (`/api/v1/…`, `/modules/…`: the hot path, one
@@ -144,6 +145,16 @@ fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/packages")
             .route(web::post().to(packages::install))
+            .default_service(web::to(api::not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/api/v1/catalog")
+            .route(web::get().to(packages::catalog))
+            .default_service(web::to(api::not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/api/v1/catalog/{name}/install")
+            .route(web::post().to(packages::catalog_install))
             .default_service(web::to(api::not_allowed("POST"))),
     )
     .service(

@@ -59,6 +59,8 @@ use crate::lifecycle::Hub;
         super::packages::rollback,
         super::packages::uninstall_preview,
         super::packages::uninstall,
+        super::packages::catalog,
+        super::packages::catalog_install,
     ),
     components(schemas(super::api::ModuleAction, super::api::JobAction, super::dispatch::HealthBody)),
     tags(

@@ -58,6 +58,15 @@ fn install_error(error: InstallError) -> ApiError {
         InstallError::Io { .. } => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message)
         }
+        InstallError::NotInCatalog { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_in_catalog", message)
+        }
+        InstallError::CatalogUnavailable(_) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "catalog_unavailable", message)
+        }
+        InstallError::CatalogHash(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch", message)
+        }
         InstallError::Action(e) => action_error(e),
     }
 }
@@ -389,4 +398,134 @@ pub(crate) async fn uninstall(
         purged: purge,
         migrations_deleted,
     }))
+}
+
+/// A catalog that could not be read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogError {
+    catalog: String,
+    error: String,
+}
+
+/// What the catalogs offer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogPage {
+    /// Every module offered, by name, with each version: whether this hub can run it (and why
+    /// not), whether it is installed, and the upgrade.
+    modules: Vec<crate::packages::catalog::Offer>,
+    /// Catalogs of HUB_CATALOGS that could not be read.
+    errors: Vec<CatalogError>,
+}
+
+/// What the catalogs of HUB_CATALOGS offer: modules and versions, what is installed, what can
+/// be upgraded, what this hub cannot run and why.
+#[utoipa::path(get, path = "/api/v1/catalog", tag = "packages",
+    security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
+    responses(
+        (status = 200, description = "The offers (none without HUB_CATALOGS)", body = CatalogPage),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
+    ))]
+pub(crate) async fn catalog(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
+    let (modules, errors) = hub.catalog().await;
+    Ok(HttpResponse::Ok().json(CatalogPage {
+        modules,
+        errors: errors
+            .into_iter()
+            .map(|(catalog, error)| CatalogError { catalog, error })
+            .collect(),
+    }))
+}
+
+/// Which version to install from a catalog.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogInstallQuery {
+    /// Default: the newest this hub can run.
+    version: Option<String>,
+    /// Install the dependencies it needs first (each the newest its range allows), in
+    /// dependency order.
+    with_dependencies: Option<bool>,
+}
+
+/// What an install from a catalog did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogInstalled {
+    /// Each package installed, in order: name, version, whether anything changed.
+    installed: Vec<serde_json::Value>,
+    /// The module asked for, after its install.
+    module: ModuleObject,
+}
+
+/// Install a module from a catalog: fetched, checked against the SHA-256 its index lists and
+/// against a trusted signature, then installed as `POST /api/v1/packages` does.
+#[utoipa::path(post, path = "/api/v1/catalog/{name}/install", tag = "packages",
+    security(("bearer" = ["modules.install"]), ("session" = ["modules.install"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name"), CatalogInstallQuery),
+    responses(
+        (status = 201, description = "Installed (with its dependencies, when asked)", body = CatalogInstalled),
+        (status = 400, description = "The query is not understood", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.install` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
+        (status = 404, description = "No catalog offers it in that version, or in one this hub can run (`not_in_catalog`)", body = ErrorBody),
+        (status = 409, description = "Its dependencies are not installed (`dependencies_missing`: ask for ?with_dependencies=true)", body = ErrorBody),
+        (status = 413, description = "Larger than HUB_PACKAGE_MAX_BYTES (`package_too_large`)", body = ErrorBody),
+        (status = 422, description = "The package is not what its index lists (`hash_mismatch`), or refused as POST /api/v1/packages refuses it", body = ErrorBody),
+        (status = 502, description = "The catalog cannot be read (`catalog_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn catalog_install(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    query: web::Query<CatalogInstallQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.install")?;
+    // Only a name a catalog offers is looked for; any other is not in the catalog (404). The
+    // package's own name is checked by the install.
+    let name = name.as_str();
+    let query = query.into_inner();
+    let result = hub
+        .install_from_catalog(
+            name,
+            query.version.as_deref(),
+            query.with_dependencies.unwrap_or(false),
+            &caller.actor.id,
+        )
+        .await
+        .map_err(install_error);
+    let (outcome, details) = match &result {
+        Ok(done) => (
+            "ok",
+            json!({"installed": done.iter().map(|i| json!({"name": i.entry.name, "version": i.version, "changed": i.changed, "signer": i.signer})).collect::<Vec<_>>()}),
+        ),
+        Err(error) => (
+            "failed",
+            json!({"version": query.version, "error": error.body().error}),
+        ),
+    };
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: "catalog.install",
+            module: Some(name),
+            target: query.version.as_deref(),
+            outcome,
+            details: Some(details),
+        },
+    );
+    let done = result?;
+    let installed = done
+        .iter()
+        .map(|i| json!({"name": i.entry.name, "version": i.version, "changed": i.changed}))
+        .collect();
+    let last = done
+        .into_iter()
+        .last()
+        .ok_or_else(|| ApiError::module_not_found(name))?;
+    let module = one(&hub, last.entry)
+        .await
+        .ok_or_else(|| ApiError::module_not_found(name))?;
+    Ok(HttpResponse::Created().json(CatalogInstalled { installed, module }))
 }

@@ -75,6 +75,15 @@ pub enum InstallError {
     },
     #[error("the kept versions cannot be read or written: {0}")]
     Store(String),
+    #[error("no catalog offers module '{name}'{}: GET /api/v1/catalog lists what they offer", match .version { Some(v) => format!(" version {v}"), None => " in a version this hub can run".to_owned() })]
+    NotInCatalog {
+        name: String,
+        version: Option<String>,
+    },
+    #[error("the catalog cannot be read: {0}")]
+    CatalogUnavailable(String),
+    #[error("{0}: the catalog or the package was changed; nothing was installed")]
+    CatalogHash(String),
     #[error("cannot write module '{name}' in MODULES_DIR: {error}")]
     Io { name: String, error: String },
     #[error(transparent)]
@@ -353,6 +362,103 @@ impl Hub {
             })?;
         let installed = self.install_package(bytes, by).await?;
         Ok((serving, installed))
+    }
+}
+
+impl Hub {
+    /// The modules installed here: name → version.
+    fn installed_versions(&self) -> BTreeMap<String, String> {
+        self.registry
+            .all()
+            .values()
+            .filter_map(|e| Some((e.name.clone(), e.manifest.as_ref()?.version.clone())))
+            .collect()
+    }
+
+    /// What the catalogs of `HUB_CATALOGS` offer, as this hub sees it; and each catalog's error.
+    pub async fn catalog(&self) -> (Vec<crate::packages::catalog::Offer>, Vec<(String, String)>) {
+        let read = crate::packages::catalog::read_all(&self.config.catalogs).await;
+        let errors = read
+            .iter()
+            .filter_map(|r| Some((r.location.describe(), r.catalog.as_ref().err()?.clone())))
+            .collect();
+        (
+            crate::packages::catalog::offers(&read, &self.installed_versions()),
+            errors,
+        )
+    }
+
+    /// Install `version` (default: the newest it can run) of `name` from the catalogs, with its
+    /// dependencies first when `with_dependencies` (each the newest version its range allows).
+    /// Every package is checked against the SHA-256 its index lists, then installed as
+    /// `install_package` does (its signature checked). The installs, in order.
+    pub async fn install_from_catalog(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        with_dependencies: bool,
+        by: &str,
+    ) -> Result<Vec<Installed>, InstallError> {
+        use crate::packages::catalog::{self, FetchError};
+        let read = catalog::read_all(&self.config.catalogs).await;
+        if let Some(error) = read.iter().find_map(|r| r.catalog.as_ref().err())
+            && read.iter().all(|r| r.catalog.is_err())
+        {
+            return Err(InstallError::CatalogUnavailable(error.clone()));
+        }
+        let installed = self.installed_versions();
+        let (location, wanted) =
+            catalog::find(&read, name, version, &installed).ok_or_else(|| {
+                InstallError::NotInCatalog {
+                    name: name.to_owned(),
+                    version: version.map(str::to_owned),
+                }
+            })?;
+        // The plan: dependencies first (depth first), each once, those not satisfied here.
+        let mut plan: Vec<(&catalog::Location, &hub_package::CatalogVersion, String)> = Vec::new();
+        if with_dependencies {
+            let mut stack: Vec<(String, String)> = wanted
+                .dependencies
+                .iter()
+                .map(|(d, r)| (d.clone(), r.clone()))
+                .collect();
+            let mut seen = BTreeSet::new();
+            while let Some((dependency, range)) = stack.pop() {
+                if !seen.insert(dependency.clone())
+                    || installed
+                        .get(&dependency)
+                        .is_some_and(|v| crate::deps::satisfies(v, &range))
+                {
+                    continue;
+                }
+                let (at, found) =
+                    catalog::newest_matching(&read, &dependency, &range).ok_or_else(|| {
+                        InstallError::NotInCatalog {
+                            name: dependency.clone(),
+                            version: Some(range.clone()),
+                        }
+                    })?;
+                plan.insert(0, (at, found, dependency.clone()));
+                stack.extend(
+                    found
+                        .dependencies
+                        .iter()
+                        .map(|(d, r)| (d.clone(), r.clone())),
+                );
+            }
+        }
+        plan.push((location, wanted, name.to_owned()));
+        let mut done = Vec::new();
+        for (at, found, _) in plan {
+            let bytes = catalog::fetch(at, found, self.config.package_max_bytes)
+                .await
+                .map_err(|e| match e {
+                    FetchError::Unavailable(e) => InstallError::CatalogUnavailable(e),
+                    FetchError::Hash(e) => InstallError::CatalogHash(e),
+                })?;
+            done.push(self.install_package(bytes, by).await?);
+        }
+        Ok(done)
     }
 }
 

@@ -4,6 +4,7 @@
 //! the platform, `hub_api`, the dependencies — and the kept versions of each module
 //! (`store.rs`). Installing one (the start protocol of a reload) is the lifecycle's.
 
+pub mod catalog;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -637,3 +637,219 @@ fn uninstall_previews_what_goes_removes_files_and_versions_and_purges_data_in_on
     assert!(hub.modules_dir().join("hello/Cargo.toml").is_file());
     assert_eq!(hub.get("/api/v1/hello/ping").status, 200);
 }
+
+/// `python3 -m http.server` serving `dir` on loopback, killed on drop.
+struct StaticServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StaticServer {
+    fn start(dir: &Path) -> StaticServer {
+        let port = crate::support::free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 serves the catalog");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the catalog server never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        StaticServer { child, port }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_catalog_on_a_web_server_lists_what_runs_here_and_installs_with_dependencies() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().expect("catalog dir");
+    let packages: Vec<(String, Vec<u8>)> = [
+        Contents::library("dbfix", "dbfix", "dbfix", "0.1.0", json!({})),
+        Contents::fixture("fixture", "pk", "0.1.0", json!({})),
+        Contents::fixture(
+            "fixture-v2",
+            "pk",
+            "0.2.0",
+            json!({"dependencies": {"dbfix": "^0.1"}}),
+        ),
+        Contents::fixture("fixture", "future", "0.1.0", json!({"hub_api": "^9"})),
+        Contents::fixture(
+            "fixture",
+            "orphan",
+            "0.1.0",
+            json!({"dependencies": {"nothing": "^1"}}),
+        ),
+    ]
+    .into_iter()
+    .map(|mut contents| {
+        let manifest: Value = serde_json::from_slice(&contents.files[0].1).expect("json");
+        contents.info.hub_api = manifest["hub_api"].as_str().map(str::to_owned);
+        contents.info.dependencies =
+            serde_json::from_value(manifest["dependencies"].clone()).unwrap_or_default();
+        let name = format!(
+            "packages/{}-{}.hubpkg",
+            contents.info.name, contents.info.version
+        );
+        (name, contents.write(Some(&keys)))
+    })
+    .collect();
+    std::fs::create_dir_all(dir.path().join("packages")).expect("packages dir");
+    for (path, bytes) in &packages {
+        std::fs::write(dir.path().join(path), bytes).expect("write package");
+    }
+    let catalog = hub_package::catalog(&packages).expect("catalog");
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec_pretty(&catalog).expect("json"),
+    )
+    .expect("index");
+    let server = StaticServer::start(dir.path());
+    let hub = hub_with(&keys)
+        .env(
+            "HUB_CATALOGS",
+            &format!(
+                "http://127.0.0.1:{}/index.json,/nonexistent/catalog",
+                server.port
+            ),
+        )
+        .start();
+    let page = hub.get("/api/v1/catalog");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = page.json();
+    let summary = |page: &Value| -> Vec<Value> {
+        page["modules"]
+            .as_array()
+            .expect("modules")
+            .iter()
+            .map(|m| {
+                json!([
+                    m["name"],
+                    m["installed"],
+                    m["upgrade"],
+                    m["versions"]
+                        .as_array()
+                        .expect("versions")
+                        .iter()
+                        .map(|v| json!([v["version"], v["runnable"], v["why_not"], v["needs"]]))
+                        .collect::<Vec<_>>()
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&page),
+        [
+            json!(["dbfix", null, null, [["0.1.0", true, null, []]]]),
+            json!([
+                "future",
+                null,
+                null,
+                [[
+                    "0.1.0",
+                    false,
+                    format!(
+                        "needs plugin-api ^9, this hub has {}",
+                        plugin_api::API_VERSION
+                    ),
+                    []
+                ]]
+            ]),
+            json!([
+                "orphan",
+                null,
+                null,
+                [[
+                    "0.1.0",
+                    false,
+                    "needs nothing ^1, which is not installed and no catalog offers",
+                    []
+                ]]
+            ]),
+            json!([
+                "pk",
+                null,
+                null,
+                [
+                    ["0.2.0", true, null, ["dbfix ^0.1"]],
+                    ["0.1.0", true, null, []]
+                ]
+            ]),
+        ]
+    );
+    assert_eq!(
+        page["errors"][0]["catalog"], "/nonexistent/catalog",
+        "{page}"
+    );
+    // Without its dependency: refused; with it: dbfix, then pk.
+    let reply = hub.request("POST", "/api/v1/catalog/pk/install", None, None);
+    assert_eq!(error(&reply).1, "dependencies_missing", "{}", reply.body);
+    let reply = hub.request(
+        "POST",
+        "/api/v1/catalog/pk/install?with_dependencies=true",
+        None,
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.json()["installed"],
+        json!([
+            {"name": "dbfix", "version": "0.1.0", "changed": true},
+            {"name": "pk", "version": "0.2.0", "changed": true}
+        ])
+    );
+    assert_eq!(reply.json()["module"]["state"], "running");
+    let page = hub.get("/api/v1/catalog").json();
+    assert_eq!(page["modules"][3]["installed"], "0.2.0");
+    // What this hub cannot run is not installed; a package that is not what its index lists
+    // is refused before its signature is even read.
+    let reply = hub.request("POST", "/api/v1/catalog/future/install", None, None);
+    assert_eq!(
+        error(&reply),
+        (
+            404,
+            "not_in_catalog".to_owned(),
+            "no catalog offers module 'future' in a version this hub can run: GET /api/v1/catalog lists what they offer".to_owned()
+        )
+    );
+    let mut tampered = std::fs::read(dir.path().join("packages/pk-0.1.0.hubpkg")).expect("read");
+    tampered.push(0);
+    std::fs::write(dir.path().join("packages/pk-0.1.0.hubpkg"), tampered).expect("write");
+    let reply = hub.request(
+        "POST",
+        "/api/v1/catalog/pk/install?version=0.1.0",
+        None,
+        None,
+    );
+    let (status, code, message) = error(&reply);
+    assert_eq!((status, code.as_str()), (422, "hash_mismatch"), "{message}");
+    assert!(
+        message.starts_with("the package at packages/pk-0.1.0.hubpkg has SHA-256 "),
+        "{message}"
+    );
+    assert_eq!(serving(&hub, "pk").0, "0.2.0");
+    // A folder works as a catalog too.
+    drop(server);
+    let folder = hub_with(&keys)
+        .env("HUB_CATALOGS", &dir.path().to_string_lossy())
+        .start();
+    let page = folder.get("/api/v1/catalog").json();
+    assert_eq!(page["modules"].as_array().map(Vec::len), Some(4), "{page}");
+    let reply = folder.request("POST", "/api/v1/catalog/dbfix/install", None, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
