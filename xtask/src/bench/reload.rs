@@ -5,6 +5,9 @@
 //! ≤ 20 ms) and the memory each reload keeps (RSS growth per reload against the library's size,
 //! target ≤ 1.2×).
 //!
+//! Then packages are installed over the API (`POST /api/v1/packages`): the time from sending a
+//! signed package to the first response of the installed version (target ≤ 300 ms).
+//!
 //! Each swapped-in copy gets a few bytes appended (past the end of the ELF file, which the
 //! loader ignores) so that every reload maps a library the hub has not seen: the hub reuses the
 //! mapping of a file it already loaded, which would hide the cost.
@@ -203,7 +206,121 @@ pub fn run(profile: &Profile) -> anyhow::Result<()> {
     if failed > 0 {
         bail!("{failed} requests failed during the reloads");
     }
+    installs(&artifacts, &lib)
+}
+
+/// Packages installed over the API: a signed package of the fixture (its library a little
+/// different each time, so that every install maps a library the hub has not seen) is installed
+/// as module `pk`, its route asked until it answers, then the module is uninstalled. Reports
+/// the time from sending the package to the first response of the installed version, p50 and
+/// p99 (target ≤ 300 ms, verification included). Making and signing the package is not timed.
+fn installs(artifacts: &std::path::Path, lib: &str) -> anyhow::Result<()> {
+    const INSTALLS: usize = 40;
+    let library = std::fs::read(artifacts.join("fixture").join(lib))?;
+    let pair = minisign::KeyPair::generate_unencrypted_keypair()
+        .map_err(|e| anyhow::anyhow!("a key pair: {e}"))?;
+    let public = pair.pk.to_base64();
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    let hub = BenchHub::start_in(
+        dir,
+        &[
+            ("HUB_TRUSTED_KEYS", public.as_str()),
+            ("MODULES_AUTO_RELOAD", "false"),
+        ],
+    )?;
+    let addr = hub.base.trim_start_matches("http://").to_owned();
+    let module_lib = format!(
+        "{}pk{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let mut times = Vec::with_capacity(INSTALLS);
+    for n in 0..INSTALLS {
+        let mut bytes = library.clone();
+        bytes.extend_from_slice(format!("\nbench install {n}\n").as_bytes());
+        let files = vec![
+            (
+                "module.json".to_owned(),
+                br#"{"name": "pk", "version": "0.1.0"}"#.to_vec(),
+            ),
+            (module_lib.clone(), bytes),
+        ];
+        let info = hub_package::describe(
+            hub_package::PackageInfo {
+                format: hub_package::FORMAT,
+                name: "pk".to_owned(),
+                version: "0.1.0".to_owned(),
+                description: None,
+                hub_api: None,
+                platform: hub_package::platform(),
+                dependencies: Default::default(),
+                files: Vec::new(),
+            },
+            &files,
+        );
+        let package = hub_package::write(&info, &files, |description| {
+            minisign::sign(None, &pair.sk, description, None, None)
+                .ok()
+                .map(|s| s.to_string())
+        })?;
+        let sent = Instant::now();
+        let (status, body) = call(&addr, "POST", "/api/v1/packages", &package)?;
+        if !status.contains(" 201 ") {
+            bail!(
+                "install {n}: {} {}",
+                status.trim(),
+                String::from_utf8_lossy(&body)
+            );
+        }
+        loop {
+            let (status, _) = call(&addr, "GET", "/api/v1/pk/build", &[])?;
+            if status.contains(" 200 ") {
+                break;
+            }
+            if sent.elapsed() > Duration::from_secs(10) {
+                bail!("install {n}: the module did not answer within 10 s");
+            }
+        }
+        times.push(sent.elapsed().as_secs_f64() * 1e3);
+        let (status, body) = call(&addr, "DELETE", "/api/v1/modules/pk", &[])?;
+        if !status.contains(" 200 ") {
+            bail!(
+                "uninstall {n}: {} {}",
+                status.trim(),
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    println!();
+    println!(
+        "install: {INSTALLS} signed packages of a {:.0} KiB library installed over the API (and uninstalled)",
+        library.len() as f64 / 1024.0
+    );
+    println!();
+    println!("| measure | result | target |");
+    println!("|---|---:|---:|");
+    println!(
+        "| POST /api/v1/packages → first response of the new version, p50 | {:.1} ms | ≤ 300 ms |",
+        percentile(&mut times.clone(), 50.0)
+    );
+    println!(
+        "| POST /api/v1/packages → first response of the new version, p99 | {:.1} ms | ≤ 300 ms |",
+        percentile(&mut times, 99.0)
+    );
     Ok(())
+}
+
+/// One request on a fresh connection, with the bench's admin token: status line and body.
+fn call(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    read_response(&mut BufReader::new(stream))
 }
 
 /// One keep-alive `GET /api/v1/fx/build`; the stream back and the build's letter.
