@@ -188,19 +188,26 @@ mod tests {
 /// Read a package's `package.json` without checking anything else (for catalogs of packages
 /// one built; the hub checks every package it installs).
 pub fn read_info(package: &[u8]) -> std::io::Result<PackageInfo> {
+    let bytes = read_entry(package, INFO)?
+        .ok_or_else(|| std::io::Error::other(format!("the package has no {INFO}")))?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+/// The entry `path` of a package, unchecked (`None`: it has none).
+pub fn read_entry(package: &[u8], path: &str) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
     let decoder = ruzstd::decoding::StreamingDecoder::new(package)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut archive = tar::Archive::new(decoder);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        if entry.path_bytes().as_ref() == INFO.as_bytes() {
+        if entry.path_bytes().as_ref() == path.as_bytes() {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes)?;
-            return serde_json::from_slice(&bytes).map_err(std::io::Error::other);
+            return Ok(Some(bytes));
         }
     }
-    Err(std::io::Error::other(format!("the package has no {INFO}")))
+    Ok(None)
 }
 
 /// A catalog: the modules and versions a folder or web server offers, `index.json` beside the

@@ -18,6 +18,16 @@ use crate::build::{Profile, build_variant, libraries_under, root};
 /// Write a new key pair: `<out>.key` (secret) and `<out>.pub` (public); print the public key
 /// and its id.
 pub fn keygen(out: &Path) -> anyhow::Result<()> {
+    let (secret, public, base64) = make_keys(out)?;
+    let id = hub_package::public_key_id(&base64).unwrap_or_default();
+    println!("secret key: {} (keep it private)", secret.display());
+    println!("public key: {} (key id {id})", public.display());
+    println!("trust it:   HUB_TRUSTED_KEYS={base64}");
+    Ok(())
+}
+
+/// Write a key pair at `out` (`.key`, `.pub`): their paths and the public key in base64.
+fn make_keys(out: &Path) -> anyhow::Result<(PathBuf, PathBuf, String)> {
     let (secret, public) = (out.with_extension("key"), out.with_extension("pub"));
     for file in [&secret, &public] {
         if file.exists() {
@@ -46,12 +56,7 @@ pub fn keygen(out: &Path) -> anyhow::Result<()> {
     write_private(&secret, secret_box.as_bytes())?;
     std::fs::write(&public, &public_box)
         .with_context(|| format!("cannot write {}", public.display()))?;
-    let base64 = pair.pk.to_base64();
-    let id = hub_package::public_key_id(&base64).unwrap_or_default();
-    println!("secret key: {} (keep it private)", secret.display());
-    println!("public key: {} (key id {id})", public.display());
-    println!("trust it:   HUB_TRUSTED_KEYS={base64}");
-    Ok(())
+    Ok((secret, public, pair.pk.to_base64()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -85,27 +90,28 @@ fn module_folder(module: &str) -> anyhow::Result<(crate::build::Library, Value)>
     )
 }
 
+/// The unencrypted minisign secret key in the file at `path`.
+fn secret_key(path: &Path) -> anyhow::Result<minisign::SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secret key {}", path.display()))?;
+    minisign::SecretKeyBox::from_string(&text)
+        .and_then(|b| b.into_unencrypted_secret_key())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not an unencrypted minisign secret key ({e}): make one with cargo xtask keygen",
+                path.display()
+            )
+        })
+}
+
 /// Build `module` and write its package; the package's path.
 pub fn package(module: &str, key: Option<&Path>, debug: bool) -> anyhow::Result<PathBuf> {
     let (library, manifest) = module_folder(module)?;
-    let secret = key
-        .map(|path| -> anyhow::Result<minisign::SecretKey> {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the secret key {}", path.display()))?;
-            minisign::SecretKeyBox::from_string(&text)
-                .and_then(|b| b.into_unencrypted_secret_key())
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "{} is not an unencrypted minisign secret key ({e}): make one with cargo xtask keygen",
-                        path.display()
-                    )
-                })
-        })
-        .transpose()?;
+    let secret = key.map(secret_key).transpose()?;
     let built = build_variant(&library, &Profile::from_release(!debug), None, None)?;
-    let text = |key: &str| manifest[key].as_str().map(str::to_owned);
-    let version = text("version").context("module.json has no \"version\"")?;
-    let library_file = text("library").unwrap_or_else(|| library.file_name());
+    let library_file = manifest["library"]
+        .as_str()
+        .map_or_else(|| library.file_name(), str::to_owned);
     let mut files = vec![
         (
             "module.json".to_owned(),
@@ -120,33 +126,7 @@ pub fn package(module: &str, key: Option<&Path>, debug: bool) -> anyhow::Result<
     if readme.is_file() {
         files.push(("README.md".to_owned(), std::fs::read(&readme)?));
     }
-    let dependencies: BTreeMap<String, String> =
-        serde_json::from_value(manifest["dependencies"].clone()).unwrap_or_default();
-    let info = hub_package::describe(
-        hub_package::PackageInfo {
-            format: hub_package::FORMAT,
-            name: module.to_owned(),
-            version: version.clone(),
-            description: text("description"),
-            hub_api: text("hub_api"),
-            platform: hub_package::platform(),
-            dependencies,
-            files: Vec::new(),
-        },
-        &files,
-    );
-    let bytes = hub_package::write(&info, &files, |description| {
-        let secret = secret.as_ref()?;
-        minisign::sign(
-            None,
-            secret,
-            description,
-            Some(&format!("package {module} {version}")),
-            None,
-        )
-        .ok()
-        .map(|signature| signature.to_string())
-    })?;
+    let (bytes, version) = write_package(module, &manifest, &files, secret.as_ref())?;
     let dist = root().join("dist");
     std::fs::create_dir_all(&dist)?;
     let out = dist.join(format!("{module}-{version}.{}", hub_package::EXTENSION));
@@ -161,6 +141,45 @@ pub fn package(module: &str, key: Option<&Path>, debug: bool) -> anyhow::Result<
         }
     );
     Ok(out)
+}
+
+/// The package of `module`'s `files` as its `manifest` describes it, signed with `secret`:
+/// its bytes and its version.
+fn write_package(
+    module: &str,
+    manifest: &Value,
+    files: &[(String, Vec<u8>)],
+    secret: Option<&minisign::SecretKey>,
+) -> anyhow::Result<(Vec<u8>, String)> {
+    let text = |key: &str| manifest[key].as_str().map(str::to_owned);
+    let version = text("version").context("module.json has no \"version\"")?;
+    let dependencies: BTreeMap<String, String> =
+        serde_json::from_value(manifest["dependencies"].clone()).unwrap_or_default();
+    let info = hub_package::describe(
+        hub_package::PackageInfo {
+            format: hub_package::FORMAT,
+            name: module.to_owned(),
+            version: version.clone(),
+            description: text("description"),
+            hub_api: text("hub_api"),
+            platform: hub_package::platform(),
+            dependencies,
+            files: Vec::new(),
+        },
+        files,
+    );
+    let bytes = hub_package::write(&info, files, |description| {
+        minisign::sign(
+            None,
+            secret?,
+            description,
+            Some(&format!("package {module} {version}")),
+            None,
+        )
+        .ok()
+        .map(|signature| signature.to_string())
+    })?;
+    Ok((bytes, version))
 }
 
 /// Write a catalog of the packages in `dist/` into `out`: `out/packages/<file>` and
@@ -210,4 +229,74 @@ pub fn catalog(out: &Path) -> anyhow::Result<()> {
         packages.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_written_with_a_keygen_key_verifies_with_its_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, _, public) = make_keys(&dir.path().join("release")).unwrap();
+        assert!(
+            make_keys(&dir.path().join("release")).is_err(),
+            "never overwritten"
+        );
+        let manifest = serde_json::json!({"name": "notes", "version": "1.2.0", "hub_api": "^0.5",
+            "dependencies": {"customers": "^0.1"}});
+        let files = vec![
+            ("module.json".to_owned(), manifest.to_string().into_bytes()),
+            ("libnotes.so".to_owned(), b"not really a library".to_vec()),
+        ];
+        let key = secret_key(&secret).unwrap();
+        let (bytes, version) = write_package("notes", &manifest, &files, Some(&key)).unwrap();
+        assert_eq!(version, "1.2.0");
+        let info = hub_package::read_info(&bytes).unwrap();
+        assert_eq!(
+            (
+                info.name.as_str(),
+                info.hub_api.as_deref(),
+                info.dependencies.len()
+            ),
+            ("notes", Some("^0.5"), 1)
+        );
+        // The signature in the archive is over package.json, by the key keygen wrote.
+        let description = hub_package::read_entry(&bytes, hub_package::INFO)
+            .unwrap()
+            .unwrap();
+        let signature = hub_package::read_entry(&bytes, hub_package::SIGNATURE)
+            .unwrap()
+            .unwrap();
+        let signature = String::from_utf8(signature).unwrap();
+        assert_eq!(
+            hub_package::signature_key_id(&signature),
+            hub_package::public_key_id(&public)
+        );
+        let public = minisign::PublicKey::from_base64(&public).unwrap();
+        let signature = minisign::SignatureBox::from_string(&signature).unwrap();
+        minisign::verify(
+            &public,
+            &signature,
+            std::io::Cursor::new(&description),
+            true,
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(
+            minisign::verify(
+                &public,
+                &signature,
+                std::io::Cursor::new(b"other bytes"),
+                true,
+                false,
+                false
+            )
+            .is_err()
+        );
+        let catalog =
+            hub_package::catalog(&[("packages/notes-1.2.0.hubpkg".to_owned(), bytes)]).unwrap();
+        assert_eq!(catalog.modules[0].versions[0].version, "1.2.0");
+    }
 }
