@@ -827,6 +827,27 @@ fn a_catalog_on_a_web_server_lists_what_runs_here_and_installs_with_dependencies
             "no catalog offers module 'future' in a version this hub can run: GET /api/v1/catalog lists what they offer".to_owned()
         )
     );
+    // A folder works as a catalog too; an older version installed shows the upgrade.
+    let folder = hub_with(&keys)
+        .env("HUB_CATALOGS", &dir.path().to_string_lossy())
+        .start();
+    let page = folder.get("/api/v1/catalog").json();
+    assert_eq!(page["modules"].as_array().map(Vec::len), Some(4), "{page}");
+    let reply = folder.request(
+        "POST",
+        "/api/v1/catalog/pk/install?version=0.1.0",
+        None,
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let page = folder.get("/api/v1/catalog").json();
+    assert_eq!(
+        (
+            page["modules"][3]["installed"].clone(),
+            page["modules"][3]["upgrade"].clone()
+        ),
+        (json!("0.1.0"), json!("0.2.0"))
+    );
     let mut tampered = std::fs::read(dir.path().join("packages/pk-0.1.0.hubpkg")).expect("read");
     tampered.push(0);
     std::fs::write(dir.path().join("packages/pk-0.1.0.hubpkg"), tampered).expect("write");
@@ -843,13 +864,4 @@ fn a_catalog_on_a_web_server_lists_what_runs_here_and_installs_with_dependencies
         "{message}"
     );
     assert_eq!(serving(&hub, "pk").0, "0.2.0");
-    // A folder works as a catalog too.
-    drop(server);
-    let folder = hub_with(&keys)
-        .env("HUB_CATALOGS", &dir.path().to_string_lossy())
-        .start();
-    let page = folder.get("/api/v1/catalog").json();
-    assert_eq!(page["modules"].as_array().map(Vec::len), Some(4), "{page}");
-    let reply = folder.request("POST", "/api/v1/catalog/dbfix/install", None, None);
-    assert_eq!(reply.status, 201, "{}", reply.body);
 }
