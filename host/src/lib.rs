@@ -11,6 +11,7 @@ pub mod causes;
 pub mod config;
 pub mod db;
 pub mod deps;
+pub mod fleet;
 pub mod http;
 pub mod identity;
 pub mod instance;

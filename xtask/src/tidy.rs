@@ -45,6 +45,7 @@ mod tests {
             &["packages"],
             &["lifecycle", "status"],
             &["watcher", "jobs"],
+            &["fleet"],
             &["http"],
             &["lib", "main"],
         ],

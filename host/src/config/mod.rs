@@ -147,6 +147,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "Installed versions kept per module for rollback (the serving one included); older ones are deleted.",
     },
     Setting {
+        var: "HUB_FLEET_HEARTBEAT_SECS",
+        default: "5",
+        help: "How often this hub records itself and its modules' versions and states in PostgreSQL (GET /api/v1/fleet lists the hubs on the database); needs DATABASE_URL.",
+    },
+    Setting {
+        var: "HUB_FLEET_GONE_SECS",
+        default: "30",
+        help: "A hub not heard from for this long is shown as gone in GET /api/v1/fleet.",
+    },
+    Setting {
         var: "MODULES_ENABLED",
         default: "true",
         help: "Global switch for the module system; false: the hub serves with no module loaded.",
@@ -268,6 +278,8 @@ pub struct Config {
     pub package_versions_kept: u32,
     /// Catalogs: URLs of an `index.json`, or folders holding one.
     pub catalogs: Vec<String>,
+    pub fleet_heartbeat: Duration,
+    pub fleet_gone: Duration,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
     pub auto_reload: bool,
@@ -508,6 +520,8 @@ impl Config {
             allow_unsigned_packages: boolean("HUB_ALLOW_UNSIGNED_PACKAGES")?,
             package_max_bytes: number("HUB_PACKAGE_MAX_BYTES")?,
             package_versions_kept: small("HUB_PACKAGE_VERSIONS_KEPT")?,
+            fleet_heartbeat: seconds("HUB_FLEET_HEARTBEAT_SECS")?,
+            fleet_gone: seconds("HUB_FLEET_GONE_SECS")?,
             catalogs: get("HUB_CATALOGS")
                 .split(',')
                 .map(str::trim)

@@ -103,6 +103,11 @@ pub fn host_migrations() -> Vec<MigrationSpec> {
             name: "packages".to_owned(),
             sql: include_str!("../../../migrations/0007_packages.sql").to_owned(),
         },
+        MigrationSpec {
+            version: 8,
+            name: "instances".to_owned(),
+            sql: include_str!("../../../migrations/0008_instances.sql").to_owned(),
+        },
     ]
 }
 

@@ -6,6 +6,7 @@
 //! This room is the only one that names tokio-postgres or deadpool.
 
 pub mod convert;
+pub mod fleet;
 pub mod gateway;
 pub mod identity;
 pub mod jobs;

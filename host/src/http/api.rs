@@ -950,3 +950,20 @@ pub(super) fn action_error(error: ActionError) -> ApiError {
         .with_details(json!({"variable": variable})),
     }
 }
+
+/// The hubs on this hub's database (address, versions, started, last seen; up, gone or
+/// stopped) and, per module, the version and state on each hub that is up, marked where they
+/// differ (drift).
+#[utoipa::path(get, path = "/api/v1/fleet", tag = "hub",
+    security(("bearer" = ["modules.read"]), ("session" = ["modules.read"])),
+    responses(
+        (status = 200, description = "The fleet (this hub alone without a database)", body = crate::fleet::FleetView),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`database_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn fleet(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.read")?;
+    let view = crate::fleet::view(&hub).await.map_err(jobs_store_error)?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -41,6 +41,7 @@ const HUB_API_SEGMENTS: &[&str] = &[
     "audit",
     "packages",
     "catalog",
+    "fleet",
 ];
 
 /// Register the routes: first the module surfaces (`/api/v1/…`, `/modules/…`: the hot path, one
@@ -146,6 +147,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/packages")
             .route(web::post().to(packages::install))
             .default_service(web::to(api::not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/api/v1/fleet")
+            .route(web::get().to(api::fleet))
+            .default_service(web::to(api::not_allowed("GET"))),
     )
     .service(
         web::resource("/api/v1/catalog")

@@ -25,6 +25,7 @@ use crate::lifecycle::Hub;
     paths(
         super::api::healthz,
         super::api::ping,
+        super::api::fleet,
         openapi_json,
         super::api::list,
         super::api::graph,

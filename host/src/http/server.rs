@@ -88,6 +88,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     actix_web::rt::spawn(hub.clone().watch_database());
     actix_web::rt::spawn(crate::jobs::run(hub.clone()));
+    actix_web::rt::spawn(crate::fleet::run(hub.clone()));
     // Kept until the server stops: dropping it stops watching.
     let _watch = if config.auto_reload && config.modules_enabled {
         match watcher::start(hub.clone()) {
@@ -177,6 +178,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let server = server
         .bind(config.bind)
         .with_context(|| format!("cannot listen on HUB_BIND={}", config.bind))?;
+    if let Some(addr) = server.addrs().first()
+        && config.bind.port() == 0
+    {
+        // HUB_BIND's port 0: the fleet is told the port the system chose.
+        crate::fleet::listening_on(&format!("http://{addr}"));
+    }
     for addr in server.addrs() {
         tracing::info!("listening on http://{addr}");
     }
@@ -205,6 +212,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("requests finished; running module shutdown hooks");
     hub.shutdown().await;
+    crate::fleet::stopped(&hub).await;
     tracing::info!("stopped");
     Ok(())
 }

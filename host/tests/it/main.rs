@@ -80,3 +80,6 @@ mod jobs;
 /// Module packages: bad ones refused before anything is written, signed ones installed,
 /// upgraded, kept and rolled back (issue 18).
 mod packages;
+
+/// Several hubs on one database: membership, drift, gone and stopped hubs (issue 19).
+mod fleet;
