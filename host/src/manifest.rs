@@ -651,6 +651,31 @@ pub fn write_key(path: &Path, key: &str, value: Option<Value>) -> Result<bool, M
     Ok(true)
 }
 
+/// Make the manifest at `path` hold `value` (a fleet's desired `module.json`), written as pretty
+/// JSON, atomically, if what the file holds now differs, and only if `value` is a valid manifest
+/// for the folder. Returns whether the file changed.
+pub fn write_value(path: &Path, value: &Value) -> Result<bool, ManifestError> {
+    let now: Option<Value> = fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if now.as_ref() == Some(value) {
+        return Ok(false);
+    }
+    let mut out = serde_json::to_string_pretty(value).map_err(|source| ManifestError::Shape {
+        path: path.to_owned(),
+        source,
+    })?;
+    out.push('\n');
+    let folder_name = path
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Manifest::parse(path, &folder_name, &out)?;
+    write_atomically(path, &out)?;
+    Ok(true)
+}
+
 /// Write `out` to `path`: a temporary file in the same folder, flushed, renamed over the original,
 /// the folder flushed.
 fn write_atomically(path: &Path, out: &str) -> Result<(), ManifestError> {

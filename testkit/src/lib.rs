@@ -1,7 +1,7 @@
 //! The test harness of the hub and of every module: a real `hub` process on loopback, over a
 //! temporary `MODULES_DIR` filled with real module libraries, a database of the test's own in
 //! the cluster `cargo xtask test` started, and an HTTP client; [`browser`], a real headless
-//! chromium for tests of the pages.
+//! chromium for tests of the pages; [`nginx`], Debian's nginx in front of several hubs.
 //!
 //! `cargo xtask test` builds the hub, the modules and the fixtures first and exports where they
 //! are: `HUB_TEST_BIN` (the hub binary), `HUB_TEST_PLUGINS` (`plugins/`, libraries installed),
@@ -16,6 +16,7 @@
 //! ```
 
 pub mod browser;
+pub mod nginx;
 pub mod oidc;
 pub mod packages;
 
@@ -594,6 +595,11 @@ impl Hub {
     /// `POST /api/v1/packages` with `package` as the body, as `token` (the admin token for
     /// `None`).
     pub fn install(&self, package: &[u8], token: Option<&str>) -> Reply {
+        self.install_with("", package, token)
+    }
+
+    /// [`Hub::install`] with `query` (`?rollout=rolling`, say) after the path.
+    pub fn install_with(&self, query: &str, package: &[u8], token: Option<&str>) -> Reply {
         let headers = [
             (
                 "Authorization",
@@ -601,7 +607,12 @@ impl Hub {
             ),
             ("Content-Type", "application/octet-stream".to_owned()),
         ];
-        self.send_bytes("POST", "/api/v1/packages", &headers, package)
+        self.send_bytes(
+            "POST",
+            &format!("/api/v1/packages{query}"),
+            &headers,
+            package,
+        )
     }
 
     /// `GET path` with the admin token.

@@ -226,8 +226,13 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
 
 /// Whether `program --version` runs and succeeds.
 pub fn works(program: &str) -> bool {
+    answers(program, "--version")
+}
+
+/// Whether `program arg` runs and succeeds (what it prints, and where, does not matter).
+pub fn answers(program: &str, arg: &str) -> bool {
     Command::new(program)
-        .arg("--version")
+        .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success())
 }

@@ -10,7 +10,7 @@
 //!
 //! Rooms, bottom up: `build` and `pg` (cargo, the workspace, a PostgreSQL cluster) → `fixtures`,
 //! `node` (the OpenID provider's npm packages), `python` (schemathesis), `packages` (Debian's
-//! chromium, chromedriver and prometheus for some tests) → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy
+//! chromium, chromedriver, prometheus and nginx for some tests) → `run` (run and test) → `bench`, `new_module` → `main`; `tidy` holds the tidy
 //! tests.
 
 mod bench;

@@ -100,6 +100,7 @@ fn test_with(extra: &[String], envs: &[(&str, &std::ffi::OsStr)]) -> anyhow::Res
     crate::node::provider_packages()?;
     crate::packages::browser()?;
     crate::packages::prometheus()?;
+    crate::packages::nginx()?;
     let schemathesis = crate::python::schemathesis()?;
     let profile = Profile::from_release(false);
     build(&profile)?;

@@ -157,6 +157,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "A hub not heard from for this long is shown as gone in GET /api/v1/fleet.",
     },
     Setting {
+        var: "HUB_FLEET",
+        default: "false",
+        help: "Fleet mode: the modules' desired state (package version, enabled, safety, audience, settings) lives in PostgreSQL and every hub on the database applies it within a second; module.json edits are undone. Needs DATABASE_URL; modules join the fleet as packages (POST /api/v1/packages).",
+    },
+    Setting {
+        var: "HUB_FLEET_ROLLOUT",
+        default: "all",
+        help: "How the fleet applies a new version of a module: all (every hub at once) or rolling (one hub at a time, each healthy before the next); the install's ?rollout= overrides it.",
+    },
+    Setting {
+        var: "HUB_FLEET_ROLL_SOAK_MS",
+        default: "2000",
+        help: "In a rolling upgrade, how long a hub that started the new version (healthy) keeps the turn before the next hub takes it.",
+    },
+    Setting {
+        var: "HUB_FLEET_AUTO_FINISH",
+        default: "true",
+        help: "Run a new version's contract migrations (those not marked expand) as soon as every live hub serves it; false: only POST /api/v1/modules/{name}/finish-migrations runs them.",
+    },
+    Setting {
         var: "MODULES_ENABLED",
         default: "true",
         help: "Global switch for the module system; false: the hub serves with no module loaded.",
@@ -280,6 +300,12 @@ pub struct Config {
     pub catalogs: Vec<String>,
     pub fleet_heartbeat: Duration,
     pub fleet_gone: Duration,
+    /// Fleet mode (`HUB_FLEET`): the desired state lives in PostgreSQL.
+    pub fleet: bool,
+    /// `HUB_FLEET_ROLLOUT` is `rolling`.
+    pub fleet_rolling: bool,
+    pub fleet_roll_soak: Duration,
+    pub fleet_auto_finish: bool,
     pub modules_enabled: bool,
     pub modules_dir: PathBuf,
     pub auto_reload: bool,
@@ -500,6 +526,14 @@ impl Config {
                     expected: "a whole number, at least 1",
                 })
         };
+        let fleet = boolean("HUB_FLEET")?;
+        if fleet && optional("DATABASE_URL").is_none() {
+            return Err(ConfigError {
+                var: "HUB_FLEET",
+                value: "true".to_owned(),
+                expected: "false, or set DATABASE_URL too: a fleet keeps its state in PostgreSQL",
+            });
+        }
         Ok(Config {
             database_url: optional("DATABASE_URL"),
             bind,
@@ -522,6 +556,20 @@ impl Config {
             package_versions_kept: small("HUB_PACKAGE_VERSIONS_KEPT")?,
             fleet_heartbeat: seconds("HUB_FLEET_HEARTBEAT_SECS")?,
             fleet_gone: seconds("HUB_FLEET_GONE_SECS")?,
+            fleet,
+            fleet_rolling: match get("HUB_FLEET_ROLLOUT").as_str() {
+                "all" => false,
+                "rolling" => true,
+                other => {
+                    return Err(ConfigError {
+                        var: "HUB_FLEET_ROLLOUT",
+                        value: other.to_owned(),
+                        expected: "all or rolling",
+                    });
+                }
+            },
+            fleet_roll_soak: millis("HUB_FLEET_ROLL_SOAK_MS")?,
+            fleet_auto_finish: boolean("HUB_FLEET_AUTO_FINISH")?,
             catalogs: get("HUB_CATALOGS")
                 .split(',')
                 .map(str::trim)

@@ -108,6 +108,11 @@ pub fn host_migrations() -> Vec<MigrationSpec> {
             name: "instances".to_owned(),
             sql: include_str!("../../../migrations/0008_instances.sql").to_owned(),
         },
+        MigrationSpec {
+            version: 9,
+            name: "module_state".to_owned(),
+            sql: include_str!("../../../migrations/0009_module_state.sql").to_owned(),
+        },
     ]
 }
 

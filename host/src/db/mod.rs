@@ -63,6 +63,8 @@ pub struct Database {
     pub(crate) roles: Roles,
     /// SQL texts the gateway's checks passed.
     pub(crate) passed: gateway::Passed,
+    /// How to open a connection of its own (the fleet's listener, a rollout's turn).
+    pub(crate) direct: Option<tokio_postgres::Config>,
 }
 
 impl Database {
@@ -85,6 +87,7 @@ impl Database {
                 generation,
                 passed: gateway::Passed::default(),
                 roles: Roles::default(),
+                direct: None,
             });
         };
         let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
@@ -105,6 +108,7 @@ impl Database {
             "-c statement_timeout={}",
             statement_timeout.as_millis()
         ));
+        let direct = Some(pg.clone());
         let pool = Pool::builder(Manager::new(pg, generation.clone()))
             .max_size(config.db_pool_size)
             .wait_timeout(Some(config.db_pool_timeout))
@@ -121,6 +125,7 @@ impl Database {
             generation,
             roles: Roles::default(),
             passed: gateway::Passed::default(),
+            direct,
         })
     }
 

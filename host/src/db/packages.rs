@@ -27,7 +27,17 @@ pub async fn keep(
     bytes: &[u8],
 ) -> Result<(), StoreError> {
     let conn = db.hub_client().await?;
-    conn.client()
+    keep_with(conn.client(), module, row, bytes).await
+}
+
+/// [`keep`] on `client` (a transaction's, say).
+pub async fn keep_with(
+    client: &impl tokio_postgres::GenericClient,
+    module: &str,
+    row: &PackageRow,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    client
         .execute(
             "INSERT INTO hub_packages (module, version, sha256, size, signer, installed_at, installed_by, migrations, bytes) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \

@@ -948,6 +948,22 @@ pub(super) fn action_error(error: ActionError) -> ApiError {
             error.to_string(),
         )
         .with_details(json!({"variable": variable})),
+        ActionError::NotRunning(_) => {
+            ApiError::new(StatusCode::CONFLICT, "not_running", error.to_string())
+        }
+        ActionError::Migrations(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "migration_failed",
+            error.to_string(),
+        ),
+        ActionError::NotInFleet(_) => {
+            ApiError::new(StatusCode::CONFLICT, "not_in_fleet", error.to_string())
+        }
+        ActionError::FleetUnavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            error.to_string(),
+        ),
     }
 }
 

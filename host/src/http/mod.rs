@@ -300,6 +300,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(api::admin_not_allowed("GET"))),
             )
             .service(
+                web::resource("/{name}/finish-migrations")
+                    .route(web::post().to(packages::finish_migrations))
+                    .default_service(web::to(api::admin_not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/{name}/rollback")
                     .route(web::post().to(packages::rollback))
                     .default_service(web::to(api::admin_not_allowed("POST"))),

@@ -58,6 +58,7 @@ use crate::lifecycle::Hub;
         super::packages::install,
         super::packages::versions,
         super::packages::rollback,
+        super::packages::finish_migrations,
         super::packages::uninstall_preview,
         super::packages::uninstall,
         super::packages::catalog,
@@ -68,7 +69,7 @@ use crate::lifecycle::Hub;
         (name = "hub", description = "The hub itself"),
         (name = "modules", description = "Managing modules: `modules.read` to see them, `modules.manage` to change them"),
         (name = "identity", description = "Signing in, API tokens, users, roles and the audit log"),
-        (name = "packages", description = "Module packages: install (`modules.install`), kept versions, rollback"),
+        (name = "packages", description = "Module packages: install (`modules.install`), kept versions, rollback, finish-migrations"),
     ),
     modifiers(&Schemes)
 )]

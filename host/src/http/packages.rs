@@ -136,7 +136,42 @@ async fn answer(
     let object = one(hub, installed.entry)
         .await
         .ok_or_else(|| ApiError::module_not_found(&name))?;
-    Ok(HttpResponse::build(status).json(object))
+    let Some(rollout) = installed.rollout else {
+        return Ok(HttpResponse::build(status).json(object));
+    };
+    // Fleet mode: how the fleet applies it, next to the module as this hub runs it.
+    let mut body = serde_json::to_value(object).unwrap_or_default();
+    body["rollout"] = json!(rollout);
+    Ok(HttpResponse::build(status).json(body))
+}
+
+/// How the fleet applies an install.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InstallQuery {
+    /// Fleet mode: `all` (every hub at once) or `rolling` (one hub at a time, each healthy
+    /// before the next); default `HUB_FLEET_ROLLOUT`. A version with migrations not marked
+    /// expand is applied all at once whatever is asked; the answer's `rollout` says so.
+    #[param(pattern = "^(all|rolling)$")]
+    rollout: Option<String>,
+}
+
+impl InstallQuery {
+    fn rolling(&self) -> Result<Option<bool>, ApiError> {
+        match self.rollout.as_deref() {
+            None => Ok(None),
+            Some("all") => Ok(Some(false)),
+            Some("rolling") => Ok(Some(true)),
+            Some(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!(
+                    "rollout={other:?} is not understood: write rollout=all or rollout=rolling"
+                ),
+            )),
+        }
+    }
 }
 
 /// Install a module package (a `.hubpkg` from `cargo xtask package`, as the body).
@@ -146,10 +181,12 @@ async fn answer(
 /// start protocol of a reload: if it does not run, the installed version keeps serving.
 #[utoipa::path(post, path = "/api/v1/packages", tag = "packages",
     security(("bearer" = ["modules.install"]), ("session" = ["modules.install"])),
+    params(InstallQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The package"),
     responses(
         (status = 200, description = "This version was installed already, with these bytes: nothing changed", body = ModuleObject),
-        (status = 201, description = "Installed and running; `last_reload` says how the start went", body = ModuleObject),
+        (status = 201, description = "Installed and running; `last_reload` says how the start went. In fleet mode the module object also carries `rollout` (`mode`, `reason`, `contract_pending`): how the other hubs apply it", body = ModuleObject),
+        (status = 400, description = "The query is not understood", body = ErrorBody),
         (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
         (status = 403, description = "Needs `modules.install` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
         (status = 409, description = "Its dependencies are not installed (`dependencies_missing`), the version is installed with other bytes (`version_conflict`), or the module's folder holds files no package put there (`not_from_package`)", body = ErrorBody),
@@ -160,13 +197,15 @@ async fn answer(
 pub(crate) async fn install(
     caller: Caller,
     hub: web::Data<Hub>,
+    query: web::Query<InstallQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("modules.install")?;
+    let rolling = query.rolling()?;
     let (size, result) = match read_package(payload, hub.config().package_max_bytes).await {
         Ok(bytes) => (
             bytes.len(),
-            hub.install_package(bytes, &caller.actor.id)
+            hub.install_package_rolling(bytes, &caller.actor.id, rolling)
                 .await
                 .map_err(install_error),
         ),
@@ -528,4 +567,82 @@ pub(crate) async fn catalog_install(
         .await
         .ok_or_else(|| ApiError::module_not_found(name))?;
     Ok(HttpResponse::Created().json(CatalogInstalled { installed, module }))
+}
+
+/// What `finish-migrations` ran.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Finished {
+    pub module: String,
+    pub version: String,
+    /// The migrations applied now (`0002 narrow`); empty when none was waiting.
+    pub applied: Vec<String>,
+}
+
+/// Run a module's contract migrations (those not marked expand) that wait until every live hub
+/// serves its version; in fleet mode they run by themselves then unless
+/// `HUB_FLEET_AUTO_FINISH=false`. Exactly once across the fleet.
+#[utoipa::path(post, path = "/api/v1/modules/{name}/finish-migrations", tag = "packages",
+    security(("bearer" = ["modules.install"]), ("session" = ["modules.install"])),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,39}$", example = "hello", description = "The module's name")),
+    responses(
+        (status = 200, description = "The waiting migrations ran (or none was waiting)", body = Finished),
+        (status = 400, description = "The name breaks the name rule", body = ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "Needs `modules.install` (`permission_denied`), or sent from another site's page (`cross_site`)", body = ErrorBody),
+        (status = 404, description = "No such module (`module_not_found`)", body = ErrorBody),
+        (status = 409, description = "It does not run here (`not_running`), or hubs that are up do not serve its version yet (`hubs_behind`, named in `details`)", body = ErrorBody),
+        (status = 422, description = "A migration failed (`migration_failed`)", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`database_unavailable`)", body = ErrorBody),
+    ))]
+pub(crate) async fn finish_migrations(
+    caller: Caller,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("modules.install")?;
+    let name = valid_name(&name)?;
+    let entry = hub.get(name).map_err(action_error)?;
+    let version = entry
+        .instance()
+        .map(|i| i.info().version.clone())
+        .ok_or_else(|| action_error(crate::lifecycle::ActionError::NotRunning(name.to_owned())))?;
+    if hub.in_fleet() {
+        let view = crate::fleet::view(&hub).await.map_err(|e| {
+            action_error(crate::lifecycle::ActionError::FleetUnavailable(
+                e.to_string(),
+            ))
+        })?;
+        let behind = crate::fleet::behind(&view, name, &version);
+        if !behind.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "hubs_behind",
+                format!(
+                    "{} {version} does not serve on every hub yet ({} not): its contract migrations would break the older version there; wait, or see GET /api/v1/fleet",
+                    name,
+                    behind.join(", ")
+                ),
+            )
+            .with_details(json!({"hubs": behind})));
+        }
+    }
+    let result = hub.finish_migrations(name).await.map_err(action_error);
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: "module.finish_migrations",
+            module: Some(name),
+            target: Some(&version),
+            outcome: if result.is_ok() { "ok" } else { "failed" },
+            details: Some(match &result {
+                Ok(applied) => json!({"applied": applied}),
+                Err(e) => json!({"error": e.body().error}),
+            }),
+        },
+    );
+    Ok(HttpResponse::Ok().json(Finished {
+        module: name.to_owned(),
+        version,
+        applied: result?,
+    }))
 }

@@ -80,6 +80,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
     hub.discover().await;
+    crate::fleet::join(hub.clone()).await;
     if config.modules_enabled {
         let report = status::startup_report(&config.modules_dir, &hub.registry().all());
         tracing::info!("{report}");
@@ -178,11 +179,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let server = server
         .bind(config.bind)
         .with_context(|| format!("cannot listen on HUB_BIND={}", config.bind))?;
-    if let Some(addr) = server.addrs().first()
-        && config.bind.port() == 0
-    {
-        // HUB_BIND's port 0: the fleet is told the port the system chose.
-        crate::fleet::listening_on(&format!("http://{addr}"));
+    if let Some(addr) = server.addrs().first() {
+        // The fleet names each hub by where it listens (behind a load balancer every hub has
+        // the same HUB_PUBLIC_URL); with HUB_BIND's port 0, the port the system chose.
+        crate::fleet::listening_on(*addr);
     }
     for addr in server.addrs() {
         tracing::info!("listening on http://{addr}");

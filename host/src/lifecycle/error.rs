@@ -24,4 +24,14 @@ pub enum ActionError {
         "{variable} is set in the hub's environment, which wins over module.json: change or unset it there (and restart the hub)"
     )]
     SetByEnvironment { variable: String },
+    #[error(
+        "module '{0}' is not part of the fleet (HUB_FLEET=true): install it as a package through any hub (POST /api/v1/packages)"
+    )]
+    NotInFleet(String),
+    #[error("module '{0}' does not run: enable it first")]
+    NotRunning(String),
+    #[error("{0}")]
+    Migrations(String),
+    #[error("the fleet's state in PostgreSQL cannot be read or written: {0}")]
+    FleetUnavailable(String),
 }

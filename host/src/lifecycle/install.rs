@@ -27,11 +27,11 @@ use crate::registry::ModuleEntry;
 const MARKER: &str = ".package.json";
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Marker {
-    version: String,
-    sha256: String,
+pub(super) struct Marker {
+    pub(super) version: String,
+    pub(super) sha256: String,
     /// The package's own `module.json` (before the operator's settings were carried over).
-    manifest: Value,
+    pub(super) manifest: Value,
 }
 
 /// What an install did.
@@ -41,6 +41,20 @@ pub struct Installed {
     pub changed: bool,
     pub version: String,
     pub signer: Option<String>,
+    /// Fleet mode: how the fleet applies it (`None` outside fleet mode, or nothing changed).
+    pub rollout: Option<Rollout>,
+}
+
+/// How the fleet applies an installed version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Rollout {
+    /// `all` (every hub at once) or `rolling` (one hub at a time).
+    pub mode: &'static str,
+    /// Why it is not the mode asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its contract migrations (not marked expand), waiting until every live hub serves it.
+    pub contract_pending: Vec<String>,
 }
 
 /// Why an install or a rollback did not happen; nothing was changed.
@@ -97,6 +111,17 @@ impl Hub {
         bytes: Vec<u8>,
         by: &str,
     ) -> Result<Installed, InstallError> {
+        self.install_package_rolling(bytes, by, None).await
+    }
+
+    /// [`Hub::install_package`]; in fleet mode `rolling` chooses how the fleet applies it
+    /// (default: `HUB_FLEET_ROLLOUT`).
+    pub async fn install_package_rolling(
+        &self,
+        bytes: Vec<u8>,
+        by: &str,
+        rolling: Option<bool>,
+    ) -> Result<Installed, InstallError> {
         if !self.config.modules_enabled {
             return Err(ActionError::ModulesOff.into());
         }
@@ -131,7 +156,8 @@ impl Hub {
                 error: e.to_string(),
             })??
         };
-        self.install_checked(checked, &bytes, by).await
+        let rolling = rolling.unwrap_or(self.config.fleet_rolling);
+        self.install_checked(checked, &bytes, by, rolling).await
     }
 
     async fn install_checked(
@@ -139,16 +165,25 @@ impl Hub {
         package: Package,
         bytes: &[u8],
         by: &str,
+        rolling: bool,
     ) -> Result<Installed, InstallError> {
         let name = package.info.name.clone();
         let version = package.info.version.clone();
+        // Fleet mode: an upgrade of a module that serves here defers its contract migrations,
+        // and a rolling one waits for the module's turn first.
+        let upgrade = self.in_fleet()
+            && self
+                .registry
+                .get(&name)
+                .and_then(|e| e.instance().map(|i| i.info().version != version))
+                .unwrap_or(false);
+        let turn = match upgrade && rolling {
+            true => Some(self.take_turn(&name).await?),
+            false => None,
+        };
         let lock = self.lock_for(&name);
         let _guard = lock.lock().await;
         let folder = self.folder(&name);
-        let io = |error: std::io::Error| InstallError::Io {
-            name: name.clone(),
-            error: error.to_string(),
-        };
         let marker = read_marker(&folder);
         let current: Option<Value> = std::fs::read_to_string(folder.join(manifest::FILE_NAME))
             .ok()
@@ -163,6 +198,7 @@ impl Hub {
                             changed: false,
                             version,
                             signer: package.signer,
+                            rollout: None,
                         });
                     }
                     return Err(InstallError::VersionConflict { name, version });
@@ -181,69 +217,8 @@ impl Hub {
             current.as_ref(),
             marker.as_ref().map(|m| &m.manifest),
         );
-        let root = self.config.modules_dir.join(".staging");
-        let stamp = format!(
-            "{name}-{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-        );
-        let staged = root.join(&stamp);
-        write_folder(&staged, &package, &text).map_err(io)?;
-        let previous = folder
-            .exists()
-            .then(|| root.join(format!("{stamp}.previous")));
-        if let Some(previous) = &previous {
-            std::fs::rename(&folder, previous).map_err(io)?;
-        }
-        if let Err(e) = std::fs::rename(&staged, &folder) {
-            if let Some(previous) = &previous {
-                let _ = std::fs::rename(previous, &folder);
-            }
-            let _ = std::fs::remove_dir_all(&staged);
-            return Err(io(e));
-        }
-        let serving_before = self
-            .registry
-            .get(&name)
-            .and_then(|e| e.instance().map(|i| i.info().version.clone()));
-        let result = self.converge(&name, Action::Reload, None).await;
-        let runs = |entry: &ModuleEntry| {
-            entry
-                .instance()
-                .is_some_and(|i| i.info().version == version)
-        };
-        let entry = match result {
-            Ok(entry) if runs(&entry) => entry,
-            other => {
-                let error = match &other {
-                    Ok(entry) => entry
-                        .state
-                        .error()
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| format!("it is {}", entry.kind().as_str())),
-                    Err(e) => e.to_string(),
-                };
-                // Put the folder back as it was: the old version keeps serving from it.
-                let failed = root.join(format!("{stamp}.failed"));
-                let _ = std::fs::rename(&folder, &failed);
-                match &previous {
-                    Some(previous) => {
-                        let _ = std::fs::rename(previous, &folder);
-                    }
-                    None => self.forget(&name),
-                }
-                let _ = std::fs::remove_dir_all(&failed);
-                return Err(InstallError::StartFailed {
-                    name,
-                    version,
-                    error,
-                    serving: serving_before,
-                });
-            }
-        };
-        if let Some(previous) = &previous {
-            let _ = std::fs::remove_dir_all(previous);
-        }
+        self.defer_contract(&name, upgrade);
+        let entry = self.swap_in(&name, &package, &text).await?;
         let migrations = entry
             .instance()
             .map(|i| {
@@ -266,9 +241,18 @@ impl Hub {
             installed_by: by.to_owned(),
             migrations,
         };
-        if let Err(e) = self.packages.keep(&name, &kept, bytes).await {
-            tracing::warn!(module = %name, "{name} {version} is installed but not kept for rollbacks: {e}");
-        }
+        let rollout = match self.in_fleet() {
+            true => Some(
+                self.join_fleet(&entry, &package, &text, &kept, bytes, rolling, turn)
+                    .await?,
+            ),
+            false => {
+                if let Err(e) = self.packages.keep(&name, &kept, bytes).await {
+                    tracing::warn!(module = %name, "{name} {version} is installed but not kept for rollbacks: {e}");
+                }
+                None
+            }
+        };
         let keep = self.config.package_versions_kept as usize;
         match self.packages.prune(&name, keep, &version).await {
             Ok(gone) if !gone.is_empty() => {
@@ -282,7 +266,97 @@ impl Hub {
             changed: true,
             version,
             signer: package.signer,
+            rollout,
         })
+    }
+
+    /// Under the module's lock: unpack `package` with `manifest` (the `module.json` to write) in
+    /// `MODULES_DIR/.staging`, swap it for the module's folder and start it. If the version does
+    /// not run, the folder is put back as it was (the old version keeps serving) and the error
+    /// says why.
+    pub(super) async fn swap_in(
+        &self,
+        name: &str,
+        package: &Package,
+        manifest: &str,
+    ) -> Result<Arc<ModuleEntry>, InstallError> {
+        let version = &package.info.version;
+        let folder = self.folder(name);
+        let io = |error: std::io::Error| InstallError::Io {
+            name: name.to_owned(),
+            error: error.to_string(),
+        };
+        let root = self.config.modules_dir.join(".staging");
+        let stamp = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let staged = root.join(&stamp);
+        write_folder(&staged, package, manifest).map_err(io)?;
+        let previous = folder
+            .exists()
+            .then(|| root.join(format!("{stamp}.previous")));
+        if let Some(previous) = &previous {
+            std::fs::rename(&folder, previous).map_err(io)?;
+        }
+        if let Err(e) = std::fs::rename(&staged, &folder) {
+            if let Some(previous) = &previous {
+                let _ = std::fs::rename(previous, &folder);
+            }
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(io(e));
+        }
+        let serving_before = self
+            .registry
+            .get(name)
+            .and_then(|e| e.instance().map(|i| i.info().version.clone()));
+        let result = self.converge(name, Action::Reload, None).await;
+        // Started, or disabled as its module.json says (an upgrade of a disabled module).
+        let runs = |entry: &ModuleEntry| match entry.instance() {
+            Some(instance) => &instance.info().version == version,
+            None => {
+                matches!(entry.state, crate::registry::ModuleState::Disabled { .. })
+                    && entry
+                        .manifest
+                        .as_ref()
+                        .is_some_and(|m| &m.version == version)
+            }
+        };
+        match result {
+            Ok(entry) if runs(&entry) => {
+                if let Some(previous) = &previous {
+                    let _ = std::fs::remove_dir_all(previous);
+                }
+                Ok(entry)
+            }
+            other => {
+                let error = match &other {
+                    Ok(entry) => entry
+                        .state
+                        .error()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| format!("it is {}", entry.kind().as_str())),
+                    Err(e) => e.to_string(),
+                };
+                // Put the folder back as it was: the old version keeps serving from it.
+                let failed = root.join(format!("{stamp}.failed"));
+                let _ = std::fs::rename(&folder, &failed);
+                match &previous {
+                    Some(previous) => {
+                        let _ = std::fs::rename(previous, &folder);
+                    }
+                    None => self.forget(name),
+                }
+                let _ = std::fs::remove_dir_all(&failed);
+                Err(InstallError::StartFailed {
+                    name: name.to_owned(),
+                    version: version.clone(),
+                    error,
+                    serving: serving_before,
+                })
+            }
+        }
     }
 
     /// The kept versions of `name`, the last installed first.
@@ -577,6 +651,10 @@ impl Hub {
             name: name.to_owned(),
             error: error.to_string(),
         };
+        if self.in_fleet() {
+            // The fleet forgets it (and its kept versions) first: every hub removes it.
+            self.leave_fleet(name).await?;
+        }
         let root = self.config.modules_dir.join(".staging");
         std::fs::create_dir_all(&root).map_err(io)?;
         let gone = root.join(format!(
@@ -588,10 +666,12 @@ impl Hub {
         // Its folder is gone: the module stops serving and is forgotten.
         let _ = self.converge(name, Action::Reload, None).await;
         let _ = std::fs::remove_dir_all(&gone);
-        self.packages
-            .remove_all(name)
-            .await
-            .map_err(InstallError::Store)?;
+        if !self.in_fleet() {
+            self.packages
+                .remove_all(name)
+                .await
+                .map_err(InstallError::Store)?;
+        }
         let purged = if purge {
             self.packages
                 .purge(name)
@@ -605,14 +685,14 @@ impl Hub {
 }
 
 /// The hub's record in `folder`, if an install made it.
-fn read_marker(folder: &Path) -> Option<Marker> {
+pub(super) fn read_marker(folder: &Path) -> Option<Marker> {
     let text = std::fs::read_to_string(folder.join(MARKER)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 /// The files of `folder` a package would not hold (a source crate, say): an install must not
 /// replace them.
-fn not_from_package(folder: &Path, current: Option<&Value>) -> Vec<String> {
+pub(super) fn not_from_package(folder: &Path, current: Option<&Value>) -> Vec<String> {
     let library = current
         .and_then(|m| m["library"].as_str().map(str::to_owned))
         .or_else(|| {
@@ -642,7 +722,11 @@ fn not_from_package(folder: &Path, current: Option<&Value>) -> Vec<String> {
 /// The `module.json` to write: the package's, with what the operator set on the installed
 /// version carried over — `enabled`, `safety` and `audience`, and each setting whose value
 /// differs from what the previous package shipped. A first install is enabled.
-fn merged_manifest(package: &str, current: Option<&Value>, shipped: Option<&Value>) -> String {
+pub(super) fn merged_manifest(
+    package: &str,
+    current: Option<&Value>,
+    shipped: Option<&Value>,
+) -> String {
     let Ok(Value::Object(mut new)) = serde_json::from_str::<Value>(package) else {
         return package.to_owned();
     };

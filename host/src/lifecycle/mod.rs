@@ -7,6 +7,7 @@
 //! and writes one log line (`outcome.rs`).
 
 mod error;
+mod fleet;
 mod install;
 mod outcome;
 mod plan;
@@ -18,7 +19,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 pub use self::error::ActionError;
-pub use self::install::{InstallError, Installed, UninstallPreview};
+pub use self::fleet::Applied;
+pub use self::install::{InstallError, Installed, Rollout, UninstallPreview};
 pub use self::outcome::Action;
 use self::outcome::{Outcome, log_action};
 use self::plan::{Candidate, Plan};
@@ -56,6 +58,8 @@ pub struct Hub {
     this: Weak<Hub>,
     /// Installed packages' kept versions.
     packages: crate::packages::store::Store,
+    /// Fleet mode: what this hub applied of the fleet's state.
+    fleet: self::fleet::FleetState,
 }
 
 impl Hub {
@@ -81,6 +85,7 @@ impl Hub {
             locks: Mutex::default(),
             graph: tokio::sync::Mutex::new(()),
             this: this.clone(),
+            fleet: Default::default(),
         }))
     }
 
@@ -159,6 +164,10 @@ impl Hub {
             tracing::info!("module system is off (MODULES_ENABLED=false): no module is loaded");
             return;
         }
+        if self.in_fleet() {
+            // The fleet's state decides what runs: the fleet room applies it once it listens.
+            return;
+        }
         let dir = &self.config.modules_dir;
         let mut names = match module_folders(dir) {
             Ok(names) => names,
@@ -188,6 +197,9 @@ impl Hub {
     pub async fn reload(&self, name: &str) -> Result<Arc<ModuleEntry>, ActionError> {
         let lock = self.lock_for(name);
         let _guard = lock.lock().await;
+        if self.in_fleet() {
+            return self.reload_fleet(name).await;
+        }
         self.converge(name, Action::Reload, None).await
     }
 
@@ -223,6 +235,9 @@ impl Hub {
         }
         let current = Manifest::load(&folder)?;
         let value = change(&current)?;
+        if self.in_fleet() {
+            return self.change_desired(name, key, value, Action::Reload).await;
+        }
         manifest::write_key(&folder.join(manifest::FILE_NAME), key, value)?;
         self.converge(name, Action::Reload, None).await
     }
@@ -310,12 +325,17 @@ impl Hub {
         // Refuse to rewrite a manifest the hub cannot read; the operator must fix it first.
         Manifest::load(&folder)?;
         check()?;
-        manifest::write_enabled(&folder.join(manifest::FILE_NAME), enabled)?;
         let action = if enabled {
             Action::Enable
         } else {
             Action::Disable
         };
+        if self.in_fleet() {
+            return self
+                .change_desired(name, "enabled", Some(enabled.into()), action)
+                .await;
+        }
+        manifest::write_enabled(&folder.join(manifest::FILE_NAME), enabled)?;
         self.converge(name, action, None).await
     }
 
@@ -349,6 +369,10 @@ impl Hub {
             let known = self.registry.get(name).and_then(|e| e.fingerprint.clone());
             if known.as_ref() == Some(&now) {
                 tracing::debug!(module = %name, "{name}: its files are as last applied; the file event changes nothing");
+                return;
+            }
+            if self.in_fleet() {
+                self.refuse_file_change(name).await;
                 return;
             }
             read = Some((now, library));
@@ -601,7 +625,15 @@ impl Hub {
         };
         let started = self
             .starter
-            .start(&self.config, name, &folder, &manifest, safety, library)
+            .start(
+                &self.config,
+                name,
+                &folder,
+                &manifest,
+                safety,
+                library,
+                self.contract_deferred(name),
+            )
             .await;
         match (started, running) {
             (Ok(instance), _) => {

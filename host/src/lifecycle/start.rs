@@ -46,7 +46,9 @@ impl Starter {
     }
 
     /// Open, init, migrate and health-check a new instance of module `name` from `folder`.
-    /// `library` is the library file as the fingerprint read it.
+    /// `library` is the library file as the fingerprint read it; `defer_contract`: run only the
+    /// migrations before the first contract one (a fleet rolls a new version).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         &self,
         config: &Config,
@@ -55,6 +57,7 @@ impl Starter {
         manifest: &Manifest,
         safety: Safety,
         library: Arc<LibraryFile>,
+        defer_contract: bool,
     ) -> Result<Arc<Instance>, StartError> {
         if let Some(range) = &manifest.hub_api
             && !deps::satisfies(plugin_api::API_VERSION, range)
@@ -134,13 +137,12 @@ impl Starter {
             }
         };
         if !instance.migrations().is_empty() {
+            let migrations = match defer_contract {
+                true => self.before_contract(name, instance.migrations()).await?,
+                false => instance.migrations(),
+            };
             let migrated = self
-                .migrate(
-                    name,
-                    &manifest.table_prefix(),
-                    instance.migrations(),
-                    &mut applied,
-                )
+                .migrate(name, &manifest.table_prefix(), migrations, &mut applied)
                 .await;
             if let Err(error) = migrated {
                 return Err(after(&applied, error));
@@ -158,6 +160,50 @@ impl Starter {
             tracing::warn!(module = %name, "cannot make the module's service identity module:{name}: {e}");
         }
         Ok(instance)
+    }
+
+    /// The migrations to run while the contract ones wait (a fleet rolls a new version): those
+    /// before the first one that is not marked expand and not applied yet.
+    async fn before_contract<'m>(
+        &self,
+        name: &str,
+        migrations: &'m [MigrationSpec],
+    ) -> Result<&'m [MigrationSpec], StartError> {
+        let applied: Vec<i32> = crate::db::packages::applied_migrations(&self.database, name)
+            .await
+            .map_err(|e| StartError::DatabaseUnavailable(e.to_string()))?
+            .into_iter()
+            .map(|(version, _)| version)
+            .collect();
+        let cut = migrations
+            .iter()
+            .position(|m| !m.expands() && !applied.contains(&(m.version as i32)))
+            .unwrap_or(migrations.len());
+        if cut < migrations.len() {
+            tracing::info!(module = %name, "migrations from {} on wait until every hub of the fleet serves this version", migrations[cut].label());
+        }
+        Ok(&migrations[..cut])
+    }
+
+    /// Run the pending migrations of the running `instance` (the contract ones a fleet held
+    /// back); the labels of those applied now.
+    pub async fn finish(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        instance: &Instance,
+    ) -> Result<Vec<String>, StartError> {
+        let mut applied = Applied::default();
+        if !instance.migrations().is_empty() {
+            self.migrate(
+                name,
+                &manifest.table_prefix(),
+                instance.migrations(),
+                &mut applied,
+            )
+            .await?;
+        }
+        Ok(applied.migrations.iter().map(|m| m.label.clone()).collect())
     }
 
     /// What `name` may use of the database is what `manifest` declares again (a failed reload

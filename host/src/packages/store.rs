@@ -36,6 +36,19 @@ pub struct KnownMigration {
     pub expand: bool,
 }
 
+/// `kept` as its row in `hub_packages`.
+pub fn row(kept: &KeptVersion) -> PackageRow {
+    PackageRow {
+        version: kept.version.clone(),
+        sha256: kept.sha256.clone(),
+        size: i64::try_from(kept.size).unwrap_or(i64::MAX),
+        signer: kept.signer.clone(),
+        installed_at: kept.installed_at,
+        installed_by: kept.installed_by.clone(),
+        migrations: serde_json::to_value(&kept.migrations).unwrap_or_default(),
+    }
+}
+
 /// The kept versions of every module.
 pub enum Store {
     Database(Arc<Database>),
@@ -55,20 +68,9 @@ impl Store {
     /// Keep `kept` of `module` with the package's `bytes`.
     pub async fn keep(&self, module: &str, kept: &KeptVersion, bytes: &[u8]) -> Result<(), String> {
         match self {
-            Store::Database(db) => {
-                let row = PackageRow {
-                    version: kept.version.clone(),
-                    sha256: kept.sha256.clone(),
-                    size: i64::try_from(kept.size).unwrap_or(i64::MAX),
-                    signer: kept.signer.clone(),
-                    installed_at: kept.installed_at,
-                    installed_by: kept.installed_by.clone(),
-                    migrations: serde_json::to_value(&kept.migrations).unwrap_or_default(),
-                };
-                rows::keep(db, module, &row, bytes)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Store::Database(db) => rows::keep(db, module, &row(kept), bytes)
+                .await
+                .map_err(|e| e.to_string()),
             Store::Folder(root) => {
                 let folder = root.join(module);
                 let write = || -> std::io::Result<()> {

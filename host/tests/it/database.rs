@@ -75,7 +75,8 @@ fn migrations_are_applied_once_recorded_and_reported() {
             (5, "usage".to_owned()),
             (6, "jobs".to_owned()),
             (7, "packages".to_owned()),
-            (8, "instances".to_owned())
+            (8, "instances".to_owned()),
+            (9, "module_state".to_owned())
         ]
     );
     let applied = module["migrations"]["applied"]
