@@ -203,7 +203,7 @@ impl HostPattern {
 /// The role-name rule, as the audience's schema states it.
 const ROLE_NAME: &str = "^[a-z][a-z0-9_-]{0,39}$";
 /// The group-name rule: 1 to 200 characters, no control characters.
-const GROUP_NAME: &str = "^[^\\x00-\\x1f\\x7f]{1,200}$";
+const GROUP_NAME: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$";
 
 fn names_matching(pattern: &str) -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
@@ -251,7 +251,7 @@ pub struct Audience {
     /// Identity provider groups whose members see the module (1 to 200 characters, no control
     /// characters).
     #[serde(default)]
-    #[schemars(inner(regex(pattern = r"^[^\x00-\x1f\x7f]{1,200}$")))]
+    #[schemars(inner(regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,200}$")))]
     #[schema(schema_with = group_names)]
     pub groups: Vec<String>,
     /// A share of all users, 0 to 100, chosen by a stable hash of the user's id (a user stays in

@@ -12,6 +12,8 @@
 //! - `scale`: fifty modules in chains and diamonds, from spawn until all serve (`bench/scale.rs`).
 //! - `console`: the console's pages with fifty modules, against the JSON they draw from
 //!   (`bench/console.rs`).
+//! - `fleet`: three hubs in fleet mode behind nginx: convergence of 100 changes, failed
+//!   requests during upgrades, throughput of three hubs against one (`host/benches/fleet.rs`).
 //! - `abi`: criterion: one handler call through the ABI against the same body called directly.
 //!
 //! `--against <checkout>` measures another build (a checkout of another commit, built with
@@ -60,6 +62,8 @@ pub enum Which {
     Console,
     /// A call between modules (`req.call`) against the same route over HTTP, timed in a module.
     Calls,
+    /// Three hubs in fleet mode behind nginx: convergence, upgrades under load, throughput.
+    Fleet,
     /// All of them.
     All,
 }
@@ -98,6 +102,9 @@ pub fn bench(which: Which, options: &Options) -> anyhow::Result<()> {
     }
     if matches!(which, Which::Calls | Which::All) {
         calls::run(&profile)?;
+    }
+    if matches!(which, Which::Fleet | Which::All) {
+        fleet(&profile)?;
     }
     if matches!(which, Which::Abi | Which::All) {
         abi()?;
@@ -658,6 +665,29 @@ fn compare(
             .unwrap_or(0)
     );
     Ok(())
+}
+
+/// `host/benches/fleet.rs` over the release hub and fixtures, with nginx, wrk and a PostgreSQL
+/// cluster of its own (or `DATABASE_URL`).
+fn fleet(profile: &Profile) -> anyhow::Result<()> {
+    crate::packages::nginx()?;
+    ensure_wrk()?;
+    let artifacts = build::target_dir().join("bench-artifacts");
+    crate::fixtures::build_fixtures(profile, &artifacts)?;
+    let (url, _cluster) = crate::pg::database_url(crate::pg::Cluster::throwaway)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    build::run_command(
+        Command::new(cargo)
+            .args(["bench", "-p", "host", "--bench", "fleet"])
+            .current_dir(root())
+            .env("DATABASE_URL", url)
+            .env("HUB_TEST_ARTIFACTS", &artifacts)
+            .env(
+                "HUB_TEST_BIN",
+                build::target_dir().join(profile.dir()).join("hub"),
+            )
+            .env("HUB_TEST_PLUGINS", root().join("plugins")),
+    )
 }
 
 fn abi() -> anyhow::Result<()> {
