@@ -146,7 +146,8 @@ fn wait_all(hubs: &[&Hub], version: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for hub in hubs {
         loop {
-            let m = hub.module("pk");
+            // 404 until the hub installed it.
+            let m = hub.admin_get("/api/v1/modules/pk").json();
             if m["version"] == version && m["state"] == state {
                 break;
             }
