@@ -387,7 +387,8 @@ pub async fn view(hub: &Hub) -> Result<FleetView, StoreError> {
                     r.name,
                     DesiredView {
                         version: r.version,
-                        enabled: r.manifest["enabled"].as_bool().unwrap_or(true),
+                        // As module.json reads it: absent is off.
+                        enabled: r.manifest["enabled"].as_bool().unwrap_or(false),
                         generation: r.generation,
                         rollout: r.rollout,
                         contract: r.contract,

@@ -50,6 +50,10 @@ const HUB_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin/graph.html"),
     ),
     (
+        "admin/fleet.html",
+        include_str!("../../templates/admin/fleet.html"),
+    ),
+    (
         "admin/audit.html",
         include_str!("../../templates/admin/audit.html"),
     ),

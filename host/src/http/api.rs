@@ -152,7 +152,7 @@ pub struct JobsPage {
     runs: Vec<crate::db::jobs::JobRun>,
 }
 
-fn jobs_store_error(e: StoreError) -> ApiError {
+pub(super) fn jobs_store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Unavailable(DbUnavailable::NotConfigured) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

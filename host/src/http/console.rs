@@ -724,6 +724,26 @@ pub(crate) async fn graph_page(req: HttpRequest, hub: web::Data<Hub>) -> HttpRes
     visit.render(&hub, "admin/graph.html", context, StatusCode::OK)
 }
 
+/// `GET /admin/fleet`: the hubs on the database and, per module, what each runs against what
+/// the fleet's state says, drift marked.
+pub(crate) async fn fleet_page(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
+    let visit = match Visit::of(&req, &hub) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
+    };
+    if let Err(error) = visit.caller.require("modules.read") {
+        return visit.error(&hub, &error);
+    }
+    let view = match crate::fleet::view(&hub).await {
+        Ok(view) => view,
+        Err(e) => return visit.error(&hub, &api::jobs_store_error(e)),
+    };
+    let mut context = visit.context("fleet");
+    context.insert("fleet".to_owned(), json!(view));
+    context.insert("fleet_mode".to_owned(), json!(hub.in_fleet()));
+    visit.render(&hub, "admin/fleet.html", context, StatusCode::OK)
+}
+
 /// `GET /admin/audit`'s filters (times as RFC 3339 or a browser's `datetime-local`, in UTC).
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilters {

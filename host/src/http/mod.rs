@@ -202,6 +202,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(api::not_allowed("GET"))),
             )
             .service(
+                web::resource("/fleet")
+                    .route(web::get().to(console::fleet_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
                 web::resource("/audit")
                     .route(web::get().to(console::audit_page))
                     .default_service(web::to(api::not_allowed("GET"))),

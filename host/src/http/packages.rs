@@ -606,27 +606,7 @@ pub(crate) async fn finish_migrations(
         .instance()
         .map(|i| i.info().version.clone())
         .ok_or_else(|| action_error(crate::lifecycle::ActionError::NotRunning(name.to_owned())))?;
-    if hub.in_fleet() {
-        let view = crate::fleet::view(&hub).await.map_err(|e| {
-            action_error(crate::lifecycle::ActionError::FleetUnavailable(
-                e.to_string(),
-            ))
-        })?;
-        let behind = crate::fleet::behind(&view, name, &version);
-        if !behind.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "hubs_behind",
-                format!(
-                    "{} {version} does not serve on every hub yet ({} not): its contract migrations would break the older version there; wait, or see GET /api/v1/fleet",
-                    name,
-                    behind.join(", ")
-                ),
-            )
-            .with_details(json!({"hubs": behind})));
-        }
-    }
-    let result = hub.finish_migrations(name).await.map_err(action_error);
+    let result = finish(&hub, name, &version).await;
     caller.identity().auditor.record(
         &caller.actor,
         Event {
@@ -645,4 +625,29 @@ pub(crate) async fn finish_migrations(
         version,
         applied: result?,
     }))
+}
+
+/// In fleet mode, refused while a hub that is up does not serve `version`; then the waiting
+/// migrations run.
+async fn finish(hub: &Hub, name: &str, version: &str) -> Result<Vec<String>, ApiError> {
+    if hub.in_fleet() {
+        let view = crate::fleet::view(hub).await.map_err(|e| {
+            action_error(crate::lifecycle::ActionError::FleetUnavailable(
+                e.to_string(),
+            ))
+        })?;
+        let behind = crate::fleet::behind(&view, name, version);
+        if !behind.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "hubs_behind",
+                format!(
+                    "{name} {version} does not serve on every hub yet ({} not): its contract migrations would break the older version there; wait, or see GET /api/v1/fleet",
+                    behind.join(", ")
+                ),
+            )
+            .with_details(json!({"hubs": behind})));
+        }
+    }
+    hub.finish_migrations(name).await.map_err(action_error)
 }

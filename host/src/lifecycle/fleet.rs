@@ -393,7 +393,7 @@ impl Hub {
                         if action == Action::Reload
                             && without_enabled(before) == without_enabled(&row.manifest) =>
                     {
-                        match row.manifest["enabled"].as_bool().unwrap_or(true) {
+                        match row.manifest["enabled"].as_bool().unwrap_or(false) {
                             true => Action::Enable,
                             false => Action::Disable,
                         }

@@ -101,6 +101,11 @@ fn fleet_hub(db: Option<std::sync::Arc<crate::support::TestDb>>, keys: &Keys) ->
         Some(db) => Setup::with_database(Some(db)),
         None => Setup::new(),
     };
+    fleet_hub_on(setup, keys)
+}
+
+/// `setup` in fleet mode, as [`fleet_hub`].
+fn fleet_hub_on(setup: Setup, keys: &Keys) -> Setup {
     setup
         .env("HUB_FLEET", "true")
         .env("HUB_TRUSTED_KEYS", &keys.public)
@@ -347,6 +352,18 @@ fn a_version_that_fails_on_one_hub_is_drift_and_stops_a_rolling_upgrade() {
         fleet["modules"][0]["hubs"].as_object().map(|h| h.len()),
         Some(1),
         "only a runs it: {fleet}"
+    );
+    // The console's fleet page shows the same.
+    let page = b.get("/admin/fleet");
+    assert_eq!(page.status, 200, "{}", page.body);
+    for hub in fleet["hubs"].as_array().expect("hubs") {
+        let id = hub["id"].as_str().expect("id");
+        assert!(page.body.contains(id), "{id} is listed: {}", page.body);
+    }
+    assert!(
+        page.body.contains("0.1.0, enabled") && page.body.contains("<strong>drift</strong>"),
+        "{}",
+        page.body
     );
 
     // A rolling upgrade whose new version fails on one hub (its health check takes 300 ms,
@@ -730,4 +747,90 @@ fn behind_nginx_three_hubs_converge_roll_and_survive_a_lost_hub() {
         nginx.access_log().lines().count() as u64 >= answered,
         "every request went through nginx"
     );
+}
+
+#[test]
+fn contract_migrations_wait_for_every_hub_and_finish_migrations_runs_them_once() {
+    let keys = Keys::new();
+    let manual = |setup: Setup| fleet_hub_on(setup, &keys).env("HUB_FLEET_AUTO_FINISH", "false");
+    let a = manual(Setup::new()).start();
+    let db = a.database();
+    // b allows a health check 100 ms; the versions below take 300 ms on every hub that has
+    // 0.3.0's setting: b never serves 0.3.0.
+    let mut b = manual(Setup::with_database(db.clone()))
+        .env("HUB_HEALTH_TIMEOUT_MS", "100")
+        .start();
+    let reply = a.install(&package("fixture-v2", "0.2.0", &keys), None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    converge(&[&a, &b], "pk", Some(("0.2.0", "running")));
+    assert_eq!(applied_migrations(&a), [1]);
+    let v3 = Contents::fixture(
+        "fixture-v3",
+        "pk",
+        "0.3.0",
+        json!({"config": {"health_ms": 300}}),
+    )
+    .write(Some(&keys));
+    let reply = a.install(&v3, None);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.json()["rollout"]["contract_pending"],
+        json!(["002_narrow"])
+    );
+    b.eventually("b tried 0.3.0 and kept 0.2.0", || {
+        b.logs().contains("fleet: module 'pk' 0.3.0 did not start")
+    });
+    assert_eq!(
+        on(&b, "pk"),
+        Some(("0.2.0".to_owned(), "running".to_owned()))
+    );
+    // b is up and serves 0.2.0: the contract migration waits, and the API says for whom.
+    let fleet = fleet_when(&a, |f| {
+        f["hubs"].as_array().is_some_and(|h| h.len() == 2)
+            && f["modules"][0]["hubs"]
+                .as_object()
+                .is_some_and(|h| h.len() == 2)
+    });
+    let b_id = fleet["hubs"]
+        .as_array()
+        .expect("hubs")
+        .iter()
+        .find(|h| h["this"] == false)
+        .expect("b")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let reply = a.admin_post("/api/v1/modules/pk/finish-migrations");
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"],
+        json!({"code": "hubs_behind",
+            "message": format!("pk 0.3.0 does not serve on every hub yet ({b_id} not): its contract migrations would break the older version there; wait, or see GET /api/v1/fleet"),
+            "details": {"hubs": [b_id]}})
+    );
+    assert_eq!(applied_migrations(&a), [1]);
+    // b leaves the fleet (a clean stop): every hub that is up serves 0.3.0.
+    b.signal("TERM");
+    assert_eq!(b.wait_exit(Duration::from_secs(10)), Some(0));
+    let reply = a.admin_post("/api/v1/modules/pk/finish-migrations");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"module": "pk", "version": "0.3.0", "applied": ["002_narrow"]})
+    );
+    assert_eq!(applied_migrations(&a), [1, 2]);
+    let reply = a.admin_post("/api/v1/modules/pk/finish-migrations");
+    assert_eq!(
+        reply.json(),
+        json!({"module": "pk", "version": "0.3.0", "applied": []})
+    );
+    let fleet = fleet_when(&a, |f| f["modules"][0]["desired"]["contract"] == "done");
+    assert_eq!(fleet["modules"][0]["desired"]["version"], "0.3.0");
+    a.eventually("finish-migrations is audited", || {
+        a.get("/api/v1/audit?action=module.finish_migrations&module=pk")
+            .json()["entries"]
+            .as_array()
+            .map(Vec::len)
+            == Some(3)
+    });
 }
