@@ -489,6 +489,9 @@ fn two_hubs_racing_end_in_one_state_everywhere_with_both_actions_audited() {
             .iter()
             .all(|h| h.module("pk")["safety"]["read_only"] == read_only)
     });
+    a.eventually("both safety changes are in the audit log", || {
+        audited("module.safety") == Some(2)
+    });
 
     // Install of a new version through one hub while the other uninstalls.
     let v2 = package("fixture-v2", "0.2.0", &keys);
