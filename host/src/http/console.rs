@@ -95,6 +95,7 @@ impl Visit {
                     "manage": can("modules.manage"),
                     "audit": can("audit.read"),
                     "users": can("users.manage"),
+                    "install": can("modules.install"),
                 },
             }),
         );
@@ -183,6 +184,9 @@ struct Form {
     role: Vec<String>,
     /// Jobs: the run to retry or cancel.
     run: Option<String>,
+    /// Packages: the kept version to roll back to; `yes`: an uninstall drops the data too.
+    to: Option<String>,
+    purge: Option<String>,
 }
 
 impl Form {
@@ -398,6 +402,8 @@ fn done_text(done: Option<&str>) -> Option<&'static str> {
         "safety" => "Safety switches changed.",
         "audience" => "Audience changed.",
         "settings" => "Settings changed.",
+        "rollback" => "Rolled back.",
+        "uninstall" => "Uninstalled.",
         _ => return None,
     })
 }
@@ -480,8 +486,13 @@ pub(crate) async fn module_page(
     } else {
         None
     };
+    // Kept versions: none for a module not installed from a package.
+    let versions = super::packages::versions_for(&visit.caller, &hub, &module.name)
+        .await
+        .ok();
     let mut context = visit.context("modules");
     context.insert("done".to_owned(), json!(done_text(query.done.as_deref())));
+    context.insert("versions".to_owned(), json!(versions));
     context.insert("usage".to_owned(), usage);
     context.insert("jobs".to_owned(), json!(jobs));
     context.insert("views".to_owned(), json!(views));
@@ -525,6 +536,21 @@ pub(crate) async fn module_action(
                 }
                 other => other.map(drop),
             }
+        }
+        "rollback" => super::packages::rollback_for(&visit.caller, &hub, &name, form.to.clone())
+            .await
+            .map(drop),
+        "uninstall" => {
+            let purge = Form::flag(&form.purge);
+            if !Form::flag(&form.confirmed) {
+                return confirm_uninstall(&visit, &hub, &name, purge).await;
+            }
+            return match super::packages::uninstall_for(&visit.caller, &hub, &name, purge).await {
+                Ok(_) => HttpResponse::SeeOther()
+                    .insert_header(("location", "/admin?done=uninstall"))
+                    .finish(),
+                Err(error) => visit.error(&hub, &error),
+            };
         }
         "safety" => {
             let on = match form.value.as_deref() {
@@ -662,6 +688,70 @@ fn confirm_graph(
 }
 
 /// The page that asks before a safety switch goes off, naming the module and the switch.
+/// The page that asks before an uninstall, saying what goes (the preview of
+/// `GET /api/v1/modules/{name}/uninstall`).
+async fn confirm_uninstall(visit: &Visit, hub: &Hub, name: &str, purge: bool) -> HttpResponse {
+    let preview = match super::packages::preview_for(&visit.caller, hub, name).await {
+        Ok(preview) => preview,
+        Err(error) => return visit.error(hub, &error),
+    };
+    let version = preview
+        .version
+        .clone()
+        .unwrap_or_else(|| "(not running)".to_owned());
+    let mut steps = vec![
+        format!(
+            "stop serving {name} {version} and remove its files ({})",
+            preview.files.join(", ")
+        ),
+        format!(
+            "delete its kept versions ({})",
+            preview.kept_versions.join(", ")
+        ),
+    ];
+    let tables: Vec<String> = preview
+        .objects
+        .tables
+        .iter()
+        .map(|t| format!("{} ({} rows)", t.name, t.rows))
+        .collect();
+    let message = match purge {
+        true => {
+            steps.push(format!(
+                "drop its tables ({}), its other objects and its roles, and delete its migration rows",
+                if tables.is_empty() { "none".to_owned() } else { tables.join(", ") }
+            ));
+            format!("{name} and its data will be gone; this cannot be undone.")
+        }
+        false => format!(
+            "{name} will be gone; its tables ({}) stay in PostgreSQL.",
+            if tables.is_empty() {
+                "none".to_owned()
+            } else {
+                tables.join(", ")
+            }
+        ),
+    };
+    let mut context = visit.context("modules");
+    context.insert(
+        "confirm".to_owned(),
+        json!({
+            "title": format!("Uninstall {name}?"),
+            "message": message,
+            "involved": preview.dependents,
+            "steps": steps,
+            "action": format!("/admin/modules/{name}/uninstall"),
+            "fields": {
+                "purge": if purge { "yes" } else { "no" },
+                "confirmed": "yes",
+            },
+            "button": format!("Uninstall {name}"),
+            "cancel": format!("/admin/modules/{name}"),
+        }),
+    );
+    visit.render(hub, "admin/confirm.html", context, StatusCode::OK)
+}
+
 fn confirm_safety(visit: &Visit, hub: &Hub, name: &str, form: &Form) -> HttpResponse {
     let switch = form.switch.as_deref().unwrap_or_default();
     let (upper, consequence) = if switch == "read_only" {

@@ -264,8 +264,17 @@ pub(crate) async fn versions(
     hub: web::Data<Hub>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(versions_for(&caller, &hub, &name).await?))
+}
+
+/// Module `name`'s kept versions, as `caller` may see them.
+pub(super) async fn versions_for(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+) -> Result<Versions, ApiError> {
     caller.require("modules.read")?;
-    let name = valid_name(&name)?;
+    let name = valid_name(name)?;
     let entry = hub.get(name).map_err(action_error)?;
     let serving = entry.instance().map(|i| i.info().version.clone());
     let kept = hub.kept_versions(name).await.map_err(install_error)?;
@@ -276,7 +285,7 @@ pub(crate) async fn versions(
             kept,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(Versions { serving, versions }))
+    Ok(Versions { serving, versions })
 }
 
 /// Which version a rollback goes to.
@@ -310,9 +319,20 @@ pub(crate) async fn rollback(
     name: web::Path<String>,
     query: web::Query<RollbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let installed = rollback_for(&caller, &hub, &name, query.into_inner().to).await?;
+    answer(&hub, installed, StatusCode::OK).await
+}
+
+/// Roll module `name` back to `to` (default: the highest kept version below the serving one)
+/// for `caller`, audited.
+pub(super) async fn rollback_for(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    to: Option<String>,
+) -> Result<Installed, ApiError> {
     caller.require("modules.install")?;
-    let name = valid_name(&name)?;
-    let to = query.into_inner().to;
+    let name = valid_name(name)?;
     let result = hub
         .rollback(name, to.as_deref(), &caller.actor.id)
         .await
@@ -320,13 +340,13 @@ pub(crate) async fn rollback(
     let from = result.as_ref().ok().map(|(from, _)| from.clone());
     let result = result.map(|(_, installed)| installed);
     audit(
-        &caller,
+        caller,
         "module.rollback",
         Some(name),
         &result,
         json!({"from": from, "to": to}),
     );
-    answer(&hub, result?, StatusCode::OK).await
+    result
 }
 
 /// What uninstalling a module would remove — its tables with their rows and sizes, its other
@@ -348,10 +368,18 @@ pub(crate) async fn uninstall_preview(
     hub: web::Data<Hub>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(preview_for(&caller, &hub, &name).await?))
+}
+
+/// What uninstalling module `name` would remove, as `caller` may see it.
+pub(super) async fn preview_for(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+) -> Result<UninstallPreview, ApiError> {
     caller.require("modules.read")?;
-    let name = valid_name(&name)?;
-    let preview = hub.uninstall_preview(name).await.map_err(install_error)?;
-    Ok(HttpResponse::Ok().json(preview))
+    let name = valid_name(name)?;
+    hub.uninstall_preview(name).await.map_err(install_error)
 }
 
 /// Whether an uninstall also drops the module's data.
@@ -396,9 +424,19 @@ pub(crate) async fn uninstall(
     name: web::Path<String>,
     query: web::Query<UninstallQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("modules.install")?;
-    let name = valid_name(&name)?;
     let purge = query.purge.unwrap_or(false);
+    Ok(HttpResponse::Ok().json(uninstall_for(&caller, &hub, &name, purge).await?))
+}
+
+/// Uninstall module `name` (with `purge`, its data too) for `caller`, audited.
+pub(super) async fn uninstall_for(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    purge: bool,
+) -> Result<Uninstalled, ApiError> {
+    caller.require("modules.install")?;
+    let name = valid_name(name)?;
     let result = hub.uninstall(name, purge).await.map_err(install_error);
     let (outcome, details) = match &result {
         Ok((removed, migrations)) => (
@@ -432,11 +470,11 @@ pub(crate) async fn uninstall(
         },
     );
     let (removed, migrations_deleted) = result?;
-    Ok(HttpResponse::Ok().json(Uninstalled {
+    Ok(Uninstalled {
         removed,
         purged: purge,
         migrations_deleted,
-    }))
+    })
 }
 
 /// A catalog that could not be read.

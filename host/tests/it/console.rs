@@ -538,3 +538,70 @@ fn the_module_page_charts_its_usage_and_names_its_busiest_routes() {
     );
     assert!(page.body.contains("aria-label=\"Calls per day of hello"));
 }
+
+#[test]
+fn the_module_page_lists_kept_versions_rolls_back_and_uninstalls_after_asking() {
+    use crate::support::packages::{Contents, Keys};
+    let keys = Keys::new();
+    let hub = Setup::new().env("HUB_TRUSTED_KEYS", &keys.public).start();
+    for (build, version) in [("fixture", "0.1.0"), ("fixture-v2", "0.2.0")] {
+        let package = Contents::fixture(build, "pk", version, json!({})).write(Some(&keys));
+        let reply = hub.install(&package, None);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let admin = token(
+        &hub,
+        json!(["modules.read", "modules.install", "modules.manage"]),
+    );
+    let session = Session::open(&hub, &admin);
+    let page = session.get("/admin/modules/pk");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("0.2.0 <span class=\"badge running\">serving</span>")
+            && page.body.contains("Roll back to 0.1.0")
+            && !page.body.contains("Roll back to 0.2.0"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let reply = session.post(
+        "/admin/modules/pk/rollback",
+        &[("csrf", &csrf), ("to", "0.1.0")],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(
+        reply.location.as_deref(),
+        Some("/admin/modules/pk?done=rollback")
+    );
+    assert_eq!(hub.module("pk")["version"], "0.1.0");
+    // An uninstall asks first, saying what goes.
+    let reply = session.post("/admin/modules/pk/uninstall", &[("csrf", &csrf)]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.body.contains("Uninstall pk?")
+            && reply.body.contains("delete its kept versions (")
+            && reply.body.contains("its tables (none) stay in PostgreSQL"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(hub.module("pk")["state"], "running", "nothing happened yet");
+    let reply = session.post(
+        "/admin/modules/pk/uninstall",
+        &[("csrf", &csrf), ("purge", "no"), ("confirmed", "yes")],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.location.as_deref(), Some("/admin?done=uninstall"));
+    assert_eq!(hub.admin_get("/api/v1/modules/pk").status, 404);
+    hub.eventually("the rollback and the uninstall are audited", || {
+        ["module.rollback", "module.uninstall"]
+            .iter()
+            .all(|action| {
+                hub.get(&format!("/api/v1/audit?module=pk&action={action}"))
+                    .json()["entries"]
+                    .as_array()
+                    .map(Vec::len)
+                    == Some(1)
+            })
+    });
+}
