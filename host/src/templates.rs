@@ -54,6 +54,10 @@ const HUB_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin/fleet.html"),
     ),
     (
+        "admin/catalog.html",
+        include_str!("../../templates/admin/catalog.html"),
+    ),
+    (
         "admin/audit.html",
         include_str!("../../templates/admin/audit.html"),
     ),

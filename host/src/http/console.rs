@@ -187,6 +187,8 @@ struct Form {
     /// Packages: the kept version to roll back to; `yes`: an uninstall drops the data too.
     to: Option<String>,
     purge: Option<String>,
+    /// Catalogs: the version to install (default: the newest this hub can run).
+    version: Option<String>,
 }
 
 impl Form {
@@ -222,6 +224,9 @@ impl Form {
                 "permissions" => &mut form.permissions,
                 "expires_in_days" => &mut form.expires_in_days,
                 "run" => &mut form.run,
+                "to" => &mut form.to,
+                "purge" => &mut form.purge,
+                "version" => &mut form.version,
                 "role" => {
                     form.role.push(value);
                     continue;
@@ -403,6 +408,7 @@ fn done_text(done: Option<&str>) -> Option<&'static str> {
         "audience" => "Audience changed.",
         "settings" => "Settings changed.",
         "rollback" => "Rolled back.",
+        "install" => "Installed from the catalog.",
         "uninstall" => "Uninstalled.",
         _ => return None,
     })
@@ -812,6 +818,62 @@ pub(crate) async fn graph_page(req: HttpRequest, hub: web::Data<Hub>) -> HttpRes
         json!(svg_linked(&document, Some("/admin/modules/"))),
     );
     visit.render(&hub, "admin/graph.html", context, StatusCode::OK)
+}
+
+/// `GET /admin/catalog`: what the catalogs of `HUB_CATALOGS` offer, with an Install button per
+/// version this hub can run.
+pub(crate) async fn catalog_page(
+    req: HttpRequest,
+    hub: web::Data<Hub>,
+    query: web::Query<DoneQuery>,
+) -> HttpResponse {
+    let visit = match Visit::of(&req, &hub) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
+    };
+    let page = match super::packages::catalog_for(&visit.caller, &hub).await {
+        Ok(page) => page,
+        Err(error) => return visit.error(&hub, &error),
+    };
+    let mut context = visit.context("catalog");
+    context.insert("done".to_owned(), json!(done_text(query.done.as_deref())));
+    context.insert("catalog".to_owned(), json!(page));
+    context.insert("catalogs".to_owned(), json!(hub.config().catalogs.clone()));
+    visit.render(&hub, "admin/catalog.html", context, StatusCode::OK)
+}
+
+/// `POST /admin/catalog/{name}/install`: install a version (its dependencies first when the
+/// form asks), then the module's page.
+pub(crate) async fn catalog_install(
+    req: HttpRequest,
+    hub: web::Data<Hub>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let visit = match Visit::of(&req, &hub) {
+        Ok(visit) => visit,
+        Err(answer) => return *answer,
+    };
+    let form = match Form::parse(&visit, &hub, &body) {
+        Ok(form) => form,
+        Err(answer) => return *answer,
+    };
+    let version = form.version.clone().filter(|v| !v.is_empty());
+    let with_dependencies = Form::flag(&form.with_dependencies);
+    match super::packages::catalog_install_for(
+        &visit.caller,
+        &hub,
+        &name,
+        version,
+        with_dependencies,
+    )
+    .await
+    {
+        Ok(_) => HttpResponse::SeeOther()
+            .insert_header(("location", format!("/admin/modules/{name}?done=install")))
+            .finish(),
+        Err(error) => visit.error(&hub, &error),
+    }
 }
 
 /// `GET /admin/fleet`: the hubs on the database and, per module, what each runs against what

@@ -207,6 +207,16 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(api::not_allowed("GET"))),
             )
             .service(
+                web::resource("/catalog")
+                    .route(web::get().to(console::catalog_page))
+                    .default_service(web::to(api::not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/catalog/{name}/install")
+                    .route(web::post().to(console::catalog_install))
+                    .default_service(web::to(api::not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/audit")
                     .route(web::get().to(console::audit_page))
                     .default_service(web::to(api::not_allowed("GET"))),

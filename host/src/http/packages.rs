@@ -504,15 +504,20 @@ pub struct CatalogPage {
         (status = 403, description = "Needs `modules.read` (`permission_denied`)", body = ErrorBody),
     ))]
 pub(crate) async fn catalog(caller: Caller, hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(catalog_for(&caller, &hub).await?))
+}
+
+/// What the catalogs offer, as `caller` may see it.
+pub(super) async fn catalog_for(caller: &Caller, hub: &Hub) -> Result<CatalogPage, ApiError> {
     caller.require("modules.read")?;
     let (modules, errors) = hub.catalog().await;
-    Ok(HttpResponse::Ok().json(CatalogPage {
+    Ok(CatalogPage {
         modules,
         errors: errors
             .into_iter()
             .map(|(catalog, error)| CatalogError { catalog, error })
             .collect(),
-    }))
+    })
 }
 
 /// Which version to install from a catalog.
@@ -558,41 +563,16 @@ pub(crate) async fn catalog_install(
     name: web::Path<String>,
     query: web::Query<CatalogInstallQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("modules.install")?;
-    // Only a name a catalog offers is looked for; any other is not in the catalog (404). The
-    // package's own name is checked by the install.
     let name = name.as_str();
     let query = query.into_inner();
-    let result = hub
-        .install_from_catalog(
-            name,
-            query.version.as_deref(),
-            query.with_dependencies.unwrap_or(false),
-            &caller.actor.id,
-        )
-        .await
-        .map_err(install_error);
-    let (outcome, details) = match &result {
-        Ok(done) => (
-            "ok",
-            json!({"installed": done.iter().map(|i| json!({"name": i.entry.name, "version": i.version, "changed": i.changed, "signer": i.signer})).collect::<Vec<_>>()}),
-        ),
-        Err(error) => (
-            "failed",
-            json!({"version": query.version, "error": error.body().error}),
-        ),
-    };
-    caller.identity().auditor.record(
-        &caller.actor,
-        Event {
-            action: "catalog.install",
-            module: Some(name),
-            target: query.version.as_deref(),
-            outcome,
-            details: Some(details),
-        },
-    );
-    let done = result?;
+    let done = catalog_install_for(
+        &caller,
+        &hub,
+        name,
+        query.version,
+        query.with_dependencies.unwrap_or(false),
+    )
+    .await?;
     let installed = done
         .iter()
         .map(|i| json!({"name": i.entry.name, "version": i.version, "changed": i.changed}))
@@ -605,6 +585,50 @@ pub(crate) async fn catalog_install(
         .await
         .ok_or_else(|| ApiError::module_not_found(name))?;
     Ok(HttpResponse::Created().json(CatalogInstalled { installed, module }))
+}
+
+/// Install `version` (default: the newest this hub can run) of `name` from the catalogs for
+/// `caller`, its dependencies first when asked, audited: each install, in order.
+pub(super) async fn catalog_install_for(
+    caller: &Caller,
+    hub: &Hub,
+    name: &str,
+    version: Option<String>,
+    with_dependencies: bool,
+) -> Result<Vec<Installed>, ApiError> {
+    caller.require("modules.install")?;
+    // Only a name a catalog offers is looked for; any other is not in the catalog (404). The
+    // package's own name is checked by the install.
+    let result = hub
+        .install_from_catalog(
+            name,
+            version.as_deref(),
+            with_dependencies,
+            &caller.actor.id,
+        )
+        .await
+        .map_err(install_error);
+    let (outcome, details) = match &result {
+        Ok(done) => (
+            "ok",
+            json!({"installed": done.iter().map(|i| json!({"name": i.entry.name, "version": i.version, "changed": i.changed, "signer": i.signer})).collect::<Vec<_>>()}),
+        ),
+        Err(error) => (
+            "failed",
+            json!({"version": version, "error": error.body().error}),
+        ),
+    };
+    caller.identity().auditor.record(
+        &caller.actor,
+        Event {
+            action: "catalog.install",
+            module: Some(name),
+            target: version.as_deref(),
+            outcome,
+            details: Some(details),
+        },
+    );
+    result
 }
 
 /// What `finish-migrations` ran.

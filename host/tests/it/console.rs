@@ -575,6 +575,14 @@ fn the_module_page_lists_kept_versions_rolls_back_and_uninstalls_after_asking() 
         Some("/admin/modules/pk?done=rollback")
     );
     assert_eq!(hub.module("pk")["version"], "0.1.0");
+    // The form's version is the one it goes to: back up to 0.2.0, then down again.
+    let page = session.get("/admin/modules/pk");
+    assert!(page.body.contains("Roll back to 0.2.0"), "{}", page.body);
+    for to in ["0.2.0", "0.1.0"] {
+        let reply = session.post("/admin/modules/pk/rollback", &[("csrf", &csrf), ("to", to)]);
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        assert_eq!(hub.module("pk")["version"], to);
+    }
     // An uninstall asks first, saying what goes.
     let reply = session.post("/admin/modules/pk/uninstall", &[("csrf", &csrf)]);
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -593,15 +601,92 @@ fn the_module_page_lists_kept_versions_rolls_back_and_uninstalls_after_asking() 
     assert_eq!(reply.status, 303, "{}", reply.body);
     assert_eq!(reply.location.as_deref(), Some("/admin?done=uninstall"));
     assert_eq!(hub.admin_get("/api/v1/modules/pk").status, 404);
-    hub.eventually("the rollback and the uninstall are audited", || {
-        ["module.rollback", "module.uninstall"]
-            .iter()
-            .all(|action| {
-                hub.get(&format!("/api/v1/audit?module=pk&action={action}"))
-                    .json()["entries"]
-                    .as_array()
-                    .map(Vec::len)
-                    == Some(1)
-            })
-    });
+    let count = |action: &str| {
+        hub.get(&format!("/api/v1/audit?module=pk&action={action}"))
+            .json()["entries"]
+            .as_array()
+            .map(Vec::len)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while (count("module.rollback"), count("module.uninstall")) != (Some(3), Some(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollbacks and uninstalls audited: {:?}",
+            (count("module.rollback"), count("module.uninstall"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_catalog_page_offers_what_runs_here_and_installs_it() {
+    use crate::support::packages::{Contents, Keys};
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().expect("catalog dir");
+    let packages: Vec<(String, Vec<u8>)> = [
+        Contents::fixture("fixture", "pk", "0.1.0", json!({})),
+        Contents::fixture("fixture-v2", "pk", "0.2.0", json!({})),
+    ]
+    .into_iter()
+    .map(|c| {
+        (
+            format!("packages/{}-{}.hubpkg", c.info.name, c.info.version),
+            c.write(Some(&keys)),
+        )
+    })
+    .collect();
+    std::fs::create_dir_all(dir.path().join("packages")).expect("packages dir");
+    for (path, bytes) in &packages {
+        std::fs::write(dir.path().join(path), bytes).expect("write package");
+    }
+    let index = hub_package::catalog(&packages).expect("catalog");
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec_pretty(&index).expect("json"),
+    )
+    .expect("index");
+    let hub = Setup::new()
+        .env("HUB_TRUSTED_KEYS", &keys.public)
+        .env("HUB_CATALOGS", &dir.path().to_string_lossy())
+        .start();
+    let admin = token(&hub, json!(["modules.read", "modules.install"]));
+    let session = Session::open(&hub, &admin);
+    let page = session.get("/admin/catalog");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Install pk 0.2.0") && page.body.contains("Install pk 0.1.0"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let reply = session.post(
+        "/admin/catalog/pk/install",
+        &[("csrf", &csrf), ("version", "0.1.0")],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(
+        reply.location.as_deref(),
+        Some("/admin/modules/pk?done=install")
+    );
+    assert_eq!(hub.module("pk")["version"], "0.1.0");
+    let page = session.get("/admin/catalog");
+    assert!(
+        page.body.contains("0.2.0 available") && !page.body.contains("Install pk 0.1.0"),
+        "{}",
+        page.body
+    );
+    // Without modules.install the page shows no button, and the form is refused.
+    let reader = token(&hub, json!(["modules.read"]));
+    let reader = Session::open(&hub, &reader);
+    let page = reader.get("/admin/catalog");
+    assert!(!page.body.contains("Install pk"), "{}", page.body);
+    let reply = reader.post(
+        "/admin/catalog/pk/install",
+        &[
+            ("csrf", &csrf_of(&reader.get("/admin/tokens").body)),
+            ("version", "0.2.0"),
+        ],
+    );
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(hub.module("pk")["version"], "0.1.0");
 }
