@@ -55,7 +55,7 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// Measure (release builds): dispatch, abi, db, reload, scale, console; see docs/PERFORMANCE.md.
+    /// Measure (release builds): dispatch, abi, db, reload, scale, console, calls, fleet; see docs/PERFORMANCE.md.
     Bench {
         /// Which benchmark.
         #[arg(value_enum, default_value = "all")]
