@@ -493,6 +493,53 @@ fn two_hubs_racing_end_in_one_state_everywhere_with_both_actions_audited() {
         audited("module.safety") == Some(2)
     });
 
+    // A setting and the audience, each set to one value through a and another through b at
+    // once: every hub ends with the database's.
+    for (path, one, two, key) in [
+        (
+            "settings",
+            r#"{"page_size": 10}"#,
+            r#"{"page_size": 20}"#,
+            "config",
+        ),
+        (
+            "audience",
+            r#"{"roles": ["viewer"]}"#,
+            r#"{"roles": ["operator"]}"#,
+            "audience",
+        ),
+    ] {
+        let path = format!("/api/v1/modules/pk/{path}");
+        std::thread::scope(|s| {
+            let first = s.spawn(|| a.request_with("PUT", &path, &json, Some(one)).status);
+            let second = s.spawn(|| b.request_with("PUT", &path, &json, Some(two)).status);
+            assert_eq!((first.join().unwrap(), second.join().unwrap()), (200, 200));
+        });
+        let held: Option<String> = db
+            .as_ref()
+            .expect("db")
+            .client()
+            .query_one(
+                "SELECT (manifest->($1::text))::text FROM hub_module_state WHERE name = 'pk'",
+                &[&key],
+            )
+            .expect("state")
+            .get(0);
+        let held: Value = serde_json::from_str(&held.expect("a value")).expect("json");
+        a.eventually("both hubs' module.json hold the database's value", || {
+            [&a, &b].iter().all(|h| {
+                std::fs::read_to_string(h.modules_dir().join("pk/module.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .is_some_and(|m| m[key] == held)
+            })
+        });
+    }
+    a.eventually(
+        "both settings and both audiences are in the audit log",
+        || audited("module.settings") == Some(2) && audited("module.audience") == Some(2),
+    );
+
     // Install of a new version through one hub while the other uninstalls.
     let v2 = package("fixture-v2", "0.2.0", &keys);
     let (installed, uninstalled) = std::thread::scope(|s| {
